@@ -1,0 +1,23 @@
+# The two commands of the README: `make run` and `make test`.
+# Both make a virtual environment in .venv with the project installed in it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint
+run: $(VENV)/.installed
+	$(BIN)/hotline serve
+
+test: $(VENV)/.installed
+	bash scripts/test-services
+	. scripts/test-env && $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check hotline ivr web voice_models tests benchmarks
+	$(BIN)/mypy
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@

@@ -1,0 +1,87 @@
+"""Requests opened per second with 16 concurrent writers, SQLite and PostgreSQL side by side.
+
+    .venv/bin/python benchmarks/numbers.py [--requests 2000] [--postgres URL]
+
+Each backend gets a fresh database (PostgreSQL: created and dropped on the server).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This script shares its name with the standard library's `numbers`, which SQLAlchemy
+# imports: keep the script's own folder off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from hotline import registry  # noqa: E402
+from hotline.db import Database  # noqa: E402
+
+WRITERS = 16
+
+
+def measure(db: Database, total: int) -> float:
+    per_writer = total // WRITERS
+
+    def writer(w: int) -> list[str]:
+        out = []
+        for i in range(per_writer):
+            with db.session() as s:
+                out.append(
+                    registry.open_request(
+                        s, kind="incident", channel="web", actor=f"bench:{w}", subject=str(i)
+                    ).number
+                )
+        return out
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        numbers = [n for chunk in pool.map(writer, range(WRITERS)) for n in chunk]
+    elapsed = time.perf_counter() - start
+    assert len(set(numbers)) == len(numbers) == per_writer * WRITERS, "duplicate numbers!"
+    return len(numbers) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("HOTLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(f"sqlite:///{tmp}/bench.sqlite3", pool_size=WRITERS)
+        db.upgrade()
+        results["SQLite (WAL)"] = measure(db, args.requests)
+        db.dispose()
+    server = make_url(args.postgres).set(drivername="postgresql+psycopg")
+    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        db = Database(server.set(database=name).render_as_string(hide_password=False), pool_size=WRITERS)
+        db.upgrade()
+        results["PostgreSQL"] = measure(db, args.requests)
+        db.dispose()
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    print(f"requests opened per second, {WRITERS} concurrent writers, {args.requests} requests each backend")
+    for backend, rate in results.items():
+        print(f"  {backend:<14} {rate:8.0f} req/s")
+
+
+if __name__ == "__main__":
+    main()

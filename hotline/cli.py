@@ -1,0 +1,225 @@
+"""The `hotline` command.
+
+Domain commands live here; the call (`ivr`) and the web service (`web`) add theirs
+through the `hotline.commands` entry-point group, so that this package never imports
+them. Errors a person can fix end the command with one line and a non-zero status.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import cached_property, update_wrapper
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from hotline import registry
+from hotline.db import Database, DatabaseUnavailable
+from hotline.errors import HotlineError
+from hotline.models import Request, RequestStatus
+from hotline.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What commands share: the settings and the database, made when first used."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings()
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url)
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+def with_db(f: F) -> F:
+    """Give the command `db` (upgraded to the latest schema) as its first argument."""
+
+    @pass_context
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        ctx.db.upgrade()
+        return f(ctx.db, *args, **kwargs)
+
+    return update_wrapper(wrapper, f)  # type: ignore[return-value]
+
+
+class HotlineGroup(click.Group):
+    """The root group: loads the commands other packages register."""
+
+    _loaded = False
+
+    def _load_plugins(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in entry_points(group="hotline.commands"):
+            register = ep.load()
+            register(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_plugins()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=HotlineGroup)
+def cli() -> None:
+    """ПСР QR support hotline: IVR, transcription, dashboard."""
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(ctx: Context) -> None:
+    """Apply the migrations (safe to run again)."""
+    ctx.db.upgrade()
+    click.echo(f"database is up to date: {_safe_url(ctx.settings.database_url)}")
+
+
+@cli.group("request")
+def request_group() -> None:
+    """Support requests (заявки)."""
+
+
+@request_group.command("open")
+@click.option("--kind", required=True, type=click.Choice([k.value for k in registry.RequestKind]))
+@click.option("--phone", help="The customer's phone number.")
+@click.option("--email", help="The customer's e-mail address.")
+@click.option("--subject", default="", help="A short subject (default: the text's first line).")
+@click.option("--text", required=True, help="The description of the request.")
+@with_db
+def request_open(
+    db: Database, kind: str, phone: str | None, email: str | None, subject: str, text: str
+) -> None:
+    """Register a request and print its number."""
+    with db.session() as session:
+        request = registry.open_request(
+            session,
+            kind=kind,
+            channel="web",
+            actor="cli",
+            phone=phone,
+            email=email,
+            subject=subject or text.strip().splitlines()[0][:120],
+            description=text,
+        )
+        number = request.number
+    click.echo(number)
+
+
+@request_group.command("show")
+@click.argument("number")
+@with_db
+def request_show(db: Database, number: str) -> None:
+    """Show a request and its history."""
+    with db.session() as session:
+        request = registry.get_request(session, number)
+        click.echo(_describe(request))
+        click.echo("История:")
+        for event in request.events:
+            change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
+            text = f": {event.text}" if event.text else ""
+            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.actor} {event.action}{change}{text}")
+        for att in request.attachments:
+            click.echo(f"  вложение: {att.filename} ({att.content_type}, {att.size} байт)")
+
+
+@request_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in RequestStatus]))
+@click.option("--archived/--current", default=None, help="Only archived, or only current requests.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@with_db
+def request_list(db: Database, status: str | None, archived: bool | None, limit: int) -> None:
+    """List requests, newest first."""
+    with db.session() as session:
+        requests = registry.list_requests(session, status=status, archived=archived, limit=limit)
+        for request in requests:
+            click.echo(
+                f"{request.number}\t{request.status}\t{request.kind}\t{request.channel}\t"
+                f"{request.created_at:%Y-%m-%d %H:%M}\t{request.subject}"
+            )
+        if not requests:
+            click.echo("no requests", err=True)
+
+
+@request_group.command("status")
+@click.argument("number")
+@click.argument("status", type=click.Choice([s.value for s in RequestStatus]))
+@click.option("--note", default="", help="Why (kept in the history).")
+@with_db
+def request_status(db: Database, number: str, status: str, note: str) -> None:
+    """Move a request to another status."""
+    with db.session() as session:
+        request = registry.get_request(session, number, for_update=True)
+        before = request.status
+        registry.change_status(session, request, status, actor="cli", note=note)
+    click.echo(f"{number}: {before} → {status}")
+
+
+def _describe(request: Request) -> str:
+    kind = registry.KIND_LABELS[registry.RequestKind(request.kind)]
+    status = registry.STATUS_LABELS[RequestStatus(request.status)]
+    lines = [
+        f"Заявка {request.number}",
+        f"  вид: {kind}{'' if request.kind_confirmed else ' (не подтверждён)'}",
+        f"  статус: {status}{' (в архиве)' if request.archived else ''}",
+        f"  канал: {request.channel}",
+        f"  создана: {request.created_at:%Y-%m-%d %H:%M} UTC,"
+        f" изменена: {request.status_changed_at:%Y-%m-%d %H:%M} UTC",
+    ]
+    for label, value in (
+        ("телефон", request.contact_phone),
+        ("e-mail", request.contact_email),
+        ("тема", request.subject),
+    ):
+        if value:
+            lines.append(f"  {label}: {value}")
+    if request.description:
+        lines.append(f"  описание: {request.description}")
+    return "\n".join(lines)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, turning expected errors into one line."""
+    try:
+        cli.main(args=argv, prog_name="hotline", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except DatabaseUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except OperationalError as exc:
+        click.echo(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", err=True)
+        sys.exit(3)
+    except HotlineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

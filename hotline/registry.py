@@ -1,0 +1,293 @@
+"""The request registry: opening requests, their numbers, lifecycle and history.
+
+Every channel (phone, e-mail, dashboard, CLI) goes through these functions, so that
+numbers, transitions and history behave the same whoever makes the change. They take
+an open session and leave committing to the caller's unit of work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from hotline.errors import IllegalTransition, UnknownRequest, UserError
+from hotline.models import (
+    Channel,
+    Counter,
+    Request,
+    RequestEvent,
+    RequestKind,
+    RequestStatus,
+    User,
+    utcnow,
+)
+from hotline.numbers import make_request_number, parse_request_number
+
+S = RequestStatus
+
+#: The lifecycle of the support contract: new → in progress ⇄ awaiting info → processed;
+#: processed requests are archived, and an engineer may reopen one.
+TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
+    S.NEW: frozenset({S.IN_PROGRESS}),
+    S.IN_PROGRESS: frozenset({S.AWAITING_INFO, S.PROCESSED}),
+    S.AWAITING_INFO: frozenset({S.IN_PROGRESS, S.PROCESSED}),
+    S.PROCESSED: frozenset({S.IN_PROGRESS}),  # reopen
+}
+
+STATUS_LABELS = {
+    S.NEW: "новая",
+    S.IN_PROGRESS: "в работе",
+    S.AWAITING_INFO: "ожидает информации от заказчика",
+    S.PROCESSED: "обработана",
+}
+KIND_LABELS = {
+    RequestKind.INCIDENT: "инцидент",
+    RequestKind.PROBLEM: "проблема",
+    RequestKind.SERVICE: "запрос на обслуживание",
+}
+CHANNEL_LABELS = {Channel.PHONE: "телефон", Channel.EMAIL: "e-mail", Channel.WEB: "вручную"}
+
+
+def parse_kind(text: str) -> RequestKind:
+    """A request kind from its code ('incident', 'problem', 'service_request')."""
+    try:
+        return RequestKind(text)
+    except ValueError:
+        choices = ", ".join(k.value for k in RequestKind)
+        raise UserError(f"unknown request kind {text!r}; choose one of: {choices}") from None
+
+
+def parse_status(text: str) -> RequestStatus:
+    """A request status from its code ('new', 'in_progress', ...)."""
+    try:
+        return RequestStatus(text)
+    except ValueError:
+        choices = ", ".join(s.value for s in RequestStatus)
+        raise UserError(f"unknown status {text!r}; choose one of: {choices}") from None
+
+
+def allocate_number(session: Session) -> str:
+    """The next request number, unique and increasing, also across processes.
+
+    One UPDATE … RETURNING on a counter row: PostgreSQL serialises it with the row
+    lock, SQLite with the write lock of the transaction (BEGIN IMMEDIATE, hotline.db).
+    The counter commits or rolls back with the request, so no number is ever given
+    to two requests and none is skipped.
+    """
+    value = session.execute(
+        update(Counter)
+        .where(Counter.name == "request")
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one()
+    return make_request_number(value)
+
+
+def open_request(
+    session: Session,
+    *,
+    kind: RequestKind | str,
+    channel: Channel | str,
+    actor: str,
+    subject: str = "",
+    description: str = "",
+    phone: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    organisation: str | None = None,
+    kind_confirmed: bool = True,
+) -> Request:
+    """Register a new request with a fresh number and a 'created' history entry."""
+    kind = parse_kind(str(kind))
+    channel = Channel(str(channel))
+    request = Request(
+        number=allocate_number(session),
+        kind=kind,
+        kind_confirmed=kind_confirmed,
+        channel=channel,
+        status=S.NEW,
+        subject=subject.strip()[:300],
+        description=description,
+        contact_phone=phone,
+        contact_email=email,
+        contact_name=name,
+        organisation=organisation,
+    )
+    session.add(request)
+    session.flush()
+    _record(
+        session,
+        request,
+        actor,
+        "created",
+        text=f"{KIND_LABELS[kind]}, канал: {CHANNEL_LABELS[channel]}",
+        to_status=S.NEW,
+    )
+    return request
+
+
+def get_request(session: Session, number_text: str, *, for_update: bool = False) -> Request:
+    """The request with this number; InvalidRequestNumber or UnknownRequest otherwise."""
+    number = parse_request_number(number_text)
+    query = select(Request).where(Request.number == number)
+    if for_update:
+        query = query.with_for_update()
+    request = session.scalars(query).one_or_none()
+    if request is None:
+        raise UnknownRequest(f"заявка {number} не найдена")
+    return request
+
+
+def change_status(
+    session: Session,
+    request: Request,
+    to_status: RequestStatus | str,
+    *,
+    actor: str,
+    note: str = "",
+    action: str = "status",
+) -> RequestEvent:
+    """Move a request along the lifecycle, or raise IllegalTransition and change nothing."""
+    target = parse_status(str(to_status))
+    current = RequestStatus(request.status)
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none"
+        raise IllegalTransition(
+            f"request {request.number}: {current.value} → {target.value} is not allowed "
+            f"(from {current.value}: {allowed})"
+        )
+    now = utcnow()
+    request.status = target
+    request.status_changed_at = now
+    request.updated_at = now
+    # The contract: a processed request goes to the archive; reopening takes it out.
+    request.archived_at = now if target is S.PROCESSED else None
+    if request.first_response_at is None and actor_is_engineer(actor):
+        request.first_response_at = now
+    return _record(session, request, actor, action, text=note, from_status=current, to_status=target)
+
+
+def add_note(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
+    """An engineer's note in the request's history."""
+    if not text.strip():
+        raise UserError("the note is empty")
+    if request.first_response_at is None and actor_is_engineer(actor):
+        request.first_response_at = utcnow()
+    request.updated_at = utcnow()
+    return _record(session, request, actor, "note", text=text.strip())
+
+
+def ask_clarification(session: Session, request: Request, *, actor: str, question: str) -> RequestEvent:
+    """The engineer asks the customer for more information: status awaiting_info."""
+    if not question.strip():
+        raise UserError("say what information is missing")
+    return change_status(
+        session,
+        request,
+        S.AWAITING_INFO,
+        actor=actor,
+        note=question.strip(),
+        action="clarification_requested",
+    )
+
+
+def add_information(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
+    """The customer sent more information (a call, an e-mail); work on it resumes."""
+    event = _record(session, request, actor, "information_added", text=text)
+    if request.status == S.AWAITING_INFO:
+        change_status(session, request, S.IN_PROGRESS, actor=actor, note="получена информация от заказчика")
+    request.updated_at = utcnow()
+    return event
+
+
+def assign(session: Session, request: Request, user: User | None, *, actor: str) -> RequestEvent:
+    """Give the request to an engineer (or to nobody)."""
+    request.assignee = user
+    request.updated_at = utcnow()
+    who = f"{user.name or user.login}" if user else "никто"
+    return _record(session, request, actor, "assigned", text=f"исполнитель: {who}")
+
+
+def confirm_kind(session: Session, request: Request, kind: RequestKind | str, *, actor: str) -> RequestEvent:
+    """The engineer confirms (or corrects) the kind of a request."""
+    new_kind = parse_kind(str(kind))
+    old = request.kind
+    request.kind = new_kind
+    request.kind_confirmed = True
+    request.updated_at = utcnow()
+    text = f"вид: {KIND_LABELS[new_kind]}" + (
+        f" (было: {KIND_LABELS[RequestKind(old)]})" if old != new_kind else ""
+    )
+    return _record(session, request, actor, "kind", text=text)
+
+
+def list_requests(
+    session: Session,
+    *,
+    status: RequestStatus | str | None = None,
+    kind: str | None = None,
+    channel: str | None = None,
+    assignee_id: int | None = None,
+    archived: bool | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Sequence[Request]:
+    """Requests, newest first, filtered."""
+    query = select(Request).order_by(Request.created_at.desc(), Request.id.desc())
+    if status:
+        query = query.where(Request.status == parse_status(str(status)))
+    if kind:
+        query = query.where(Request.kind == parse_kind(kind))
+    if channel:
+        query = query.where(Request.channel == channel)
+    if assignee_id is not None:
+        query = query.where(Request.assignee_id == assignee_id)
+    if archived is not None:
+        query = query.where(Request.archived_at.is_not(None) if archived else Request.archived_at.is_(None))
+    if search:
+        like = f"%{search.strip()}%"
+        query = query.where(
+            or_(
+                Request.number == search.strip(),
+                Request.contact_phone.like(like),
+                Request.contact_email.like(like),
+                func.lower(Request.subject).like(like.lower()),
+                func.lower(Request.description).like(like.lower()),
+            )
+        )
+    return session.scalars(query.limit(limit).offset(offset)).all()
+
+
+def actor_is_engineer(actor: str) -> bool:
+    return actor.startswith("engineer:")
+
+
+def _record(
+    session: Session,
+    request: Request,
+    actor: str,
+    action: str,
+    *,
+    text: str = "",
+    from_status: str | None = None,
+    to_status: str | None = None,
+) -> RequestEvent:
+    event = RequestEvent(
+        request=request,
+        actor=actor,
+        action=action,
+        text=text,
+        from_status=from_status,
+        to_status=to_status,
+        at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def record(session: Session, request: Request, *, actor: str, action: str, text: str = "") -> RequestEvent:
+    """A free history entry (an attachment arrived, a transcript is ready, a call, ...)."""
+    return _record(session, request, actor, action, text=text)

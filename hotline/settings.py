@@ -1,0 +1,282 @@
+"""Every setting of the hotline, read from the environment in one place.
+
+`load_settings()` reads the variables (and a `.env` file in the working directory,
+if there is one) into a frozen `Settings`. A missing or malformed value raises
+`SettingsError` with one line that names the variable. Secrets have no defaults.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hotline.errors import SettingsError
+
+T = TypeVar("T")
+
+SUPPORT_NUMBER = "+73435674530"
+SUPPORT_EMAIL = "support@axon.system"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Days of the week (0 = Monday) and a daily window in the plant's time zone."""
+
+    weekdays: frozenset[int]
+    start: dt.time
+    end: dt.time
+    timezone: ZoneInfo
+    holidays: frozenset[dt.date] = frozenset()
+
+    def is_open(self, moment: dt.datetime) -> bool:
+        """True if `moment` (timezone-aware) falls inside business hours."""
+        local = moment.astimezone(self.timezone)
+        if local.date() in self.holidays or local.weekday() not in self.weekdays:
+            return False
+        return self.start <= local.time() < self.end
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    http_host: str
+    http_port: int
+    database_url: str
+    public_url: str | None
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    twilio_api_base: str
+    twilio_insecure: bool
+    twilio_voice: str
+    prompts_mode: str
+    agi_host: str
+    agi_port: int
+    ami_url: str | None
+    vosk_model: Path
+    queue_url: str | None
+    secret_key: str
+    support_number: str
+    duty_number: str | None
+    dial_timeout: int
+    business_hours: BusinessHours
+    record_max_seconds: int
+    record_silence_seconds: int
+    lookups_per_hour: int
+    imap_url: str | None
+    smtp_url: str | None
+    mail_from: str
+    mail_poll_seconds: int
+    attachment_max_bytes: int
+    sms_from: str | None
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"
+
+
+# --- parsers: each takes the raw string and raises ValueError with a reason ---
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return raw.rstrip("/") if parts.scheme in {"http", "https"} else raw
+
+    return parse
+
+
+def _database_url(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("must be an SQLAlchemy URL such as postgresql+psycopg://user@host/db")
+    if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+        raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
+    return raw
+
+
+def _e164(raw: str) -> str:
+    cleaned = raw.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+    if not (cleaned.startswith("+") and cleaned[1:].isdigit() and 8 <= len(cleaned) <= 16):
+        raise ValueError("must be a phone number in E.164 form, such as +73435674530")
+    return cleaned
+
+
+def _dial_target(raw: str) -> str:
+    # Either an E.164 number (Twilio <Dial>) or an Asterisk dial string such as PJSIP/100.
+    return raw if "/" in raw else _e164(raw)
+
+
+def _hours(raw: str) -> tuple[frozenset[int], dt.time, dt.time]:
+    """'mon-fri 09:00-18:00' or 'mon,wed,fri 08:30-17:00'."""
+    try:
+        days_part, time_part = raw.strip().lower().split()
+        days: set[int] = set()
+        for chunk in days_part.split(","):
+            if "-" in chunk:
+                first, last = chunk.split("-")
+                days.update(range(WEEKDAYS.index(first), WEEKDAYS.index(last) + 1))
+            else:
+                days.add(WEEKDAYS.index(chunk))
+        start_s, end_s = time_part.split("-")
+        start, end = dt.time.fromisoformat(start_s), dt.time.fromisoformat(end_s)
+    except ValueError:
+        raise ValueError("must look like 'mon-fri 09:00-18:00'") from None
+    if start >= end or not days:
+        raise ValueError("must name at least one day and a start before the end")
+    return frozenset(days), start, end
+
+
+# DESIGN.md says "Europe/Yekaterinburg"; the IANA name of the plant's zone is Asia/….
+_ZONE_ALIASES = {"Europe/Yekaterinburg": "Asia/Yekaterinburg"}
+PLANT_TIMEZONE = "Asia/Yekaterinburg"
+
+
+def _timezone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(_ZONE_ALIASES.get(raw, raw))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Asia/Yekaterinburg") from None
+
+
+def _dates(raw: str) -> frozenset[dt.date]:
+    try:
+        return frozenset(dt.date.fromisoformat(d.strip()) for d in raw.split(",") if d.strip())
+    except ValueError:
+        raise ValueError("must be dates like 2026-01-01,2026-01-02") from None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
+
+    def optional(self, name: str, parse: Callable[[str], T] = str) -> T | None:  # type: ignore[assignment]
+        return self.get(name, parse, None)
+
+
+def _secret_key(data_dir: Path, configured: str | None) -> str:
+    """The Flask session key: configured, else made once and kept in the data dir."""
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+def default_model_path() -> Path:
+    """Where the catalogue's default model is unpacked."""
+    from voice_models import default_model_dir
+
+    return default_model_dir()
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read every setting from `env` (default: the process environment and `.env`)."""
+    if env is None:
+        from dotenv import dotenv_values
+
+        env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+    r = _Reader(env)
+    data_dir = Path(r.get("HOTLINE_DATA_DIR", str, "./var")).resolve()
+    days, start, end = r.get("HOTLINE_BUSINESS_HOURS", _hours, _hours("mon-fri 09:00-18:00"))
+    hours = BusinessHours(
+        weekdays=days,
+        start=start,
+        end=end,
+        timezone=r.get("HOTLINE_TIMEZONE", _timezone, ZoneInfo(PLANT_TIMEZONE)),
+        holidays=r.get("HOTLINE_HOLIDAYS", _dates, frozenset()),
+    )
+    values: dict[str, Any] = dict(
+        data_dir=data_dir,
+        http_host=r.get("HOTLINE_HTTP_HOST", str, "127.0.0.1"),
+        http_port=r.get("HOTLINE_HTTP_PORT", _int(1, 65535), 8000),
+        database_url=r.get(
+            "HOTLINE_DATABASE_URL", _database_url, f"sqlite:///{data_dir / 'hotline.sqlite3'}"
+        ),
+        public_url=r.optional("HOTLINE_PUBLIC_URL", _url("http", "https")),
+        twilio_account_sid=r.optional("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=r.optional("TWILIO_AUTH_TOKEN"),
+        twilio_api_base=r.get("HOTLINE_TWILIO_API_BASE", _url("http", "https"), "https://api.twilio.com"),
+        twilio_insecure=r.get("HOTLINE_TWILIO_INSECURE_DEV", _bool, False),
+        twilio_voice=r.get("HOTLINE_TWILIO_VOICE", str, "Polly.Tatyana"),
+        prompts_mode=r.get("HOTLINE_PROMPTS", _choice("say", "play"), "say"),
+        agi_host=r.get("HOTLINE_AGI_HOST", str, "127.0.0.1"),
+        agi_port=r.get("HOTLINE_AGI_PORT", _int(0, 65535), 4573),
+        ami_url=r.optional("HOTLINE_AMI_URL", _url("ami")),
+        vosk_model=r.get("HOTLINE_VOSK_MODEL", lambda s: Path(s).resolve(), None) or default_model_path(),
+        queue_url=r.optional("HOTLINE_QUEUE_URL", _url("redis", "rediss", "unix")),
+        secret_key="",
+        support_number=r.get("HOTLINE_SUPPORT_NUMBER", _e164, SUPPORT_NUMBER),
+        duty_number=r.optional("HOTLINE_DUTY_NUMBER", _dial_target),
+        dial_timeout=r.get("HOTLINE_DIAL_TIMEOUT", _int(5, 120), 20),
+        business_hours=hours,
+        record_max_seconds=r.get("HOTLINE_RECORD_MAX_SECONDS", _int(10, 3600), 180),
+        record_silence_seconds=r.get("HOTLINE_RECORD_SILENCE_SECONDS", _int(1, 60), 5),
+        lookups_per_hour=r.get("HOTLINE_LOOKUPS_PER_HOUR", _int(1, 10000), 20),
+        imap_url=r.optional("HOTLINE_IMAP_URL", _url("imap", "imaps")),
+        smtp_url=r.optional("HOTLINE_SMTP_URL", _url("smtp", "smtps")),
+        mail_from=r.get("HOTLINE_MAIL_FROM", str, SUPPORT_EMAIL),
+        mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
+        attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
+        sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+    )
+    values.update(overrides)
+    if not values["secret_key"]:
+        values["secret_key"] = _secret_key(values["data_dir"], r.optional("HOTLINE_SECRET_KEY"))
+    return Settings(**values)

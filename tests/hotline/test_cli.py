@@ -1,0 +1,89 @@
+"""The `hotline` command as an operator runs it: a real process, real exit codes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HOTLINE = [sys.executable, "-c", "from hotline.cli import main; main()"]
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        full_env = {**clean, "HOTLINE_DATA_DIR": str(tmp_path / "data"), **env}
+        return subprocess.run(HOTLINE + list(args), capture_output=True, text=True, env=full_env, timeout=60)
+
+    return run
+
+
+def test_request_lifecycle_from_the_command_line(run):
+    assert run("db", "upgrade").returncode == 0
+    opened = run(
+        "request",
+        "open",
+        "--kind",
+        "incident",
+        "--phone",
+        "+79001234567",
+        "--text",
+        "Линия 3 не читает коды",
+    )
+    assert opened.returncode == 0, opened.stderr
+    number = opened.stdout.strip()
+    assert number == "10008"
+    listed = run("request", "list", "--status", "new")
+    assert number in listed.stdout and "Линия 3" in listed.stdout
+    assert run("request", "status", number, "in_progress", "--note", "взял").returncode == 0
+    assert run("request", "status", number, "processed").returncode == 0
+    shown = run("request", "show", number)
+    assert "обработана (в архиве)" in shown.stdout
+    assert "in_progress→processed" in shown.stdout and "взял" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["request", "show", "10007"], 1, "контрольная цифра"),
+        (["request", "show", "10008"], 1, "не найдена"),
+        (["request", "show", "abc"], 1, "только из цифр"),
+        (["request", "status", "10008", "done"], 2, "'done' is not one of"),
+        (["request", "open", "--kind", "bug", "--text", "x"], 2, "--kind"),
+        (["request", "list", "--bogus"], 2, "No such option"),
+        (["nonsense"], 2, "No such command"),
+    ],
+)
+def test_user_errors_are_one_line(run, args, code, message):
+    result = run(*args)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_illegal_transition_is_one_line(run):
+    number = run("request", "open", "--kind", "problem", "--text", "x").stdout.strip()
+    result = run("request", "status", number, "processed")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"error: request {number}: new → processed is not allowed (from new: in_progress)"
+    )
+    assert "new" in run("request", "show", number).stdout  # nothing changed
+
+
+def test_bad_setting_is_one_line(run):
+    result = run("request", "list", HOTLINE_HTTP_PORT="eighty")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: HOTLINE_HTTP_PORT='eighty' is not valid")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_database_down_is_one_line(run):
+    result = run("request", "list", HOTLINE_DATABASE_URL="postgresql://postgres@127.0.0.1:1/hotline")
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: database unavailable")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,0 +1,92 @@
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hotline.errors import SettingsError
+from hotline.settings import load_settings
+
+
+def test_defaults(tmp_path):
+    s = load_settings({"HOTLINE_DATA_DIR": str(tmp_path)})
+    assert s.data_dir == tmp_path
+    assert (s.http_host, s.http_port, s.agi_host, s.agi_port) == (
+        "127.0.0.1",
+        8000,
+        "127.0.0.1",
+        4573,
+    )
+    assert s.database_url == f"sqlite:///{tmp_path / 'hotline.sqlite3'}"
+    assert s.twilio_api_base == "https://api.twilio.com"
+    assert s.public_url is None and s.twilio_auth_token is None and s.ami_url is None
+    assert s.queue_url is None
+    assert s.vosk_model.name == "vosk-model-small-ru-0.22"
+    assert s.support_number == "+73435674530"
+    assert s.record_max_seconds == 180
+    # The session key is made once and kept, so logins survive a restart.
+    assert s.secret_key == load_settings({"HOTLINE_DATA_DIR": str(tmp_path)}).secret_key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_values_are_typed(tmp_path):
+    s = load_settings(
+        {
+            "HOTLINE_DATA_DIR": str(tmp_path),
+            "HOTLINE_HTTP_PORT": "8080",
+            "HOTLINE_DATABASE_URL": "postgresql://u@db/hotline",
+            "HOTLINE_PUBLIC_URL": "https://hotline.example.ru/",
+            "HOTLINE_AMI_URL": "ami://hotline:secret@127.0.0.1:5038",
+            "HOTLINE_QUEUE_URL": "redis://127.0.0.1:6379/0",
+            "HOTLINE_DUTY_NUMBER": "+7 (343) 000-00-00",
+            "HOTLINE_TIMEZONE": "Europe/Yekaterinburg",
+        }
+    )
+    assert s.http_port == 8080
+    assert s.database_url == "postgresql+psycopg://u@db/hotline"
+    assert s.public_url == "https://hotline.example.ru"
+    assert s.duty_number == "+73430000000"
+    assert s.business_hours.timezone == ZoneInfo("Asia/Yekaterinburg")
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("HOTLINE_HTTP_PORT", "eighty"),
+        ("HOTLINE_HTTP_PORT", "70000"),
+        ("HOTLINE_AGI_PORT", "-1"),
+        ("HOTLINE_DATABASE_URL", "hotline.db"),
+        ("HOTLINE_PUBLIC_URL", "hotline.example.ru"),
+        ("HOTLINE_TWILIO_API_BASE", "ftp://api.twilio.com"),
+        ("HOTLINE_AMI_URL", "http://127.0.0.1:5038"),
+        ("HOTLINE_QUEUE_URL", "amqp://localhost"),
+        ("HOTLINE_BUSINESS_HOURS", "weekdays nine to six"),
+        ("HOTLINE_TIMEZONE", "Mars/Olympus"),
+        ("HOTLINE_HOLIDAYS", "2026-13-01"),
+        ("HOTLINE_DUTY_NUMBER", "call Ivan"),
+        ("HOTLINE_PROMPTS", "sing"),
+        ("HOTLINE_TWILIO_INSECURE_DEV", "maybe"),
+    ],
+)
+def test_malformed_value_names_the_variable(tmp_path, name, value):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"HOTLINE_DATA_DIR": str(tmp_path), name: value})
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and "\n" not in message
+
+
+def test_business_hours(tmp_path):
+    s = load_settings(
+        {
+            "HOTLINE_DATA_DIR": str(tmp_path),
+            "HOTLINE_BUSINESS_HOURS": "mon-fri 09:00-18:00",
+            "HOTLINE_HOLIDAYS": "2026-12-31",
+        }
+    )
+    ekb = ZoneInfo("Asia/Yekaterinburg")
+    hours = s.business_hours
+    assert hours.is_open(dt.datetime(2026, 11, 24, 9, 0, tzinfo=ekb))  # Tuesday
+    assert not hours.is_open(dt.datetime(2026, 11, 24, 18, 0, tzinfo=ekb))
+    assert not hours.is_open(dt.datetime(2026, 11, 28, 12, 0, tzinfo=ekb))  # Saturday
+    assert not hours.is_open(dt.datetime(2026, 12, 31, 12, 0, tzinfo=ekb))  # holiday
+    # 04:30 UTC is 09:30 in Yekaterinburg (UTC+5).
+    assert hours.is_open(dt.datetime(2026, 11, 24, 4, 30, tzinfo=dt.UTC))

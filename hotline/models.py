@@ -203,6 +203,9 @@ class Attachment(Base):
     transcription_state: Mapped[str | None] = mapped_column(String(20), index=True)
     transcription_error: Mapped[str | None] = mapped_column(Text)
     transcription_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when a worker takes the job; a 'running' job whose worker died is taken
+    # again once this is old (the queue itself does not survive a SIGKILL mid-job).
+    transcription_started_at: Mapped[dt.datetime | None]
 
     request: Mapped[Request | None] = relationship(back_populates="attachments")
     transcript: Mapped[Transcript | None] = relationship(back_populates="attachment", uselist=False)

@@ -169,6 +169,7 @@ def upgrade() -> None:
         sa.Column("transcription_state", sa.String(length=20), nullable=True),
         sa.Column("transcription_error", sa.Text(), nullable=True),
         sa.Column("transcription_attempts", sa.Integer(), nullable=False),
+        sa.Column("transcription_started_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["call_id"], ["calls.id"], name=op.f("fk_attachments_call_id_calls")),
         sa.ForeignKeyConstraint(
             ["request_id"],

@@ -77,8 +77,11 @@ def _download(url: str, path: Path, progress: Callable[[int, int | None], None] 
                     digest.update(chunk)
                     if progress:
                         progress(len(chunk), total)
+    except httpx.HTTPStatusError as exc:
+        raise FetchError(f"download of {url} failed: HTTP {exc.response.status_code}") from exc
     except httpx.HTTPError as exc:
-        raise FetchError(f"download of {url} failed: {exc}") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FetchError(f"download of {url} failed: {reason}") from exc
     return digest.hexdigest()
 
 

@@ -2,36 +2,50 @@
 
 Jobs carry ids, never objects; each opens its own database session and is safe to
 run twice. The database, not the queue, is the record of what is left to do: a
-recording is committed with transcription_state='pending' before its job is queued,
-so a job lost with a killed worker is found again and queued again
+recording is committed with transcription_state='pending' before its job is queued.
+Huey removes a message before running it, so a worker killed mid-job loses it; the
+recovery sweep (at worker start, then every minute) queues again every recording
+that is pending with no message in the queue, or running past its lease
 (hotline.transcription).
+
+`run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
+(entry point group `hotline.services`).
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
 
+from hotline.db import Database
 from hotline.settings import Settings
+
+log = logging.getLogger("hotline.jobs")
 
 
 @dataclass(frozen=True)
 class Queue:
     huey: Huey
     transcribe: Any  # huey TaskWrapper: transcribe(attachment_id)
+    recover: Any  # huey periodic TaskWrapper
 
 
 @cache
 def queue_for(settings: Settings) -> Queue:
     """The queue of these settings, made once per process."""
+    name = settings.queue_name
     if settings.queue_url:
-        huey: Huey = RedisHuey("hotline", url=settings.queue_url, results=False)
+        huey: Huey = RedisHuey(name, url=settings.queue_url, results=False)
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        huey = SqliteHuey("hotline", filename=str(settings.data_dir / "queue.sqlite3"), results=False)
+        huey = SqliteHuey(name, filename=str(settings.data_dir / "queue.sqlite3"), results=False)
 
     @huey.task(name="transcribe", retries=2, retry_delay=10)
     def transcribe(attachment_id: int) -> None:
@@ -39,9 +53,107 @@ def queue_for(settings: Settings) -> Queue:
 
         run_transcription_job(settings, attachment_id)
 
-    return Queue(huey=huey, transcribe=transcribe)
+    @huey.periodic_task(crontab(minute="*"), name="recover_transcriptions")
+    def recover() -> None:
+        recover_transcriptions(settings)
+
+    return Queue(huey=huey, transcribe=transcribe, recover=recover)
 
 
 def enqueue_transcription(settings: Settings, attachment_id: int) -> None:
     """Queue the transcription of a stored recording (call after its commit)."""
     queue_for(settings).transcribe(attachment_id)
+
+
+def queued_attachment_ids(queue: Queue) -> set[int]:
+    """Recordings that have a message waiting in the queue (now or for a retry)."""
+    ids: set[int] = set()
+    for task in [*queue.huey.pending(), *queue.huey.scheduled()]:
+        if task.name == "transcribe" and task.args:
+            ids.add(int(task.args[0]))
+    return ids
+
+
+def recover_transcriptions(settings: Settings, db: Database | None = None) -> list[int]:
+    """Queue again every recording whose job was lost; returns their ids."""
+    from hotline.transcription import database_for, stalled_recordings
+
+    queue = queue_for(settings)
+    db = db or database_for(settings.database_url)
+    with db.session() as session:
+        ids = stalled_recordings(session, settings.transcription_lease_seconds, queued_attachment_ids(queue))
+    for attachment_id in ids:
+        queue.transcribe(attachment_id)
+    if ids:
+        log.info("re-queued transcriptions of recordings %s", ids)
+    return ids
+
+
+class _QuietConsumer(Consumer):
+    """A huey consumer that leaves signals alone, to run inside another program."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def run_worker(settings: Settings, workers: int = 1) -> None:
+    """Run transcription workers in this process until SIGINT/SIGTERM (`hotline worker`)."""
+    from hotline.recognizer import recognizer_for
+
+    recognizer_for(settings)  # load the model once, before any job, and fail fast
+    recover_transcriptions(settings)
+    consumer = queue_for(settings).huey.create_consumer(
+        workers=workers, worker_type="thread", periodic=True, check_worker_health=True
+    )
+    consumer.run()
+
+
+class EmbeddedWorker:
+    """The transcription worker of `hotline serve`: huey consumer threads in-process."""
+
+    name = "transcription worker"
+
+    def __init__(self, settings: Settings, db: Database, workers: int):
+        self.settings, self.db, self.workers = settings, db, workers
+        self._consumer: _QuietConsumer | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # Loading a model takes seconds: do it off the caller's thread.
+        self._thread = threading.Thread(target=self._run, name="transcription-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from hotline.recognizer import ModelMissing, recognizer_for
+
+        try:
+            recognizer_for(self.settings)
+        except ModelMissing as exc:
+            print(f"hotline: transcription disabled: {exc}", file=sys.stderr)
+            return
+        if self._stopped.is_set():
+            return
+        recover_transcriptions(self.settings, self.db)
+        consumer = _QuietConsumer(
+            queue_for(self.settings).huey, workers=self.workers, worker_type="thread", periodic=True
+        )
+        consumer.start()
+        self._consumer = consumer
+        if self._stopped.is_set():
+            consumer.stop(graceful=False)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._consumer is not None:
+            self._consumer.shutdown_timeout = 10
+            self._consumer.stop(graceful=True)
+
+
+def make_service(settings: Settings, db: Database) -> EmbeddedWorker | None:
+    """`hotline serve`'s transcription worker; None with HOTLINE_TRANSCRIPTION_WORKERS=0."""
+    if settings.transcription_workers == 0:
+        return None
+    return EmbeddedWorker(settings, db, settings.transcription_workers)

@@ -76,6 +76,11 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # Transcription (hotline.transcription, hotline.jobs).
+    asr_engine: str = "vosk"
+    queue_name: str = "hotline"
+    transcription_lease_seconds: int = 900
+    transcription_workers: int = 1
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -275,6 +280,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # Transcription: "fake" is the demo recognizer (no model needed).
+        asr_engine=r.get("HOTLINE_ASR", _choice("vosk", "fake"), "vosk"),
+        queue_name=r.get("HOTLINE_QUEUE_NAME", str, "hotline"),
+        transcription_lease_seconds=r.get("HOTLINE_TRANSCRIPTION_LEASE_SECONDS", _int(0, 86400), 900),
+        transcription_workers=r.get("HOTLINE_TRANSCRIPTION_WORKERS", _int(0, 64), 1),
     )
     values.update(overrides)
     if not values["secret_key"]:

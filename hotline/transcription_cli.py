@@ -1,0 +1,164 @@
+"""`hotline worker`, `hotline models list|fetch`, `hotline asr-eval`: transcription commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from hotline.cli import Context, pass_context
+from hotline.errors import HotlineError
+
+
+@click.command()
+@click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs decoded at once in this process (threads sharing one model).")  # fmt: skip
+@pass_context
+def worker(ctx: Context, workers: int) -> None:
+    """Run transcription workers until stopped (Ctrl-C / SIGTERM)."""
+    import logging
+
+    from hotline.jobs import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ctx.db.upgrade()
+    queue = ctx.settings.queue_url or f"embedded ({ctx.settings.data_dir / 'queue.sqlite3'})"
+    click.echo(f"hotline worker: {workers} thread(s), queue {queue}", err=True)
+    run_worker(ctx.settings, workers)
+
+
+@click.group()
+def models() -> None:
+    """Vosk speech models: the catalogue, downloads."""
+
+
+@models.command("list")
+@click.option("--dir", "dest_dir", type=click.Path(path_type=Path), help="Models folder to look in.")
+def models_list(dest_dir: Path | None) -> None:
+    """List known models and whether each is installed."""
+    from voice_models import DEFAULT_MODEL, MODELS_DIR
+    from voice_models.catalogue import CATALOGUE
+
+    root = dest_dir or MODELS_DIR
+    for info in CATALOGUE.values():
+        installed = "installed" if (root / info.name).is_dir() else "not installed"
+        default = " (default)" if info.name == DEFAULT_MODEL else ""
+        click.echo(f"{info.name}{default}\t{info.language}\t{info.sample_rate} Hz\t{info.size}\t{installed}")
+        click.echo(f"  {info.url}")
+        click.echo(f"  sha256: {info.sha256 or 'not published (fetch needs --sha256)'}")
+        if info.note:
+            click.echo(f"  {info.note}")
+
+
+@models.command("fetch")
+@click.argument("name")
+@click.option(
+    "--dir", "dest_dir", type=click.Path(path_type=Path), help="Models folder (default voice_models/models)."
+)
+@click.option("--url", help="Download from here instead (a local mirror); the checksum is still checked.")
+@click.option("--sha256", help="Expected sha256 of the archive (needed where the catalogue has none).")
+@click.option("--force", is_flag=True, help="Replace an installed model.")
+def models_fetch(name: str, dest_dir: Path | None, url: str | None, sha256: str | None, force: bool) -> None:
+    """Download model NAME, verify its sha256 and unpack it."""
+    from voice_models import MODELS_DIR
+    from voice_models.fetch import fetch_model, lookup
+
+    info = lookup(name)
+    with click.progressbar(length=0, label=f"downloading {name}", show_pos=True) as bar:
+
+        def progress(n: int, total: int | None) -> None:
+            if total and not bar.length:
+                bar.length = total
+            bar.update(n)
+
+        target = fetch_model(
+            info.name, dest_dir or MODELS_DIR, url=url, sha256=sha256, force=force, progress=progress
+        )
+    click.echo(f"installed {name} in {target}")
+
+
+@click.command("asr-eval")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--corrected/--no-corrected", default=True, show_default=True,
+              help="Also score transcripts engineers corrected in the dashboard.")  # fmt: skip
+@pass_context
+def asr_eval(ctx: Context, directory: Path | None, corrected: bool) -> None:
+    """Word and character error rates of the configured model.
+
+    DIRECTORY holds WAV files with reference texts beside them (call1.wav + call1.txt).
+    """
+    import jiwer
+
+    from hotline.audio import pcm16_chunks
+    from hotline.models import Transcript
+    from hotline.recognizer import recognizer_for
+
+    scored = False
+    if directory is not None:
+        pairs = [
+            (w, w.with_suffix(".txt"))
+            for w in sorted(directory.glob("*.wav"))
+            if w.with_suffix(".txt").exists()
+        ]
+        if not pairs:
+            raise click.ClickException(f"no WAV files with a .txt reference in {directory}")
+        recognizer = recognizer_for(ctx.settings)
+        refs, hyps = [], []
+        for wav, txt in pairs:
+            ref = _normalise(txt.read_text(encoding="utf-8"))
+            try:
+                hyp = _normalise(recognizer.recognize(pcm16_chunks(wav)).text)
+            except HotlineError as exc:
+                click.echo(f"{wav.name}\tskipped: {exc}")
+                continue
+            if not ref:
+                click.echo(f"{wav.name}\tskipped: empty reference")
+                continue
+            refs.append(ref)
+            hyps.append(hyp)
+            click.echo(f"{wav.name}\tWER {jiwer.wer(ref, hyp):.1%}\tCER {jiwer.cer(ref, hyp):.1%}\t{hyp}")
+        if refs:
+            _total(f"files ({recognizer.name})", refs, hyps)
+            scored = True
+    if corrected:
+        ctx.db.upgrade()
+        with ctx.db.session() as session:
+            rows = session.execute(
+                select(Transcript.text, Transcript.corrected_text).where(
+                    Transcript.corrected_text.is_not(None)
+                )
+            ).all()
+        pairs_db = [(_normalise(c or ""), _normalise(t)) for t, c in rows]
+        pairs_db = [(r, h) for r, h in pairs_db if r]
+        if pairs_db:
+            _total("corrected transcripts", [r for r, _ in pairs_db], [h for _, h in pairs_db])
+            scored = True
+        else:
+            click.echo("corrected transcripts: none yet")
+    if not scored:
+        raise click.ClickException(
+            "nothing to score: give a folder of WAV + TXT pairs, or correct transcripts"
+        )
+
+
+def _total(label: str, refs: list[str], hyps: list[str]) -> None:
+    import jiwer
+
+    click.echo(
+        f"{label}: {len(refs)} items\tWER {jiwer.wer(refs, hyps):.1%}\tCER {jiwer.cer(refs, hyps):.1%}"
+    )
+
+
+def _normalise(text: str) -> str:
+    """Lower case, ё as е, no punctuation, single spaces: how Vosk writes text."""
+    text = text.lower().replace("ё", "е")
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def register(group: click.Group) -> None:
+    """Add the transcription commands to `hotline`."""
+    group.add_command(worker)
+    group.add_command(models)
+    group.add_command(asr_eval)

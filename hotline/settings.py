@@ -76,6 +76,9 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # --- the dashboard ---
+    secure_cookies: bool
+    trusted_proxies: int
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -275,8 +278,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # --- the dashboard ---
+        secure_cookies=r.get("HOTLINE_SECURE_COOKIES", _bool, None),
+        trusted_proxies=r.get("HOTLINE_TRUSTED_PROXIES", _int(0, 5), 0),
     )
     values.update(overrides)
+    if values["secure_cookies"] is None:
+        # Cookies only over HTTPS when the service is reached over HTTPS.
+        values["secure_cookies"] = (values["public_url"] or "").startswith("https://")
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(values["data_dir"], r.optional("HOTLINE_SECRET_KEY"))
     return Settings(**values)

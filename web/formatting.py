@@ -69,6 +69,20 @@ def duration(seconds: float | dt.timedelta | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def wait(span: dt.timedelta | None) -> str:
+    """A waiting time as people say it: 40 с, 12 мин, 3 ч 5 мин, 2 д 4 ч."""
+    if span is None:
+        return "—"
+    total = int(span.total_seconds())
+    if total < 60:
+        return f"{total} с"
+    if total < 3600:
+        return f"{total // 60} мин"
+    if total < 86400:
+        return f"{total // 3600} ч {total % 3600 // 60} мин"
+    return f"{total // 86400} д {total % 86400 // 3600} ч"
+
+
 def actor(text: str) -> str:
     """'engineer:ivanov' → 'инженер ivanov'."""
     if text in ACTOR_NAMES:
@@ -93,7 +107,7 @@ def with_args(**changes: Any) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(local=local, duration=duration, actor=actor, size=size)
+    app.jinja_env.filters.update(local=local, duration=duration, wait=wait, actor=actor, size=size)
     app.jinja_env.globals.update(
         with_args=with_args,
         STATUS_LABELS={s.value: label for s, label in STATUS_LABELS.items()},

@@ -76,6 +76,9 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # --- the dashboard ---
+    secure_cookies: bool
+    trusted_proxies: int
     # Transcription (hotline.transcription, hotline.jobs).
     asr_engine: str = "vosk"
     queue_name: str = "hotline"
@@ -280,6 +283,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # --- the dashboard ---
+        secure_cookies=r.get("HOTLINE_SECURE_COOKIES", _bool, None),
+        trusted_proxies=r.get("HOTLINE_TRUSTED_PROXIES", _int(0, 5), 0),
         # Transcription: "fake" is the demo recognizer (no model needed).
         asr_engine=r.get("HOTLINE_ASR", _choice("vosk", "fake"), "vosk"),
         queue_name=r.get("HOTLINE_QUEUE_NAME", str, "hotline"),
@@ -287,6 +293,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         transcription_workers=r.get("HOTLINE_TRANSCRIPTION_WORKERS", _int(0, 64), 1),
     )
     values.update(overrides)
+    if values["secure_cookies"] is None:
+        # Cookies only over HTTPS when the service is reached over HTTPS.
+        values["secure_cookies"] = (values["public_url"] or "").startswith("https://")
     if not values["secret_key"]:
         values["secret_key"] = _secret_key(values["data_dir"], r.optional("HOTLINE_SECRET_KEY"))
     return Settings(**values)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.db import Database
 from hotline.settings import Settings, load_settings
@@ -22,9 +24,25 @@ def create_app(
     app.config.update(
         SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.attachment_max_bytes + (1 << 20)
     )
+    # --- the dashboard ---
+    app.config.update(
+        SESSION_COOKIE_NAME="hotline_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        # A form left open over a shift still submits; the session bounds it anyway.
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+    )
     app.config.update(overrides or {})
     app.extensions["hotline.settings"] = settings
     app.extensions["hotline.db"] = db or Database(settings.database_url)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     from ivr.twilio_webhooks import bp as twilio_bp
 
@@ -34,4 +52,8 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # --- the dashboard ---
+    from web import dashboard
+
+    dashboard.init_app(app)
     return app

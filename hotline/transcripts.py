@@ -1,0 +1,34 @@
+"""Engineers' corrections of transcripts: the original stays, the correction is kept beside it.
+
+Keeping both lets the team measure the recogniser's accuracy (word error rate of
+`text` against `corrected_text`) on their own callers' speech.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from hotline import registry
+from hotline.errors import UserError
+from hotline.models import Transcript, utcnow
+
+
+def correct_transcript(session: Session, transcript: Transcript, text: str, *, login: str) -> None:
+    """Store an engineer's corrected text of a transcript and note it in the request's history."""
+    text = text.strip()
+    if not text:
+        raise UserError("исправленный текст пуст")
+    if text == (transcript.corrected_text or transcript.text).strip():
+        return
+    transcript.corrected_text = text
+    transcript.corrected_by = login
+    transcript.corrected_at = utcnow()
+    request = transcript.attachment.request
+    if request is not None:
+        registry.record(
+            session,
+            request,
+            actor=f"engineer:{login}",
+            action="transcript_corrected",
+            text=f"исправлена расшифровка записи {transcript.attachment.filename}",
+        )

@@ -1,0 +1,98 @@
+"""The call log: filters, search, keyset pages, one call's timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from hotline import calllog
+from hotline.models import Call
+
+YEKT = dt.timezone(dt.timedelta(hours=5))
+
+
+def _seed(app, n: int = 120) -> None:
+    start = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+    with app.extensions["hotline.db"].session() as s:
+        for i in range(n):
+            call = calllog.start_call(
+                s,
+                backend="twilio" if i % 2 else "asterisk",
+                backend_call_id=f"CA{i:04d}",
+                from_number=f"+7900000{i:04d}",
+                caller_name="Пётр Сидоров" if i == 7 else None,
+                started_at=start + dt.timedelta(hours=i),
+            )
+            calllog.end_call(
+                s,
+                call,
+                outcome="abandoned" if i % 3 == 0 else "status_heard",
+                ended_at=call.started_at + dt.timedelta(seconds=65),
+            )
+
+
+def _ids(html: str) -> list[int]:
+    return [int(m) for m in re.findall(r'href="/calls/(\d+)"', html)]
+
+
+def test_newest_first_and_keyset_pages(engineer, app):
+    _seed(app)
+    first = engineer.get("/calls").get_data(as_text=True)
+    ids = _ids(first)
+    assert len(ids) == 50 and ids == sorted(ids, reverse=True) and ids[0] == 120
+    older = re.search(r'href="\?before=(\d+)"', first)
+    assert older and int(older.group(1)) == ids[-1]
+    second = engineer.get(f"/calls?before={ids[-1]}").get_data(as_text=True)
+    assert _ids(second)[0] == ids[-1] - 1 and len(_ids(second)) == 50
+    newer = re.search(r'href="\?after=(\d+)"', second)
+    assert newer
+    assert _ids(engineer.get(f"/calls?after={newer.group(1)}").get_data(as_text=True)) == ids
+    last = engineer.get("/calls?before=21").get_data(as_text=True)
+    assert _ids(last) == list(range(20, 0, -1)) and "Старее" not in last
+    # A cursor that names no call starts from the top; garbage is ignored.
+    assert _ids(engineer.get("/calls?before=999999").get_data(as_text=True)) == ids
+    assert _ids(engineer.get("/calls?before=abc").get_data(as_text=True)) == ids
+
+
+def test_filters(engineer, app):
+    _seed(app)
+
+    def ids(**args: str) -> list[int]:
+        return _ids(engineer.get("/calls", query_string=args).get_data(as_text=True))
+
+    assert all(i % 2 == 0 for i in ids(backend="twilio"))  # id = i + 1: odd i are twilio
+    assert set(ids(outcome="abandoned")) == {i + 1 for i in range(120) if i % 3 == 0}
+    assert ids(number="+7 900 000 0042") == [43]
+    assert ids(q="сидоров") == [8]
+    assert ids(q="CA0010") == [11]
+    # Dates are the plant's days: 1 Nov 2026 local is 08:00 UTC (13:00 local) … 18:59 UTC.
+    first_day = ids(**{"from": "2026-11-01", "to": "2026-11-01"})
+    assert first_day == list(range(11, 0, -1))
+    starts = [dt.datetime(2026, 11, 1, 8, tzinfo=dt.UTC) + dt.timedelta(hours=i - 1) for i in first_day]
+    assert all(s.astimezone(YEKT).date() == dt.date(2026, 11, 1) for s in starts)
+    assert ids(**{"from": "not a date"}) == ids()
+    page = engineer.get("/calls?outcome=abandoned").get_data(as_text=True)
+    assert "положил трубку" in page and "01.11.2026 13:00" in page  # local time, Russian label
+
+
+def test_call_page_timeline_request_and_recording(engineer, voicemail):
+    page = engineer.get(f"/calls/{voicemail.call_id}").get_data(as_text=True)
+    assert '<span class="digits">2</span>' in page and "выбран пункт 2" in page
+    assert f'href="/requests/{voicemail.number}"' in page
+    assert f'src="/files/{voicemail.attachment_id}"' in page
+    assert "оставил заявку" in page and "0:40" in page
+    assert engineer.get("/calls/999").status_code == 404
+
+
+def test_search_by_request_number_finds_its_call(engineer, voicemail):
+    assert _ids(engineer.get("/calls", query_string={"q": voicemail.number}).get_data(as_text=True)) == [
+        voicemail.call_id
+    ]
+
+
+def test_ongoing_calls(engineer, app):
+    with app.extensions["hotline.db"].session() as s:
+        calllog.start_call(s, backend="asterisk", backend_call_id="live", from_number="+79005550000")
+        assert s.query(Call).count() == 1
+    page = engineer.get("/calls?outcome=-").get_data(as_text=True)
+    assert "+79005550000" in page and "идёт" in page

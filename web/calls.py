@@ -1,0 +1,63 @@
+"""The call log: every call, newest first, and one call's timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import select
+
+from hotline.models import Attachment, Call
+from hotline.search import CallFilter, search_calls
+from web.auth import require_login
+from web.db import session, settings
+
+bp = Blueprint("calls", __name__, url_prefix="/calls")
+require_login(bp)
+
+PER_PAGE = 50
+
+
+def _local_day(text: str | None, *, next_day: bool = False) -> dt.datetime | None:
+    """The start of a local date typed as YYYY-MM-DD (or of the day after), as an aware moment."""
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    if next_day:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(), settings().business_hours.timezone)
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@bp.get("")
+def index() -> str:
+    args = request.args
+    f = CallFilter(
+        date_from=_local_day(args.get("from")),
+        date_to=_local_day(args.get("to"), next_day=True),
+        number=args.get("number", "")[:40],
+        outcome=args.get("outcome", "")[:40],
+        backend=args.get("backend", "")[:20],
+        text=args.get("q", "")[:100],
+    )
+    page = search_calls(session(), f, before=_int_arg("before"), after=_int_arg("after"), limit=PER_PAGE)
+    return render_template("calls/index.html", page=page, f=f, args=args)
+
+
+@bp.get("/<int:call_id>")
+def show(call_id: int) -> str:
+    db = session()
+    call = db.get(Call, call_id)
+    if call is None:
+        abort(404)
+    recordings = db.scalars(
+        select(Attachment).where(Attachment.call_id == call.id).order_by(Attachment.id)
+    ).all()
+    return render_template("calls/show.html", call=call, recordings=recordings)

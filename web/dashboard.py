@@ -1,0 +1,98 @@
+"""The engineers' dashboard: sessions, security, templates and the blueprints of each area.
+
+Everything here needs a login except the login page itself, `/healthz` and the
+`twilio` blueprint (Twilio authenticates with its request signature, not a session,
+and cannot send a CSRF token).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
+
+from hotline.db import DatabaseUnavailable
+from web import auth, calls, files, formatting, overview, requests, users
+from web.db import close_session
+
+#: Blueprints that authenticate in their own way and take no CSRF token.
+CSRF_EXEMPT_BLUEPRINTS = frozenset({"twilio"})
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "media-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def init_app(app: Flask) -> None:
+    """Attach the dashboard to the application."""
+    # CSRF is checked by our own hook rather than CSRFProtect's, so that the exempt
+    # blueprints are known by name: it works whether the twilio blueprint is
+    # registered before or after this and needs nothing from its author.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def check_csrf() -> None:
+        if CSRF_EXEMPT_BLUEPRINTS.isdisjoint(request.blueprints):
+            csrf.protect(apply_exemptions=True)
+
+    app.teardown_appcontext(close_session)
+    app.after_request(security_headers)
+    auth.init_app(app)
+    formatting.init_app(app)
+    for blueprint in (
+        auth.bp,
+        overview.bp,
+        calls.bp,
+        requests.bp,
+        files.bp,
+        users.bp,
+    ):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(exc: CSRFError) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            title="Форма устарела",
+            message="Страница была открыта слишком давно или без входа. Обновите её и повторите действие.",
+        ), 400
+
+    @app.errorhandler(404)
+    def not_found(exc: Exception) -> tuple[str, int]:
+        return render_template("error.html", title="Не найдено", message="Такой страницы нет."), 404
+
+    @app.errorhandler(DatabaseUnavailable)
+    @app.errorhandler(OperationalError)
+    def database_down(exc: Exception) -> tuple[str, int]:
+        app.logger.error("database unavailable: %s", exc)
+        return render_template(
+            "error.html",
+            title="База данных недоступна",
+            message="Не удалось связаться с базой данных. Повторите через минуту.",
+        ), 503
+
+
+def security_headers(response: Response) -> Response:
+    """Headers that keep the dashboard out of frames and scripts out of its pages."""
+    if request.blueprint in CSRF_EXEMPT_BLUEPRINTS:
+        return response
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.endpoint != "static" and response.mimetype == "text/html":
+        # Pages carry customers' data: no copies in shared caches or the back button after logout.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

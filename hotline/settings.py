@@ -76,6 +76,10 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # e-mail channel and customer notifications (hotline.mail)
+    imap_processed_folder: str | None
+    mail_allow_plaintext: bool
+    outbox_seconds: int
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -275,6 +279,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # e-mail channel and customer notifications (hotline.mail)
+        imap_processed_folder=r.optional("HOTLINE_IMAP_PROCESSED_FOLDER"),
+        mail_allow_plaintext=r.get("HOTLINE_MAIL_ALLOW_PLAINTEXT", _bool, False),
+        outbox_seconds=r.get("HOTLINE_OUTBOX_SECONDS", _int(1, 3600), 10),
     )
     values.update(overrides)
     if not values["secret_key"]:

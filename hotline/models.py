@@ -306,3 +306,32 @@ class EmailMessage(Base):
     references: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """A message owed to the customer about a history entry (the outbox of hotline.mail).
+
+    One row per history entry, whatever the channel, sent by a background loop that
+    claims it first (state 'sending'): a crash or a mail server that is down delays a
+    notification but neither loses nor repeats it.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("request_events.id", ondelete="CASCADE"), unique=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # created, clarification, processed
+    channel: Mapped[str] = mapped_column(String(10))  # email, sms, none
+    recipient: Mapped[str] = mapped_column(String(254), default="")
+    # pending → sending → sent; failed (refused for good); skipped (no way to reach them)
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # E-mail: the Message-ID, fixed before the first try so a repeat is recognisably the same
+    # message; SMS: Twilio's Message SID once sent.
+    external_id: Mapped[str | None] = mapped_column(String(998))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -76,6 +76,10 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # e-mail channel and customer notifications (hotline.mail)
+    imap_processed_folder: str | None
+    mail_allow_plaintext: bool
+    outbox_seconds: int
     # --- the dashboard ---
     secure_cookies: bool
     trusted_proxies: int
@@ -283,6 +287,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # e-mail channel and customer notifications (hotline.mail)
+        imap_processed_folder=r.optional("HOTLINE_IMAP_PROCESSED_FOLDER"),
+        mail_allow_plaintext=r.get("HOTLINE_MAIL_ALLOW_PLAINTEXT", _bool, False),
+        outbox_seconds=r.get("HOTLINE_OUTBOX_SECONDS", _int(1, 3600), 10),
         # --- the dashboard ---
         secure_cookies=r.get("HOTLINE_SECURE_COOKIES", _bool, None),
         trusted_proxies=r.get("HOTLINE_TRUSTED_PROXIES", _int(0, 5), 0),

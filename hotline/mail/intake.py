@@ -1,0 +1,219 @@
+"""Messages of the support mailbox become requests, or more information on one.
+
+One message, one transaction: the request (or the addition to it), its attachments
+and the EmailMessage row keyed by Message-ID are committed together, and only then
+is the message marked done in the mailbox. A crash in between leaves it unread: the
+next poll sees it again, finds its Message-ID and just marks it. The automatic reply
+is not sent here: the 'created' history entry puts it in the outbox (hotline.mail.outbox).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hotline import registry
+from hotline.db import Database, DatabaseUnavailable
+from hotline.jobs import enqueue_transcription
+from hotline.mail.parse import InboundAttachment, InboundMail, parse_message
+from hotline.mail.transport import Mailbox
+from hotline.models import Channel, EmailMessage, Request, RequestKind
+from hotline.numbers import find_request_numbers
+from hotline.settings import Settings
+from hotline.storage import store_attachment
+
+log = logging.getLogger("hotline.mail")
+
+# Words that tell the kind of a request; the engineer confirms it (kind_confirmed=False).
+KIND_KEYWORDS: list[tuple[RequestKind, tuple[str, ...]]] = [
+    (
+        RequestKind.SERVICE,
+        ("запрос на обслуживание", "обслуживан", "настро", "установ", "обновлен", "доступ"),
+    ),
+    (RequestKind.PROBLEM, ("проблем", "повторя", "периодическ", "регулярно")),
+    (RequestKind.INCIDENT, ("инцидент", "не работает", "сбой", "ошибк", "авари", "не читает", "останов")),
+]
+DEFAULT_KIND = RequestKind.INCIDENT
+
+
+@dataclass
+class IntakeResult:
+    """What became of one message."""
+
+    outcome: str  # created, added, duplicate, skipped
+    message_id: str
+    request_number: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def guess_kind(text: str) -> RequestKind | None:
+    """The kind the customer's words suggest, None if they suggest none."""
+    lowered = text.lower()
+    for kind, words in KIND_KEYWORDS:
+        if any(w in lowered for w in words):
+            return kind
+    return None
+
+
+def ingest(settings: Settings, db: Database, raw: bytes) -> IntakeResult:
+    """Turn one raw message into a request or an addition to one (idempotent by Message-ID)."""
+    mail = parse_message(raw)
+    to_transcribe: list[int] = []
+    try:
+        with db.session() as session:
+            known = session.scalars(
+                select(EmailMessage).where(EmailMessage.message_id == mail.message_id)
+            ).one_or_none()
+            if known is not None:
+                request = session.get(Request, known.request_id) if known.request_id else None
+                return IntakeResult("duplicate", mail.message_id, request.number if request else None)
+            reason = mail.automatic
+            if reason is None and mail.from_addr == settings.mail_from.lower():
+                reason = "письмо от самой техподдержки (петля)"
+            if reason is not None:
+                session.add(_email_row(mail, None, f"пропущено: {reason}"))
+                log.info("mail %s skipped: %s", mail.message_id, reason)
+                return IntakeResult("skipped", mail.message_id, None, [reason])
+            result = _file(session, settings, mail, raw, to_transcribe)
+    except IntegrityError:
+        # Another intake process committed the same Message-ID first.
+        return IntakeResult("duplicate", mail.message_id)
+    for attachment_id in to_transcribe:
+        try:
+            enqueue_transcription(settings, attachment_id)
+        except Exception:  # the recording stays 'pending' and is queued again later
+            log.exception("cannot queue transcription of attachment %s", attachment_id)
+    return result
+
+
+def _file(
+    session: Session, settings: Settings, mail: InboundMail, raw: bytes, to_transcribe: list[int]
+) -> IntakeResult:
+    actor = f"email:{mail.from_addr or 'unknown'}"
+    notes = mail.notes
+    request = _find_request(session, mail)
+    if request is None:
+        kind = guess_kind(f"{mail.subject}\n{mail.text}")
+        first_line = next((line.strip() for line in mail.text.splitlines() if line.strip()), "")
+        request = registry.open_request(
+            session,
+            kind=kind or DEFAULT_KIND,
+            channel=Channel.EMAIL,
+            actor=actor,
+            subject=mail.subject or first_line[:120] or "(без темы)",
+            description=mail.text or "(письмо без текста)",
+            email=mail.from_addr or None,
+            name=mail.from_name or None,
+            kind_confirmed=False,
+        )
+        request.suggested_kind = kind
+        outcome = "created"
+    else:
+        text = f"письмо «{mail.subject}»:\n{mail.text}" if mail.subject else mail.text
+        registry.add_information(session, request, actor=actor, text=text or "(письмо без текста)")
+        if mail.from_addr and not request.contact_email:
+            request.contact_email = mail.from_addr
+        outcome = "added"
+    files = list(mail.attachments)
+    if mail.malformed:
+        files.append(InboundAttachment("message.eml", "message/rfc822", raw))
+    for index, item in enumerate(files):
+        size = len(item.data)
+        if size > settings.attachment_max_bytes:
+            notes.append(
+                f"вложение «{item.filename}» ({_mb(size)}) не сохранено: больше предела "
+                f"{_mb(settings.attachment_max_bytes)}; попросите прислать его другим способом"
+            )
+            continue
+        digest = hashlib.sha256(f"{mail.message_id}/{index}".encode()).hexdigest()[:40]
+        attachment = store_attachment(
+            session,
+            settings.data_dir,
+            source=item.data,
+            filename=item.filename,
+            content_type=item.content_type,
+            origin="email",
+            request_id=request.id,
+            external_id=f"email:{digest}",
+        )
+        registry.record(
+            session, request, actor=actor, action="attachment", text=f"{attachment.filename} ({_kb(size)})"
+        )
+        if attachment.is_audio:
+            to_transcribe.append(attachment.id)
+    summary = f"письмо от {mail.from_addr or 'неизвестного отправителя'}: «{mail.subject or 'без темы'}»"
+    registry.record(
+        session,
+        request,
+        actor=actor,
+        action="email_in",
+        text="\n".join([summary, *(f"• {n}" for n in notes)]),
+    )
+    session.add(_email_row(mail, request.id, "\n".join(notes) or None))
+    log.info("mail %s → request %s (%s)", mail.message_id, request.number, outcome)
+    return IntakeResult(outcome, mail.message_id, request.number, notes)
+
+
+def _find_request(session: Session, mail: InboundMail) -> Request | None:
+    """The request this message continues: by thread headers, else by a number it quotes."""
+    thread = [m for m in [mail.in_reply_to, *reversed(mail.references)] if m]
+    if thread:
+        rows = session.scalars(
+            select(EmailMessage).where(
+                EmailMessage.message_id.in_(thread), EmailMessage.request_id.is_not(None)
+            )
+        ).all()
+        by_id = {row.message_id: row for row in rows}
+        for message_id in thread:
+            if message_id in by_id:
+                return session.get(Request, by_id[message_id].request_id)
+    for text in (mail.subject, mail.text):
+        for number in find_request_numbers(text):
+            request = session.scalars(select(Request).where(Request.number == number)).one_or_none()
+            if request is not None:
+                return request
+    return None
+
+
+def _email_row(mail: InboundMail, request_id: int | None, note: str | None) -> EmailMessage:
+    return EmailMessage(
+        message_id=mail.message_id,
+        direction="in",
+        request_id=request_id,
+        from_addr=mail.from_addr[:254],
+        to_addr=mail.to,
+        subject=mail.subject,
+        in_reply_to=mail.in_reply_to,
+        references=" ".join(mail.references) or None,
+        note=note,
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1 << 20):.1f} МБ"
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.0f} КБ" if size >= 1024 else f"{size} байт"
+
+
+def poll_once(settings: Settings, db: Database, mailbox: Mailbox) -> list[IntakeResult]:
+    """Take every unread message of the mailbox in, marking each done after its commit."""
+    results = []
+    for uid, raw in mailbox.new_messages():
+        try:
+            result = ingest(settings, db, raw)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            # Left unread, so it is tried again; the other messages must not wait for it.
+            log.exception("mail uid %s could not be taken in; it stays unread", uid)
+            continue
+        mailbox.mark_done(uid)
+        results.append(result)
+    return results

@@ -1,0 +1,267 @@
+"""The mail and SMS peers: the IMAP mailbox, the SMTP server and Twilio's SMS API.
+
+Vendor errors are translated here, at the edge:
+
+HotlineError
+├── MailboxError        the IMAP server is unreachable, refuses the login, or fails a command
+└── DeliveryError       a message or SMS was not sent; `.permanent` says whether retrying can help
+
+Plaintext (no TLS) connections are refused unless the server is on the loopback
+interface or HOTLINE_MAIL_ALLOW_PLAINTEXT is set: imap:// and smtp:// upgrade with
+STARTTLS whenever the server offers it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import smtplib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from hotline.errors import HotlineError
+from hotline.settings import Settings
+
+log = logging.getLogger("hotline.mail")
+
+IDLE_RENEW_SECONDS = 300  # RFC 2177 asks clients to renew IDLE at least every 29 minutes
+
+
+class MailboxError(HotlineError):
+    """The IMAP mailbox cannot be used right now."""
+
+
+class DeliveryError(HotlineError):
+    """A message was not delivered to the SMTP server or to Twilio."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class ServerURL:
+    """The parts of an imap(s):// or smtp(s):// URL."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    path: str
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme.endswith("s")
+
+    @classmethod
+    def parse(cls, url: str, default_ports: dict[str, int]) -> ServerURL:
+        parts = urlsplit(url)
+        return cls(
+            scheme=parts.scheme,
+            host=parts.hostname or "localhost",
+            port=parts.port or default_ports[parts.scheme],
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            path=unquote(parts.path.lstrip("/")),
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (where plaintext cannot be sniffed)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_plaintext(url: ServerURL, allow: bool) -> str | None:
+    if allow or is_loopback(url.host):
+        return None
+    return (
+        f"{url.host} offers no STARTTLS; use {url.scheme}s:// or set HOTLINE_MAIL_ALLOW_PLAINTEXT=true "
+        "to send the password unencrypted"
+    )
+
+
+class Mailbox:
+    """The support mailbox over IMAP: new messages, marking them done, waiting for more."""
+
+    def __init__(self, url: str, *, processed_folder: str | None = None, allow_plaintext: bool = False):
+        self.url = ServerURL.parse(url, {"imap": 143, "imaps": 993})
+        self.folder = self.url.path or "INBOX"
+        self.processed_folder = processed_folder
+        self.allow_plaintext = allow_plaintext
+        self._client: Any = None
+
+    def __enter__(self) -> Mailbox:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Log in and select the mailbox folder (and make the processed folder if missing)."""
+        from imapclient import IMAPClient
+
+        try:
+            client = IMAPClient(self.url.host, port=self.url.port, ssl=self.url.tls, timeout=60)
+            if not self.url.tls:
+                if client.has_capability("STARTTLS"):
+                    client.starttls(ssl.create_default_context())
+                elif reason := _refuse_plaintext(self.url, self.allow_plaintext):
+                    client.logout()
+                    raise MailboxError(reason)
+            client.login(self.url.username or "", self.url.password or "")
+            if self.processed_folder and not client.folder_exists(self.processed_folder):
+                client.create_folder(self.processed_folder)
+            client.select_folder(self.folder)
+        except MailboxError:
+            raise
+        except Exception as exc:  # imapclient raises imaplib errors, socket errors, ssl errors
+            raise MailboxError(f"IMAP {self.url.host}:{self.url.port}: {exc}") from exc
+        self._client = client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                client.logout()
+
+    def new_messages(self, batch: int = 20) -> list[tuple[int, bytes]]:
+        """Unread messages as (uid, raw bytes), oldest first, without marking them read."""
+        try:
+            uids = sorted(self._client.search(["UNSEEN", "NOT", "DELETED"]))
+            found: list[tuple[int, bytes]] = []
+            for start in range(0, len(uids), batch):
+                # BODY.PEEK leaves \\Seen alone: only mark_done() may say a message is handled.
+                fetched = self._client.fetch(uids[start : start + batch], ["BODY.PEEK[]"])
+                found += [
+                    (uid, fetched[uid][b"BODY[]"]) for uid in uids[start : start + batch] if uid in fetched
+                ]
+            return found
+        except Exception as exc:
+            raise MailboxError(f"IMAP fetch failed: {exc}") from exc
+
+    def mark_done(self, uid: int) -> None:
+        """Mark a handled message read, and move it to the processed folder if there is one."""
+        try:
+            self._client.add_flags([uid], [b"\\Seen"])
+            if self.processed_folder:
+                if self._client.has_capability("MOVE"):
+                    self._client.move([uid], self.processed_folder)
+                else:
+                    self._client.copy([uid], self.processed_folder)
+                    self._client.delete_messages([uid])
+                    self._client.expunge([uid] if self._client.has_capability("UIDPLUS") else None)
+        except Exception as exc:
+            raise MailboxError(f"IMAP cannot mark message {uid}: {exc}") from exc
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Wait for new mail: IDLE where the server has it, else `seconds`; return early on stop."""
+        if not self._client.has_capability("IDLE"):
+            stop.wait(seconds)
+            return
+        try:
+            self._client.idle()
+            deadline = time.monotonic() + IDLE_RENEW_SECONDS
+            # Short checks so that stop() is noticed within a second.
+            while not stop.is_set() and time.monotonic() < deadline:
+                if any(b"EXISTS" in r or b"RECENT" in r for r in self._client.idle_check(timeout=1)):
+                    break
+            self._client.idle_done()
+        except Exception as exc:
+            raise MailboxError(f"IMAP IDLE failed: {exc}") from exc
+
+
+class MailSender(Protocol):
+    def send(self, message: EmailMessage) -> None:
+        """Hand one message to the mail system or raise DeliveryError."""
+
+
+class SmtpSender:
+    """Sends messages through the SMTP server of settings.smtp_url."""
+
+    def __init__(self, url: str, *, allow_plaintext: bool = False, timeout: float = 30):
+        self.url = ServerURL.parse(url, {"smtp": 587, "smtps": 465})
+        self.allow_plaintext = allow_plaintext
+        self.timeout = timeout
+
+    def send(self, message: EmailMessage) -> None:
+        """Deliver `message` to its To addresses, or raise DeliveryError."""
+        try:
+            smtp: smtplib.SMTP
+            if self.url.tls:
+                smtp = smtplib.SMTP_SSL(self.url.host, self.url.port, timeout=self.timeout)
+            else:
+                smtp = smtplib.SMTP(self.url.host, self.url.port, timeout=self.timeout)
+            with smtp:
+                smtp.ehlo()
+                if not self.url.tls:
+                    if smtp.has_extn("starttls"):
+                        smtp.starttls(context=ssl.create_default_context())
+                        smtp.ehlo()
+                    elif self.url.username and (reason := _refuse_plaintext(self.url, self.allow_plaintext)):
+                        raise DeliveryError(reason)
+                if self.url.username:
+                    smtp.login(self.url.username, self.url.password or "")
+                smtp.send_message(message)
+        except DeliveryError:
+            raise
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(
+                f"SMTP refused the recipient: {exc.recipients}", permanent=min(codes) >= 500
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            # 5xx for this message is final; 4xx and authentication trouble may pass.
+            permanent = exc.smtp_code >= 500 and not isinstance(exc, smtplib.SMTPAuthenticationError)
+            raise DeliveryError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=permanent) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP {self.url.host}:{self.url.port}: {exc}") from exc
+
+
+class SmsSender(Protocol):
+    def send(self, to: str, body: str) -> str:
+        """Send an SMS; returns the provider's message id or raises DeliveryError."""
+
+
+class TwilioSms:
+    """SMS through Twilio's REST API (settings.twilio_api_base, so tests can use a local server)."""
+
+    def __init__(self, settings: Settings):
+        from twilio.rest import Client
+
+        if not (settings.sms_from and settings.twilio_account_sid and settings.twilio_auth_token):
+            raise ValueError("SMS needs HOTLINE_SMS_FROM, TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        self.sms_from = settings.sms_from
+        self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token, environment={})
+        # The Api domain builds every URL from base_url; with no edge or region set the
+        # client uses it unchanged (twilio.base.client_base.get_hostname).
+        self.client.api.base_url = settings.twilio_api_base
+
+    def send(self, to: str, body: str) -> str:
+        """Send `body` to `to`; returns the Message SID."""
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        try:
+            return str(self.client.messages.create(to=to, from_=self.sms_from, body=body).sid)
+        except TwilioRestException as exc:
+            permanent = 400 <= exc.status < 500 and exc.status != 429
+            raise DeliveryError(f"Twilio {exc.status}: {exc.msg}", permanent=permanent) from exc
+        except (TwilioException, OSError) as exc:  # requests' errors are OSErrors
+            raise DeliveryError(f"Twilio: {exc}") from exc
+
+
+def sms_configured(settings: Settings) -> bool:
+    """True when SMS can be sent (a sender number and Twilio credentials)."""
+    return bool(settings.sms_from and settings.twilio_account_sid and settings.twilio_auth_token)

@@ -76,6 +76,10 @@ class Settings:
     mail_poll_seconds: int
     attachment_max_bytes: int
     sms_from: str | None
+    # Asterisk (FastAGI, AMI)
+    agi_recordings_dir: Path
+    agi_sounds_prefix: str
+    ami_callback_context: str
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -188,6 +192,19 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _sounds_prefix(raw: str) -> str:
+    # A path Asterisk's STREAM FILE takes: relative to its sounds dir, or absolute.
+    if any(c.isspace() or c in "\"\\" for c in raw):
+        raise ValueError("must be a path without spaces or quotes, such as hotline/ru")
+    return raw.rstrip("/")
+
+
+def _word(raw: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in raw):
+        raise ValueError("must be letters, digits, '-' or '_'")
+    return raw
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -275,6 +292,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_poll_seconds=r.get("HOTLINE_MAIL_POLL_SECONDS", _int(1, 3600), 30),
         attachment_max_bytes=r.get("HOTLINE_ATTACHMENT_MAX_BYTES", _int(1024, 1 << 31), 25 * 1024 * 1024),
         sms_from=r.optional("HOTLINE_SMS_FROM", _e164),
+        # Asterisk (FastAGI, AMI)
+        agi_recordings_dir=r.get(
+            "HOTLINE_AGI_RECORDINGS_DIR", lambda s: Path(s).resolve(), data_dir / "asterisk"
+        ),
+        agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
+        ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
     )
     values.update(overrides)
     if not values["secret_key"]:

@@ -1,0 +1,605 @@
+"""The call flow of the hotline (DESIGN.md "The call"), with no I/O and no telephony.
+
+One function drives a call: `handle(state, event, port, config) -> Step`.
+
+- `state` is a `CallState`, JSON-serialisable (`to_json()` / `CallState.from_json()`):
+  Twilio keeps it in `Call.flow_state` between webhooks, FastAGI in memory.
+- `event` is what happened on the line: `CallStarted`, `DigitsEntered` (any string,
+  possibly empty or garbage; a trailing '#' is ignored), `NoInput` (a gather timed
+  out), `RecordingFinished` (a `Recording`, or None when nothing was recorded),
+  `DialFinished` (the duty engineer's leg: answered / no_answer / busy / failed),
+  `Hangup` (the caller is gone; may come at any step, also after the flow hung up).
+- `port` is a `CallPort`: the data the flow needs (look up a request, count this
+  caller's lookups, open a voice request, attach information, business hours, the
+  duty target). `ivr.store.DbCallPort` is the real one, `ivr.store.FakeCallPort` the
+  fake for tests and demos.
+- The returned `Step` has the next state, the `actions` for the adapter to carry out
+  in order, `log` entries for the call log (`CallEvent` kind, detail, data), and
+  `state.outcome` (the call's outcome so far, for `Call.outcome`).
+
+Actions: `Speak(segments, barge_in)` (segments of `ivr.speech`; with barge_in the
+caller may type over it and what they type is the start of the next `Gather`'s
+input), `Gather(max_digits, timeout_seconds, finish_on_key)` (a timeout is the event
+`NoInput`; '#' finishes and is not part of the digits), `Record(max_seconds,
+silence_seconds, finish_on_key, beep)` (answer with `RecordingFinished`),
+`Transfer(target, timeout_seconds)` (answer with `DialFinished`), `HangUp()`.
+
+A backend that learns of a recording's file apart from the call's progress (Twilio's
+recording status callback) calls `save_recording(state, recording, port)`: it turns
+the recording into its request (or attaches the file to the request already made for
+it) without moving the call on. Both paths are idempotent per `Recording.ref`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+from hotline.errors import InvalidRequestNumber
+from hotline.models import RequestKind, RequestStatus
+from hotline.numbers import MAX_LENGTH, parse_request_number
+from ivr.speech import Date, Number, Prompt, Segment
+
+# --- configuration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """The limits of a call."""
+
+    record_max_seconds: int = 180
+    record_silence_seconds: int = 5
+    lookups_per_hour: int = 20
+    dial_timeout: int = 20
+    menu_timeout: int = 6
+    number_timeout: int = 10
+    max_tries: int = 3  # no or wrong input at one question, wrong numbers in a call
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FlowConfig:
+        """The limits configured in `hotline.settings.Settings`."""
+        return cls(
+            record_max_seconds=settings.record_max_seconds,
+            record_silence_seconds=settings.record_silence_seconds,
+            lookups_per_hour=settings.lookups_per_hour,
+            dial_timeout=settings.dial_timeout,
+        )
+
+
+# --- events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A finished recording as the backend knows it.
+
+    `ref` is the backend's unique id of the recording (Twilio RecordingSid, the
+    Asterisk file name): the same ref reported twice is one recording. `path` is a
+    local file with the audio when the backend has it now (Twilio gets it later).
+    """
+
+    ref: str
+    duration_seconds: float | None = None
+    path: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.duration_seconds is not None and self.duration_seconds < 1.0
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    caller: str | None = None
+
+
+@dataclass(frozen=True)
+class DigitsEntered:
+    digits: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    pass
+
+
+@dataclass(frozen=True)
+class RecordingFinished:
+    recording: Recording | None  # None: nothing was recorded
+
+
+class DialResult(enum.StrEnum):
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DialFinished:
+    result: DialResult
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Event = CallStarted | DigitsEntered | NoInput | RecordingFinished | DialFinished | Hangup
+
+# --- actions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Speak:
+    segments: tuple[Segment, ...]
+    barge_in: bool = False
+
+
+@dataclass(frozen=True)
+class Gather:
+    max_digits: int
+    timeout_seconds: int
+    finish_on_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    max_seconds: int
+    silence_seconds: int
+    finish_on_key: str = "#"
+    beep: bool = True
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class HangUp:
+    pass
+
+
+Action = Speak | Gather | Record | Transfer | HangUp
+
+# --- the port ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a caller may hear about a request."""
+
+    number: str
+    kind: str
+    status: str
+    changed_on: dt.date  # in the plant's time zone
+
+
+class CallPort(Protocol):
+    """The data a call needs; implementations: ivr.store.DbCallPort, FakeCallPort."""
+
+    def today(self) -> dt.date:
+        """Today in the plant's time zone."""
+
+    def find_request(self, number: str) -> RequestInfo | None:
+        """The request with this (valid) number, or None."""
+
+    def recent_lookups(self) -> int:
+        """Status lookups this caller made in the last hour (all calls)."""
+
+    def open_voice_request(self, kind: str, recording: Recording) -> str:
+        """Open a phone request (status new) with this recording; its number."""
+
+    def add_information(self, number: str, recording: Recording) -> None:
+        """Attach a recording of missing information to the request, with a history entry."""
+
+    def attach_recording(self, number: str, recording: Recording) -> None:
+        """Store the file of a recording already turned into a request (once per ref)."""
+
+    def duty_open(self) -> bool:
+        """True inside the duty engineer's business hours."""
+
+    def duty_target(self) -> str | None:
+        """Where to transfer to the duty engineer, None if not configured."""
+
+
+# --- state -------------------------------------------------------------------------
+
+
+class StepName(enum.StrEnum):
+    NEW = "new"
+    MENU = "menu"
+    NUMBER = "number"
+    INFO_OFFER = "info_offer"
+    INFO_RECORD = "info_record"
+    KIND = "kind"
+    NEW_RECORD = "new_record"
+    DIALING = "dialing"
+    DUTY_OFFER = "duty_offer"
+    DONE = "done"  # the flow hung up; waiting for the backend's hangup
+    ENDED = "ended"
+
+
+# Outcomes by weight: a call that made a request is remembered for that, not for
+# the status it heard before.
+_OUTCOME_RANK = {
+    "abandoned": 0,
+    "no_input": 0,
+    "too_many_attempts": 0,
+    "lookup_limit": 0,
+    "duty_unavailable": 1,
+    "status_heard": 2,
+    "transferred": 3,
+    "info_added": 4,
+    "request_created": 5,
+}
+
+
+@dataclass
+class CallState:
+    """Where a call is; JSON-serialisable."""
+
+    step: str = StepName.NEW
+    caller: str | None = None
+    tries: int = 0  # no or wrong input at the current question
+    number_tries: int = 0  # wrong or unknown numbers in this call
+    number: str | None = None  # the request the caller is dealing with
+    kind: str | None = None
+    #: What the Record in progress is for: {"new": kind} or {"info": number}.
+    pending: dict[str, str] | None = None
+    #: Recordings already saved: ref → {"number": ..., "new"/"info": ...}.
+    recorded: dict[str, dict[str, str]] = field(default_factory=dict)
+    outcome: str | None = None
+    seq: int = 0  # events handled; lets adapters spot a stale or repeated webhook
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> CallState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    @property
+    def ended(self) -> bool:
+        return self.step in (StepName.DONE, StepName.ENDED)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    kind: str
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    state: CallState
+    actions: list[Action] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
+
+
+# --- the flow ----------------------------------------------------------------------
+
+_KIND_KEYS = {"1": RequestKind.INCIDENT, "2": RequestKind.PROBLEM, "3": RequestKind.SERVICE}
+
+
+def handle(state: CallState, event: Event, port: CallPort, config: FlowConfig | None = None) -> Step:
+    """The next state and what to do after `event`; `state` itself is not changed."""
+    flow = _Flow(CallState.from_json(state.to_json()), port, config or FlowConfig())
+    flow.dispatch(event)
+    return flow.step
+
+
+def reprompt(state: CallState, config: FlowConfig | None = None) -> list[Action]:
+    """The actions that ask the current question again (for a repeated webhook)."""
+    flow = _Flow(CallState.from_json(state.to_json()), _NoPort(), config or FlowConfig())
+    flow.ask()
+    return flow.step.actions
+
+
+def save_recording(state: CallState, recording: Recording, port: CallPort) -> Step:
+    """Save a recording whose file arrived apart from the call's progress; no actions."""
+    flow = _Flow(CallState.from_json(state.to_json()), port, FlowConfig())
+    flow.save(recording)
+    return flow.step
+
+
+class _Flow:
+    def __init__(self, state: CallState, port: CallPort, config: FlowConfig):
+        self.state = state
+        self.port = port
+        self.config = config
+        self.step = Step(state)
+
+    # -- output helpers --
+    def say(self, *segments: Segment, barge_in: bool = False) -> None:
+        self.step.actions.append(Speak(tuple(segments), barge_in=barge_in))
+
+    def log(self, kind: str, detail: str = "", **data: Any) -> None:
+        self.step.log.append(LogEntry(kind, detail, data))
+
+    def outcome(self, outcome: str) -> None:
+        current = self.state.outcome
+        if current is None or _OUTCOME_RANK[outcome] >= _OUTCOME_RANK[current]:
+            self.state.outcome = outcome
+
+    def goto(self, step: StepName) -> None:
+        if step != self.state.step:
+            self.state.tries = 0
+        self.state.step = step
+
+    def goodbye(self, *before: Segment, outcome: str | None = None) -> None:
+        if outcome:
+            self.outcome(outcome)
+        self.say(*before, Prompt("goodbye"))
+        self.step.actions.append(HangUp())
+        self.goto(StepName.DONE)
+
+    # -- questions: each says its prompt and waits --
+    def ask(self, *intro: Segment) -> None:
+        """Ask the question of the current step (again)."""
+        step = self.state.step
+        c = self.config
+        if step == StepName.MENU:
+            self.say(*intro, Prompt("menu"), barge_in=True)
+            self.step.actions.append(Gather(1, c.menu_timeout))
+        elif step == StepName.NUMBER:
+            self.say(*intro, Prompt("enter_number"), barge_in=True)
+            self.step.actions.append(Gather(MAX_LENGTH + 1, c.number_timeout, "#"))
+        elif step in (StepName.INFO_OFFER, StepName.DUTY_OFFER, StepName.KIND):
+            key = {StepName.INFO_OFFER: "info_offer", StepName.DUTY_OFFER: "offer_request"}.get(
+                StepName(step), "choose_kind"
+            )
+            self.say(*intro, Prompt(key), barge_in=True)
+            self.step.actions.append(Gather(1, c.menu_timeout))
+        elif step in (StepName.INFO_RECORD, StepName.NEW_RECORD):
+            key = "record_info" if step == StepName.INFO_RECORD else "record_request"
+            self.say(*intro, Prompt(key))
+            self.step.actions.append(Record(c.record_max_seconds, c.record_silence_seconds))
+        elif intro:
+            self.say(*intro)
+
+    def menu(self, *intro: Segment) -> None:
+        self.goto(StepName.MENU)
+        self.ask(*intro)
+
+    def retry(self, *why: Segment, outcome: str = "no_input") -> None:
+        """Wrong or no input: ask again, or say goodbye after too many tries."""
+        self.state.tries += 1
+        if self.state.tries >= self.config.max_tries:
+            self.log("too_many_tries", step=self.state.step)
+            self.goodbye(*why, outcome=outcome)
+        else:
+            self.ask(*why)
+
+    # -- events --
+    def dispatch(self, event: Event) -> None:
+        self.state.seq += 1
+        if isinstance(event, Hangup):
+            self.hangup()
+        elif self.state.ended:
+            if isinstance(event, RecordingFinished) and event.recording and not event.recording.empty:
+                self.save(event.recording)  # a hangup ended the recording: keep it
+        elif isinstance(event, CallStarted):
+            self.state.caller = event.caller
+            self.log("call_started", caller=event.caller)
+            self.menu(Prompt("greeting"))
+        elif isinstance(event, DigitsEntered):
+            digits = event.digits.strip()
+            digits = digits[:-1] if digits.endswith("#") else digits
+            self.digits(digits) if digits else self.no_input()
+        elif isinstance(event, NoInput):
+            self.no_input()
+        elif isinstance(event, RecordingFinished):
+            self.recording_finished(event.recording)
+        elif isinstance(event, DialFinished):
+            self.dial_finished(event.result)
+
+    def hangup(self) -> None:
+        if self.state.step != StepName.ENDED:
+            self.log("hangup", step=self.state.step)
+        if self.state.outcome is None:
+            self.state.outcome = "abandoned"
+        self.state.step = StepName.ENDED
+
+    def no_input(self) -> None:
+        step = self.state.step
+        if step in (StepName.INFO_RECORD, StepName.NEW_RECORD):
+            self.recording_finished(None)
+        elif step == StepName.DIALING:
+            self.dial_finished(DialResult.FAILED)
+        else:
+            self.log("no_input", step=step)
+            self.retry(Prompt("no_input"))
+
+    def digits(self, digits: str) -> None:
+        step = self.state.step
+        self.log("digits", digits[:40], step=step)
+        if step == StepName.MENU:
+            self.menu_choice(digits)
+        elif step == StepName.NUMBER:
+            self.number_entered(digits)
+        elif step == StepName.INFO_OFFER:
+            if digits == "1":
+                self.start_record(StepName.INFO_RECORD, {"info": self.state.number or ""})
+            elif digits == "*":
+                self.menu()
+            else:
+                self.retry(Prompt("menu_invalid"))
+        elif step == StepName.DUTY_OFFER:
+            if digits == "1":
+                self.goto(StepName.KIND)
+                self.ask()
+            elif digits == "*":
+                self.menu()
+            else:
+                self.retry(Prompt("menu_invalid"))
+        elif step == StepName.KIND:
+            if digits in _KIND_KEYS:
+                kind = _KIND_KEYS[digits].value
+                self.state.kind = kind
+                self.log("kind", kind, request_kind=kind)
+                self.start_record(StepName.NEW_RECORD, {"new": kind})
+            elif digits == "*":
+                self.menu()
+            else:
+                self.retry(Prompt("menu_invalid"))
+        else:
+            # Keys pressed while recording or ringing the engineer end up here.
+            self.no_input()
+
+    def menu_choice(self, digits: str) -> None:
+        if digits == "1":
+            self.log("menu", "status")
+            self.goto(StepName.NUMBER)
+            self.state.number_tries = 0
+            self.ask()
+        elif digits == "2":
+            self.log("menu", "new_request")
+            self.goto(StepName.KIND)
+            self.ask()
+        elif digits == "0":
+            self.log("menu", "duty_engineer")
+            self.duty()
+        elif digits == "*":
+            self.ask()
+        else:
+            self.retry(Prompt("menu_invalid"))
+
+    def number_entered(self, digits: str) -> None:
+        if digits == "*":
+            self.menu()
+            return
+        try:
+            number = parse_request_number(digits)
+        except InvalidRequestNumber:
+            self.log("number_invalid", digits[:40])
+            self.wrong_number("number_invalid")
+            return
+        if self.port.recent_lookups() >= self.config.lookups_per_hour:
+            self.log("lookup_limit", number)
+            self.goodbye(Prompt("lookup_limit"), outcome="lookup_limit")
+            return
+        info = self.port.find_request(number)
+        self.log("lookup", number, number=number, found=info is not None)
+        if info is None:
+            self.wrong_number("number_unknown")
+            return
+        self.outcome("status_heard")
+        self.state.number = info.number
+        readback: list[Segment] = [
+            Prompt("request_number"),
+            Number(info.number),
+            Prompt("kind_is"),
+            Prompt(f"kind_{info.kind}"),
+            Prompt("status_is"),
+            Prompt(f"status_{info.status}"),
+            Prompt("changed_on"),
+            Date(info.changed_on, with_year=info.changed_on.year != self.port.today().year),
+        ]
+        if info.status == RequestStatus.AWAITING_INFO:
+            self.goto(StepName.INFO_OFFER)
+            self.say(*readback)
+            self.ask()
+        else:
+            self.say(*readback)
+            self.menu(Prompt("main_menu"))
+
+    def wrong_number(self, key: str) -> None:
+        self.state.number_tries += 1
+        if self.state.number_tries >= self.config.max_tries:
+            self.log("too_many_tries", step=self.state.step)
+            self.goodbye(Prompt(key), Prompt("too_many_attempts"), outcome="too_many_attempts")
+        else:
+            self.ask(Prompt(key), Prompt("try_again"))
+
+    def start_record(self, step: StepName, pending: dict[str, str]) -> None:
+        self.state.pending = pending
+        self.goto(step)
+        self.ask()
+
+    def recording_finished(self, recording: Recording | None) -> None:
+        if recording is None or recording.empty:
+            self.log("recording_empty", step=self.state.step)
+            self.retry(Prompt("recording_empty"), Prompt("try_again"))
+            return
+        saved = self.save(recording)
+        if saved is None:  # not expected at this step: ask again
+            self.ask()
+        elif "new" in saved:
+            number = saved["number"]
+            self.goodbye(
+                Prompt("request_created"),
+                Number(number),
+                Prompt("repeat_number"),
+                Number(number),
+                outcome="request_created",
+            )
+        else:
+            self.menu(Prompt("info_saved"), Prompt("main_menu"))
+
+    def save(self, recording: Recording) -> dict[str, str] | None:
+        """Turn a recording into its request (once per ref); what it was saved as."""
+        saved = self.state.recorded.get(recording.ref)
+        if saved is not None:
+            if recording.path:
+                self.port.attach_recording(saved["number"], recording)
+            return saved
+        pending = self.state.pending
+        if not pending:
+            self.log("recording_unexpected", recording.ref)
+            return None
+        if "new" in pending:
+            number = self.port.open_voice_request(pending["new"], recording)
+            saved = {"new": pending["new"], "number": number}
+            self.log("request_created", number, number=number, recording=recording.ref)
+            self.outcome("request_created")
+        else:
+            number = pending["info"]
+            self.port.add_information(number, recording)
+            saved = {"info": number, "number": number}
+            self.log("information_added", number, number=number, recording=recording.ref)
+            self.outcome("info_added")
+        self.state.recorded[recording.ref] = saved
+        self.state.pending = None
+        return saved
+
+    def duty(self) -> None:
+        target = self.port.duty_target()
+        if not target:
+            self.log("duty_unavailable", "not configured")
+            self.outcome("duty_unavailable")
+            self.goto(StepName.DUTY_OFFER)
+            self.ask(Prompt("duty_unavailable"))
+        elif not self.port.duty_open():
+            self.log("duty_closed")
+            self.outcome("duty_unavailable")
+            self.goto(StepName.DUTY_OFFER)
+            self.ask(Prompt("duty_closed"))
+        else:
+            self.log("transfer", target, target=target)
+            self.goto(StepName.DIALING)
+            self.say(Prompt("transfer"))
+            self.step.actions.append(Transfer(target, self.config.dial_timeout))
+
+    def dial_finished(self, result: DialResult) -> None:
+        self.log("dial_result", str(result), result=str(result))
+        if self.state.step != StepName.DIALING:
+            self.ask()
+        elif result == DialResult.ANSWERED:
+            self.goodbye(outcome="transferred")
+        else:
+            self.outcome("duty_unavailable")
+            self.goto(StepName.DUTY_OFFER)
+            self.ask(Prompt("duty_no_answer"))
+
+
+class _NoPort:
+    """A port for `reprompt`, which asks a question and looks nothing up."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"reprompt must not use the port ({name})")

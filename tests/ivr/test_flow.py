@@ -1,0 +1,293 @@
+"""The call flow on its own: events in, actions and log out, through the fake port."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from ivr import flow
+from ivr.fake import FakeCallPort
+from ivr.flow import (
+    CallState,
+    DialFinished,
+    DialResult,
+    DigitsEntered,
+    Gather,
+    HangUp,
+    Hangup,
+    NoInput,
+    Record,
+    Recording,
+    RecordingFinished,
+    Speak,
+    Transfer,
+)
+from ivr.speech import render_text
+
+
+class Caller:
+    """Drives the flow like an adapter would, keeping the state as JSON in between."""
+
+    def __init__(self, port: FakeCallPort, config: flow.FlowConfig | None = None):
+        self.port = port
+        self.config = config or flow.FlowConfig()
+        self.state_json = CallState().to_json()
+        self.heard: list[str] = []
+        self.actions: list[flow.Action] = []
+        self.log: list[flow.LogEntry] = []
+
+    @property
+    def state(self) -> CallState:
+        return CallState.from_json(self.state_json)
+
+    def send(self, event: flow.Event) -> str:
+        step = flow.handle(self.state, event, self.port, self.config)
+        self.state_json = json.loads(json.dumps(step.state.to_json()))  # must survive JSON
+        self.actions = step.actions
+        self.log += step.log
+        text = " ".join(render_text(a.segments) for a in step.actions if isinstance(a, Speak))
+        self.heard.append(text)
+        return text
+
+    def press(self, digits: str) -> str:
+        return self.send(DigitsEntered(digits))
+
+    @property
+    def waits_for(self) -> type:
+        return type(self.actions[-1])
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.log]
+
+
+@pytest.fixture
+def port() -> FakeCallPort:
+    return FakeCallPort()
+
+
+@pytest.fixture
+def caller(port: FakeCallPort) -> Caller:
+    c = Caller(port)
+    c.send(flow.CallStarted("+79001234567"))
+    return c
+
+
+def test_greeting_and_menu(caller: Caller):
+    assert "Здравствуйте" in caller.heard[0]
+    assert "нажмите 1" in caller.heard[0] and "нажмите 0" in caller.heard[0]
+    speak, gather = caller.actions
+    assert isinstance(speak, Speak) and speak.barge_in
+    assert gather == Gather(1, 6)
+    assert caller.state.caller == "+79001234567"
+
+
+def test_star_repeats_menu_and_wrong_input_ends_after_three_tries(caller: Caller):
+    assert "нажмите 1" in caller.press("*")
+    assert caller.state.tries == 0
+    assert "Такого пункта" in caller.press("9")
+    assert "не услышали" in caller.send(NoInput())
+    last = caller.press("abc")
+    assert "До свидания" in last
+    assert caller.actions[-1] == HangUp()
+    assert caller.state.outcome == "no_input"
+    caller.send(Hangup())
+    assert caller.state.step == "ended"
+    assert caller.kinds().count("hangup") == 1
+
+
+def test_status_of_a_known_request(caller: Caller, port: FakeCallPort):
+    number = port.add_request("incident", "in_progress", dt.date(2025, 11, 20))
+    assert "номер заявки" in caller.press("1")
+    assert caller.actions[-1] == Gather(13, 10, "#")
+    text = caller.press(number + "#")
+    spoken_digits = ", ".join(
+        ["ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять"][int(d)]
+        for d in number
+    )
+    assert f"Заявка номер {spoken_digits}." in text
+    assert "Вид заявки: инцидент" in text
+    assert "Статус: в работе" in text
+    assert "двадцатое ноября." in text and "года" not in text
+    assert "Главное меню" in text
+    assert caller.state.step == "menu" and caller.state.outcome == "status_heard"
+    assert any(e.kind == "lookup" and e.data == {"number": number, "found": True} for e in caller.log)
+
+
+def test_status_from_last_year_says_the_year(caller: Caller, port: FakeCallPort):
+    number = port.add_request("problem", "processed", dt.date(2024, 12, 31))
+    caller.press("1")
+    text = caller.press(number)
+    assert "тридцать первое декабря две тысячи двадцать четвёртого года" in text
+    assert "обработана" in text and "проблема" in text
+
+
+@pytest.mark.parametrize("garbage", ["abc", "1" * 500, "12345", "", "#", "*#*", "10008 "[:-1] + "x"])
+def test_wrong_numbers_are_refused_before_lookup(caller: Caller, port: FakeCallPort, garbage: str):
+    caller.press("1")
+    text = caller.press(garbage)
+    assert port.lookups == 0
+    assert "Попробуйте ещё раз" in text or "не услышали" in text
+    assert caller.state.step == "number"
+
+
+def test_single_digit_typo_is_caught_by_check_digit(caller: Caller, port: FakeCallPort):
+    number = port.add_request("incident", "new")
+    typo = number[:-2] + str((int(number[-2]) + 1) % 10) + number[-1]
+    caller.press("1")
+    assert "с ошибкой" in caller.press(typo)
+    assert port.lookups == 0
+
+
+def test_three_wrong_numbers_say_goodbye(caller: Caller, port: FakeCallPort):
+    caller.press("1")
+    unknown = port._next_number()
+    assert "не найдена" in caller.press(unknown)
+    caller.press("123")
+    text = caller.press(unknown)
+    assert "Слишком много неудачных попыток" in text and "До свидания" in text
+    assert caller.actions[-1] == HangUp()
+    assert caller.state.outcome == "too_many_attempts"
+
+
+def test_lookups_per_hour_cap(port: FakeCallPort):
+    number = port.add_request("incident", "new")
+    port.lookups = 2
+    c = Caller(port, flow.FlowConfig(lookups_per_hour=2))
+    c.send(flow.CallStarted("+79001234567"))
+    c.press("1")
+    text = c.press(number)
+    assert "позвоните позже" in text
+    assert "Заявка номер" not in text
+    assert port.lookups == 2 and c.state.outcome == "lookup_limit"
+
+
+def test_star_in_number_returns_to_menu(caller: Caller):
+    caller.press("1")
+    assert "нажмите 2" in caller.press("*")
+    assert caller.state.step == "menu"
+
+
+def test_awaiting_info_records_information_for_the_same_request(caller: Caller, port: FakeCallPort):
+    number = port.add_request("service_request", "awaiting_info")
+    caller.press("1")
+    text = caller.press(number)
+    assert "ожидает информации" in text and "Чтобы записать её сейчас, нажмите 1" in text
+    text = caller.press("1")
+    assert "после сигнала" in text
+    assert caller.actions[-1] == Record(180, 5, "#", True)
+    text = caller.send(RecordingFinished(Recording("RE1", 12, "/tmp/info.wav")))
+    assert "информация добавлена" in text
+    assert port.information == [(number, Recording("RE1", 12, "/tmp/info.wav"))]
+    assert caller.state.outcome == "info_added" and caller.state.step == "menu"
+
+
+def test_new_request_is_read_back_twice(caller: Caller, port: FakeCallPort):
+    assert "Инцидент: нажмите 1" in caller.press("2")
+    caller.press("7")  # not a kind
+    assert caller.state.step == "kind"
+    text = caller.press("2")
+    assert "Опишите" in text and caller.waits_for is Record
+    text = caller.send(RecordingFinished(Recording("RE2", 30)))
+    [(number, kind, _)] = port.opened
+    assert kind == "problem"
+    spoken = render_text([flow.Number(number)])
+    assert text.count(spoken) == 2
+    assert caller.actions[-1] == HangUp()
+    assert caller.state.outcome == "request_created"
+
+
+def test_empty_recording_makes_no_request(caller: Caller, port: FakeCallPort):
+    caller.press("2")
+    caller.press("1")
+    assert "ничего не услышали" in caller.send(RecordingFinished(None))
+    assert caller.waits_for is Record
+    caller.send(RecordingFinished(Recording("RE3", 0)))
+    text = caller.send(NoInput())
+    assert "До свидания" in text
+    assert port.opened == []
+    assert caller.kinds().count("recording_empty") == 3
+
+
+def test_recording_ended_by_hangup_is_kept(caller: Caller, port: FakeCallPort):
+    """AGI: the caller hangs up while recording; the file is there and must become a request."""
+    caller.press("2")
+    caller.press("3")
+    caller.send(Hangup())
+    caller.send(RecordingFinished(Recording("/var/rec/x.wav", 9, "/var/rec/x.wav")))
+    assert [(k, r.ref) for _, k, r in port.opened] == [("service_request", "/var/rec/x.wav")]
+    assert caller.actions == []
+    assert caller.state.outcome == "request_created"
+
+
+def test_twilio_order_callback_before_action_makes_one_request(caller: Caller, port: FakeCallPort):
+    caller.press("2")
+    caller.press("1")
+    # The recording status callback (file known) arrives before the Record action.
+    out = flow.save_recording(caller.state, Recording("RE9", 20, "/tmp/RE9.wav"), port)
+    assert out.actions == [] and out.state.step == "new_record"
+    caller.state_json = out.state.to_json()
+    text = caller.send(RecordingFinished(Recording("RE9", 20)))
+    assert len(port.opened) == 1
+    assert text.count(render_text([flow.Number(port.opened[0][0])])) == 2
+    # Twilio retries the callback: still one request, the file attached once.
+    again = flow.save_recording(caller.state, Recording("RE9", 20, "/tmp/RE9.wav"), port)
+    again = flow.save_recording(again.state, Recording("RE9", 20, "/tmp/RE9.wav"), port)
+    assert len(port.opened) == 1 and len(port.attached) == 1
+
+
+def test_twilio_order_action_before_callback(caller: Caller, port: FakeCallPort):
+    caller.press("2")
+    caller.press("1")
+    caller.send(RecordingFinished(Recording("RE10", 20)))  # no file yet
+    [(number, _, _)] = port.opened
+    out = flow.save_recording(caller.state, Recording("RE10", 20, "/tmp/RE10.wav"), port)
+    assert port.attached == [(number, Recording("RE10", 20, "/tmp/RE10.wav"))]
+    assert len(port.opened) == 1 and out.actions == []
+
+
+def test_duty_engineer_inside_hours(caller: Caller, port: FakeCallPort):
+    text = caller.press("0")
+    assert "Соединяем" in text
+    assert caller.actions[-1] == Transfer("+73430000000", 20)
+    text = caller.send(DialFinished(DialResult.ANSWERED))
+    assert caller.state.outcome == "transferred" and caller.actions[-1] == HangUp()
+
+
+@pytest.mark.parametrize("result", [DialResult.NO_ANSWER, DialResult.BUSY, DialResult.FAILED])
+def test_duty_engineer_no_answer_offers_a_request(caller: Caller, port: FakeCallPort, result: DialResult):
+    caller.press("0")
+    text = caller.send(DialFinished(result))
+    assert "не может ответить" in text and "Чтобы оставить заявку, нажмите 1" in text
+    assert "Инцидент" in caller.press("1")
+    assert caller.state.step == "kind"
+
+
+def test_duty_engineer_outside_hours_or_unconfigured(port: FakeCallPort):
+    port.open = False
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    assert "не работает" in c.press("0")
+    assert not any(isinstance(a, Transfer) for a in c.actions)
+    assert "нажмите 2" in c.press("*")
+    port.open, port.target = True, None
+    assert "недоступна" in c.press("0")
+
+
+def test_hangup_at_any_step_leaves_an_outcome(caller: Caller):
+    caller.press("1")
+    caller.send(Hangup())
+    assert caller.state.outcome == "abandoned" and caller.state.step == "ended"
+    assert caller.send(DigitsEntered("1")) == ""  # nothing after the end
+
+
+def test_reprompt_repeats_the_question_without_changing_anything(caller: Caller):
+    caller.press("1")
+    actions = flow.reprompt(caller.state)
+    assert actions[-1] == Gather(13, 10, "#")
+    assert "номер заявки" in render_text(actions[0].segments)
+
+
+def test_state_tolerates_unknown_and_missing_keys():
+    state = CallState.from_json({"step": "menu", "future_field": 1})
+    assert state.step == "menu" and state.tries == 0
+    assert CallState.from_json(None) == CallState()

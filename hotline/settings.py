@@ -84,10 +84,14 @@ class Settings:
     secure_cookies: bool
     trusted_proxies: int
     # Transcription (hotline.transcription, hotline.jobs).
-    asr_engine: str = "vosk"
-    queue_name: str = "hotline"
-    transcription_lease_seconds: int = 900
-    transcription_workers: int = 1
+    asr_engine: str
+    queue_name: str
+    transcription_lease_seconds: int
+    transcription_workers: int
+    # Asterisk (FastAGI, AMI)
+    agi_recordings_dir: Path
+    agi_sounds_prefix: str
+    ami_callback_context: str
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -200,6 +204,19 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _sounds_prefix(raw: str) -> str:
+    # A path Asterisk's STREAM FILE takes: relative to its sounds dir, or absolute.
+    if any(c.isspace() or c in "\"\\" for c in raw):
+        raise ValueError("must be a path without spaces or quotes, such as hotline/ru")
+    return raw.rstrip("/")
+
+
+def _word(raw: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in raw):
+        raise ValueError("must be letters, digits, '-' or '_'")
+    return raw
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -299,6 +316,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         queue_name=r.get("HOTLINE_QUEUE_NAME", str, "hotline"),
         transcription_lease_seconds=r.get("HOTLINE_TRANSCRIPTION_LEASE_SECONDS", _int(0, 86400), 900),
         transcription_workers=r.get("HOTLINE_TRANSCRIPTION_WORKERS", _int(0, 64), 1),
+        # Asterisk (FastAGI, AMI)
+        agi_recordings_dir=r.get(
+            "HOTLINE_AGI_RECORDINGS_DIR", lambda s: Path(s).resolve(), data_dir / "asterisk"
+        ),
+        agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
+        ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -1,0 +1,555 @@
+"""Fakes of Asterisk for tests, demos and the benchmark, speaking the real protocols.
+
+- `FakeAsterisk` connects to a FastAGI server like Asterisk does and answers its
+  commands from a caller's script (keys, silence, recordings, dial results, hangups,
+  a dropped socket, 510/520 answers), writing real WAV files for RECORD FILE.
+- `FakeAmiServer` is an AMI server on loopback: banner, Login, Ping, Originate, and
+  events pushed on demand; `restart()` closes everything and listens again, as an
+  Asterisk restart does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import socketserver
+import struct
+import threading
+import time
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# --- FastAGI: the caller's script -------------------------------------------------
+
+SILENCE = "silence"  # the caller waits: WAIT FOR DIGIT and GET DATA time out
+HANGUP = "hangup"  # the caller hangs up during the next command
+DROP = "drop"  # the socket drops during the next command
+REPLY_510 = "510"  # the next command is answered 510
+REPLY_520 = "520"  # the next command is answered with a 520 usage block
+
+
+@dataclass(frozen=True)
+class Record:
+    """The caller speaks for `seconds`, then: 'dtmf' (#), 'timeout' (limit/silence), 'hangup'."""
+
+    seconds: float = 2.0
+    end: str = "dtmf"
+
+
+@dataclass(frozen=True)
+class Dial:
+    """What Dial to the duty engineer gives: ANSWER, NOANSWER, BUSY, CHANUNAVAIL."""
+
+    status: str = "ANSWER"
+
+
+Step = str | Record | Dial
+
+
+@dataclass
+class CallTrace:
+    """What happened in one fake call: commands, the prompts heard, files recorded."""
+
+    commands: list[str] = field(default_factory=list)
+    heard: list[str] = field(default_factory=list)
+    recordings: list[Path] = field(default_factory=list)
+    round_trips: list[float] = field(default_factory=list)
+    ended_by: str = ""  # "hotline" (HANGUP or closed socket) or the caller's "hangup"/"drop"
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000) -> None:
+    """A real 16-bit mono WAV with a tone (Asterisk's `wav` format is this, at 8 kHz)."""
+    frames = int(seconds * rate)
+    samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(frames))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+
+
+def split_args(line: str) -> list[str]:
+    """Asterisk's own argument parsing (quotes, backslash escapes)."""
+    args: list[str] = []
+    current: list[str] = []
+    quoted = escaped = have = False
+    for c in line:
+        if escaped:
+            current.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = have = True
+        elif c == '"':
+            quoted = not quoted
+            have = True
+        elif c in " \t" and not quoted:
+            if have:
+                args.append("".join(current))
+            current, have = [], False
+        else:
+            current.append(c)
+            have = True
+    if have:
+        args.append("".join(current))
+    return args
+
+
+COMMANDS = (
+    "ANSWER",
+    "STREAM FILE",
+    "WAIT FOR DIGIT",
+    "GET DATA",
+    "RECORD FILE",
+    "GET VARIABLE",
+    "EXEC",
+    "HANGUP",
+)
+
+
+class FakeAsterisk:
+    """Plays one caller against a FastAGI server, as Asterisk would."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        uniqueid: str,
+        callerid: str = "79001234567",
+        script: Iterable[Step] = (),
+        linkedid: str | None = None,
+        script_path: str = "hotline",
+    ):
+        self.host, self.port = host, port
+        self.uniqueid = uniqueid
+        self.callerid = callerid
+        self.linkedid = linkedid
+        self.script_path = script_path
+        self.script: list[Step] = []
+        for step in script:
+            # "12#" is three key presses; "!1" a key pressed while a prompt plays.
+            if isinstance(step, str) and step not in {SILENCE, HANGUP, DROP, REPLY_510, REPLY_520}:
+                self.script.extend(("!" + c) if step.startswith("!") else c for c in step.lstrip("!"))
+            else:
+                self.script.append(step)
+        self.trace = CallTrace()
+        self.dead = False
+        self.variables: dict[str, str] = {}
+
+    def environment(self) -> bytes:
+        lines = {
+            "agi_network": "yes",
+            "agi_network_script": self.script_path,
+            "agi_request": f"agi://{self.host}:{self.port}/{self.script_path}",
+            "agi_channel": f"PJSIP/trunk-{self.uniqueid.replace('.', '')}",
+            "agi_language": "ru",
+            "agi_type": "PJSIP",
+            "agi_uniqueid": self.uniqueid,
+            "agi_version": "22.1.0",
+            "agi_callerid": self.callerid,
+            "agi_calleridname": "unknown",
+            "agi_callingpres": "0",
+            "agi_dnid": "3435674530",
+            "agi_rdnis": "unknown",
+            "agi_context": "from-trunk",
+            "agi_extension": "73435674530",
+            "agi_priority": "2",
+            "agi_enhanced": "0.0",
+            "agi_accountcode": "",
+            "agi_threadid": "140245",
+        }
+        if self.linkedid:
+            lines["agi_arg_1"] = self.linkedid
+        return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
+
+    def _next(self) -> Step | None:
+        return self.script.pop(0) if self.script else None
+
+    def _peek(self) -> Step | None:
+        return self.script[0] if self.script else None
+
+    async def run(self, timeout: float = 30.0) -> CallTrace:
+        """Connect, play the script to its end, and return what happened."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            await asyncio.wait_for(self._converse(reader, writer), timeout)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+        return self.trace
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.environment())
+        await writer.drain()
+        sent_at: float | None = None
+        while True:
+            raw = await reader.readline()
+            if not raw:
+                self.trace.ended_by = self.trace.ended_by or "hotline"
+                return
+            if sent_at is not None:
+                self.trace.round_trips.append(time.perf_counter() - sent_at)
+            line = raw.decode().rstrip("\n")
+            self.trace.commands.append(line)
+            answer = self.answer(line)
+            if answer is None:  # the socket drops
+                self.trace.ended_by = "drop"
+                writer.transport.abort()
+                return
+            writer.write(answer.encode())
+            await writer.drain()
+            sent_at = time.perf_counter()
+            if line.startswith("HANGUP") and not self.dead:
+                self.trace.ended_by = "hotline"
+                return
+
+    def answer(self, line: str) -> str | None:
+        """Asterisk's answer to one command line (None: the socket drops)."""
+        if self.dead:
+            return "511 Command Not Permitted on a dead channel or intercept routine\n"
+        step = self._peek()
+        if step == DROP:
+            return None
+        if step == REPLY_510:
+            self._next()
+            return "510 Invalid or unknown command\n"
+        if step == REPLY_520:
+            self._next()
+            return (
+                "520-Invalid command syntax.  Proper usage follows:\n"
+                " Usage: STREAM FILE <filename> <escape_digits> [<sample offset>]\n"
+                "520 End of proper usage.\n"
+            )
+        name = next((c for c in COMMANDS if line.startswith(c)), None)
+        if name is None:
+            return "510 Invalid or unknown command\n"
+        args = split_args(line[len(name) :])
+        if step == HANGUP:
+            return self._hang_up(name)
+        return getattr(self, "_" + name.lower().replace(" ", "_"))(args)
+
+    def _hang_up(self, name: str) -> str:
+        self._next()
+        self.dead = True
+        self.trace.ended_by = "hangup"
+        if name == "RECORD FILE":
+            return "200 result=-1 (hangup) endpos=0\nHANGUP\n"
+        if name in {"ANSWER", "GET VARIABLE"}:
+            return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
+        # The extra HANGUP line comes before the answer (FIELD-NOTES: "at any time").
+        return "HANGUP\n200 result=-1 endpos=0\n"
+
+    def _answer(self, args: list[str]) -> str:
+        return "200 result=0\n"
+
+    def _stream_file(self, args: list[str]) -> str:
+        self.trace.heard.append(args[0])
+        step = self._peek()
+        if isinstance(step, str) and step.startswith("!"):
+            self._next()
+            if args[1] and step[1] in args[1]:
+                return f"200 result={ord(step[1])} endpos=4000\n"
+            return "200 result=0 endpos=16000\n"  # no escape digits: the key is lost
+        return "200 result=0 endpos=16000\n"
+
+    def _key(self) -> str | None:
+        step = self._peek()
+        if isinstance(step, str) and len(step.lstrip("!")) == 1 and step not in {HANGUP, DROP}:
+            self._next()
+            return step.lstrip("!")
+        if step == SILENCE:
+            self._next()
+        return None
+
+    def _wait_for_digit(self, args: list[str]) -> str:
+        if not self.script:
+            return self._hang_up("WAIT FOR DIGIT")
+        key = self._key()
+        return f"200 result={ord(key) if key else 0}\n"
+
+    def _get_data(self, args: list[str]) -> str:
+        self.trace.heard.append(args[0])
+        if not self.script:
+            self.dead = True
+            self.trace.ended_by = "hangup"
+            return "HANGUP\n200 result=-1\n"
+        max_digits = int(args[2]) if len(args) > 2 else 1024
+        typed = ""
+        while len(typed) < max_digits:
+            step = self._peek()
+            if step in {HANGUP, DROP, None}:
+                break
+            key = self._key()
+            if key is None:
+                return f"200 result={typed} (timeout)\n"
+            if key == "#":
+                return f"200 result={typed}\n"
+            typed += key
+        return f"200 result={typed}\n"
+
+    def _record_file(self, args: list[str]) -> str:
+        step = self._next()
+        if not isinstance(step, Record):
+            step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
+        path = Path(f"{args[0]}.{args[1]}")
+        write_wav(path, step.seconds)
+        self.trace.recordings.append(path)
+        endpos = int(step.seconds * 8000)
+        if step.end == "hangup":
+            self.dead = True
+            self.trace.ended_by = "hangup"
+            return f"200 result=-1 (hangup) endpos={endpos}\nHANGUP\n"
+        if step.end == "dtmf":
+            return f"200 result={ord('#')} (dtmf) endpos={endpos}\n"
+        # result is the milliseconds left; 35 here would NOT be '#'
+        return f"200 result=35 (timeout) endpos={endpos}\n"
+
+    def _get_variable(self, args: list[str]) -> str:
+        value = self.variables.get(args[0])
+        return f"200 result=1 ({value})\n" if value is not None else "200 result=0\n"
+
+    def _exec(self, args: list[str]) -> str:
+        if args[0].lower() != "dial":
+            return "200 result=0\n"
+        step = self._next()
+        status = step.status if isinstance(step, Dial) else "NOANSWER"
+        self.variables["DIALSTATUS"] = status
+        if status == "ANSWER":
+            # the engineer talks, then hangs up: Dial returns -1 and the caller is gone
+            self.dead = True
+            self.trace.ended_by = "hangup"
+            return "200 result=-1\nHANGUP\n"
+        return "200 result=0\n"
+
+    def _hangup(self, args: list[str]) -> str:
+        self.dead = True
+        return "200 result=1\n"
+
+
+# --- AMI -----------------------------------------------------------------------------
+
+
+class FakeAmiServer:
+    """An AMI server on loopback that replays the events it is given."""
+
+    banner = "Asterisk Call Manager/9.0.0\r\n"
+
+    def __init__(self, username: str = "hotline", secret: str = "s3cret", host: str = "127.0.0.1"):
+        self.username, self.secret = username, secret
+        self.host = host
+        self.port = 0
+        self.actions: list[dict[str, str]] = []
+        self.logins = 0
+        self.originate_reason = "4"
+        self._clients: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server: socketserver.ThreadingTCPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.logged_in = threading.Condition()
+
+    def start(self) -> FakeAmiServer:
+        fake = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                fake._serve(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self._server = Server((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"ami://{self.username}:{self.secret}@{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Close the listener and every connection (Asterisk going down)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self._lock:
+            for client in self._clients:
+                with contextlib.suppress(OSError):
+                    client.shutdown(socket.SHUT_RDWR)
+                client.close()
+            self._clients.clear()
+
+    def restart(self) -> None:
+        """Asterisk restarts: every connection drops, then it listens on the same port."""
+        self.stop()
+        self.start()
+
+    def wait_logins(self, count: int, timeout: float = 10.0) -> bool:
+        with self.logged_in:
+            return self.logged_in.wait_for(lambda: self.logins >= count, timeout)
+
+    def emit(self, *events: dict[str, str]) -> None:
+        """Send events to every logged-in client."""
+        data = b"".join(_packet(e) for e in events)
+        with self._lock:
+            for client in list(self._clients):
+                try:
+                    client.sendall(data)
+                except OSError:
+                    self._clients.remove(client)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.sendall(self.banner.encode())
+        buffer = b""
+        while True:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\r\n\r\n" in buffer:
+                raw, buffer = buffer.split(b"\r\n\r\n", 1)
+                action = dict(line.split(": ", 1) for line in raw.decode().split("\r\n") if ": " in line)
+                self.actions.append(action)
+                self._act(conn, action)
+
+    def _act(self, conn: socket.socket, action: dict[str, str]) -> None:
+        name, action_id = action.get("Action", ""), action.get("ActionID", "")
+        if name == "Login":
+            if action.get("Username") == self.username and action.get("Secret") == self.secret:
+                conn.sendall(
+                    _packet(
+                        {"Response": "Success", "ActionID": action_id, "Message": "Authentication accepted"}
+                    )
+                )
+                conn.sendall(
+                    _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
+                )
+                with self._lock:
+                    self._clients.append(conn)
+                with self.logged_in:
+                    self.logins += 1
+                    self.logged_in.notify_all()
+            else:
+                conn.sendall(
+                    _packet({"Response": "Error", "ActionID": action_id, "Message": "Authentication failed"})
+                )
+        elif name == "Ping":
+            conn.sendall(
+                _packet(
+                    {
+                        "Response": "Success",
+                        "ActionID": action_id,
+                        "Ping": "Pong",
+                        "Timestamp": f"{time.time():.6f}",
+                    }
+                )
+            )
+        elif name == "Originate":
+            if not action.get("Channel", "").startswith("PJSIP/"):
+                conn.sendall(
+                    _packet({"Response": "Error", "ActionID": action_id, "Message": "Originate failed"})
+                )
+                return
+            conn.sendall(
+                _packet(
+                    {"Response": "Success", "ActionID": action_id, "Message": "Originate successfully queued"}
+                )
+            )
+            success = self.originate_reason == "4"
+            conn.sendall(
+                _packet(
+                    {
+                        "Event": "OriginateResponse",
+                        "Privilege": "call,all",
+                        "ActionID": action_id,
+                        "Response": "Success" if success else "Failure",
+                        "Channel": action["Channel"],
+                        "Context": action.get("Context", ""),
+                        "Exten": action.get("Exten", ""),
+                        "Reason": self.originate_reason,
+                        "Uniqueid": action.get("ChannelId", "<null>"),
+                        "CallerIDNum": "<unknown>",
+                        "CallerIDName": "<unknown>",
+                    }
+                )
+            )
+        elif name == "Logoff":
+            conn.sendall(
+                _packet({"Response": "Goodbye", "ActionID": action_id, "Message": "Thanks for all the fish."})
+            )
+        else:
+            conn.sendall(
+                _packet({"Response": "Error", "ActionID": action_id, "Message": "Invalid/unknown command"})
+            )
+
+
+def _packet(fields: dict[str, str]) -> bytes:
+    return ("".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode()
+
+
+def incoming_call_events(
+    uniqueid: str,
+    *,
+    caller: str = "79001234567",
+    exten: str = "73435674530",
+    answered: bool = False,
+    cause: str = "16",
+    cdr_first: bool = False,
+) -> list[dict[str, str]]:
+    """The AMI events of a call to the hotline that rings, maybe answers, and hangs up."""
+    channel = f"PJSIP/trunk-{uniqueid.replace('.', '')[-8:]}"
+    base = {
+        "Privilege": "call,all",
+        "Channel": channel,
+        "CallerIDNum": caller,
+        "CallerIDName": "<unknown>",
+        "Context": "from-trunk",
+        "Exten": exten,
+        "Priority": "1",
+        "Uniqueid": uniqueid,
+        "Linkedid": uniqueid,
+    }
+    events = [
+        {"Event": "Newchannel", **base, "ChannelState": "0", "ChannelStateDesc": "Down"},
+        {"Event": "Newstate", **base, "ChannelState": "4", "ChannelStateDesc": "Ring"},
+    ]
+    if answered:
+        events.append({"Event": "Newstate", **base, "ChannelState": "6", "ChannelStateDesc": "Up"})
+    hangup = {"Event": "Hangup", **base, "Cause": cause, "Cause-txt": "Normal Clearing"}
+    cdr = {
+        "Event": "Cdr",
+        "Privilege": "cdr,all",
+        "AccountCode": "",
+        "Source": caller,
+        "Destination": exten,
+        "DestinationContext": "from-trunk",
+        "CallerID": f'"" <{caller}>',
+        "Channel": channel,
+        "DestinationChannel": "",
+        "LastApplication": "AGI" if answered else "Ringing",
+        "LastData": "",
+        "StartTime": "2025-11-24 10:00:00",
+        "AnswerTime": "",
+        "EndTime": "2025-11-24 10:00:07",
+        "Duration": "7",
+        "BillableSeconds": "0" if not answered else "5",
+        "Disposition": "ANSWERED" if answered else "NO ANSWER",
+        "AMAFlags": "DOCUMENTATION",
+        "UniqueID": uniqueid,
+        "UserField": "",
+    }
+    events += [cdr, hangup] if cdr_first else [hangup, cdr]
+    return events

@@ -77,6 +77,15 @@ def test_illegal_transition_is_refused_with_a_clear_message(engineer, app, voice
         engineer, f"/requests/{voicemail.number}/status", {"status": "deleted"}, follow_redirects=True
     )
     assert "Неизвестный статус." in bogus.get_data(as_text=True)
+    post(engineer, f"/requests/{voicemail.number}/status", {"status": "in_progress"})
+    page = engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    options = page.split('name="status"')[1].split("</select>")[0]
+    assert 'value="processed"' in options and 'value="awaiting_info"' not in options
+    silent = post(
+        engineer, f"/requests/{voicemail.number}/status", {"status": "awaiting_info"}, follow_redirects=True
+    )
+    assert "задайте ему вопрос" in silent.get_data(as_text=True)
+    assert _request(app, voicemail.number).status == "in_progress"
 
 
 def test_transcript_correction_keeps_the_original(engineer, app, voicemail):

@@ -94,7 +94,10 @@ def show(number: str) -> str:
         audio=[a for a in attachments if a.is_audio],
         files=[a for a in attachments if not a.is_audio],
         calls=calls,
-        transitions=sorted(TRANSITIONS[current], key=list(RequestStatus).index),
+        # awaiting_info is reached by asking the customer a question (its own form).
+        transitions=[
+            s for s in RequestStatus if s in TRANSITIONS[current] and s is not RequestStatus.AWAITING_INFO
+        ],
         engineers=_engineers(db),
     )
 
@@ -137,6 +140,8 @@ def change_status(number: str) -> Response:
     def act(db: Session, req: Request) -> str:
         if target not in set(RequestStatus):
             raise UserError("неизвестный статус")
+        if target == RequestStatus.AWAITING_INFO:
+            raise UserError("чтобы ждать информации от заказчика, задайте ему вопрос: «Запросить уточнение»")
         registry.change_status(db, req, target, actor=me().actor, note=_form("note"))
         return f"Статус: {STATUS_LABELS[RequestStatus(target)]}."
 

@@ -77,6 +77,15 @@ def test_illegal_transition_is_refused_with_a_clear_message(engineer, app, voice
         engineer, f"/requests/{voicemail.number}/status", {"status": "deleted"}, follow_redirects=True
     )
     assert "Неизвестный статус." in bogus.get_data(as_text=True)
+    post(engineer, f"/requests/{voicemail.number}/status", {"status": "in_progress"})
+    page = engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    options = page.split('name="status"')[1].split("</select>")[0]
+    assert 'value="processed"' in options and 'value="awaiting_info"' not in options
+    silent = post(
+        engineer, f"/requests/{voicemail.number}/status", {"status": "awaiting_info"}, follow_redirects=True
+    )
+    assert "задайте ему вопрос" in silent.get_data(as_text=True)
+    assert _request(app, voicemail.number).status == "in_progress"
 
 
 def test_transcript_correction_keeps_the_original(engineer, app, voicemail):
@@ -185,3 +194,47 @@ def test_request_list_pages(engineer, app):
     assert numbers[-1] in first and numbers[0] not in first
     assert numbers[0] in second and numbers[-1] not in second
     assert "Следующая" in first and "Следующая" not in second
+
+
+def test_review_flow_on_both_databases(any_db, tmp_path):
+    """The pages and actions on PostgreSQL too (row locks, regex search), not only SQLite."""
+    from hotline import users
+    from hotline.settings import load_settings
+    from tests.web.conftest import PASSWORD, login
+    from web import create_app
+
+    settings = load_settings(
+        {
+            "HOTLINE_DATA_DIR": str(tmp_path / "data"),
+            "HOTLINE_DATABASE_URL": any_db.url,
+            "HOTLINE_SECRET_KEY": "k",
+        }
+    )
+    with any_db.session() as s:
+        users.create_user(s, "ivanov", password=PASSWORD)
+        number = registry.open_request(
+            s,
+            kind="incident",
+            channel="phone",
+            actor="caller:+79001234567",
+            phone="+79001234567",
+            subject="Сканер на линии 2",
+        ).number
+    client = create_app({"TESTING": True}, settings=settings, db=any_db).test_client()
+    assert login(client, "ivanov").status_code == 302
+    for url in [
+        "/",
+        "/calls",
+        "/requests",
+        "/archive",
+        "/review",
+        f"/requests/{number}",
+        "/requests?q=СКАНЕР",
+    ]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+    assert number in client.get("/requests?q=сканер").get_data(as_text=True)
+    post(client, f"/requests/{number}/status", {"status": "in_progress"})
+    post(client, f"/requests/{number}/clarify", {"question": "Какая камера?"})
+    with any_db.session() as s:
+        assert registry.get_request(s, number).status == "awaiting_info"

@@ -28,6 +28,9 @@ from hotline.db import Database
 from hotline.settings import Settings
 
 log = logging.getLogger("hotline.jobs")
+#: An idle worker polls the embedded queue at most this far apart (huey's default, 10 s,
+#: would add up to 10 s between a recording's arrival and its transcript).
+MAX_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     recognizer_for(settings)  # load the model once, before any job, and fail fast
     recover_transcriptions(settings)
     consumer = queue_for(settings).huey.create_consumer(
-        workers=workers, worker_type="thread", periodic=True, check_worker_health=True
+        workers=workers, worker_type="thread", periodic=True, max_delay=MAX_POLL_SECONDS
     )
     consumer.run()
 
@@ -136,7 +139,11 @@ class EmbeddedWorker:
             return
         recover_transcriptions(self.settings, self.db)
         consumer = _QuietConsumer(
-            queue_for(self.settings).huey, workers=self.workers, worker_type="thread", periodic=True
+            queue_for(self.settings).huey,
+            workers=self.workers,
+            worker_type="thread",
+            periodic=True,
+            max_delay=MAX_POLL_SECONDS,
         )
         consumer.start()
         self._consumer = consumer

@@ -193,6 +193,8 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # recipients answered 550
+    login: tuple[str, str] | None = None  # offer SMTP AUTH accepting these credentials
+    logins: list[str] = field(default_factory=list)
     controller: Any = None
 
     @property
@@ -213,8 +215,20 @@ class SmtpSink:
     def start(self) -> None:
         from aiosmtpd.controller import Controller
 
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        kwargs: dict[str, Any] = {}
+        if self.login:
+            # AUTH is offered without TLS (loopback); the test checks that the sender used it.
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        given = (data.login.decode(), data.password.decode()) if hasattr(data, "login") else None
+        if given == self.login:
+            self.logins.append(given[0])
+        return AuthResult(success=given == self.login, handled=False)
 
     def stop(self) -> None:
         if self.controller is not None:

@@ -2,7 +2,8 @@
 
 Dovecot runs as a private instance: its own config, sockets, logs and mail in a temp
 dir, listening on a free loopback port; the system's dovecot is not touched. Every
-test gets a mailbox folder of its own on it.
+test gets a mailbox folder of its own on it. HOTLINE_TEST_KEEP_DOVECOT=1 keeps its
+temp dir (config, dovecot.log, mail) for a look after the run.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def dovecot() -> Iterator[Dovecot]:
                 proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
-        if os.environ.get("KEEPDOVE") is None:
+        if os.environ.get("HOTLINE_TEST_KEEP_DOVECOT") is None:
             shutil.rmtree(root, ignore_errors=True)
 
 

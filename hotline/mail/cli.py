@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -23,6 +24,8 @@ def mail(ctx: Context, once: bool) -> None:
     settings = ctx.settings
     if not (settings.imap_url or settings.smtp_url or sms_configured(settings)):
         raise UserError("nothing to do: set HOTLINE_IMAP_URL and HOTLINE_SMTP_URL (see README)")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ctx.db.upgrade()
     if once:
         if settings.imap_url:

@@ -124,8 +124,8 @@ def build_email(
     msg["Auto-Submitted"] = "auto-replied"
     # Exchange/Outlook: no out-of-office or read receipts back to an automatic message.
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["Content-Language"] = "ru"
     msg.set_content(text, charset="utf-8")
+    msg["Content-Language"] = "ru"  # after set_content, which drops Content-* headers
     return msg
 
 

@@ -31,6 +31,7 @@ from charset_normalizer import from_bytes
 RUSSIAN_CHARSETS = ["utf_8", "cp1251", "koi8_r", "cp866", "iso8859_5", "mac_cyrillic"]
 SYNTHETIC_DOMAIN = "synthetic.hotline.invalid"
 MAX_TEXT = 100_000
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
 @dataclass
@@ -126,7 +127,12 @@ def header_text(msg: Message, name: str, notes: list[str] | None = None) -> str:
         if note and notes is not None:
             notes.append(f"заголовок {name}: {note}")
     try:
-        return str(email.header.make_header(email.header.decode_header(raw))).strip()
+        if raw.isascii():
+            return str(email.header.make_header(email.header.decode_header(raw))).strip()
+        # decode_header() cannot mix encoded words with non-ASCII text: one word at a time.
+        return _ENCODED_WORD.sub(
+            lambda m: str(email.header.make_header(email.header.decode_header(m.group()))), raw
+        ).strip()
     except (LookupError, UnicodeDecodeError, ValueError, email.errors.HeaderParseError):
         try:
             return str(msg.get(name, "")).strip()

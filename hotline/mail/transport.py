@@ -20,6 +20,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -137,20 +138,23 @@ class Mailbox:
             with contextlib.suppress(Exception):  # the connection may already be gone
                 client.logout()
 
-    def new_messages(self, batch: int = 20) -> list[tuple[int, bytes]]:
+    def new_messages(self, batch: int = 20) -> Iterator[tuple[int, bytes]]:
         """Unread messages as (uid, raw bytes), oldest first, without marking them read."""
         try:
             uids = sorted(self._client.search(["UNSEEN", "NOT", "DELETED"]))
-            found: list[tuple[int, bytes]] = []
-            for start in range(0, len(uids), batch):
-                # BODY.PEEK leaves \\Seen alone: only mark_done() may say a message is handled.
-                fetched = self._client.fetch(uids[start : start + batch], ["BODY.PEEK[]"])
-                found += [
-                    (uid, fetched[uid][b"BODY[]"]) for uid in uids[start : start + batch] if uid in fetched
-                ]
-            return found
         except Exception as exc:
-            raise MailboxError(f"IMAP fetch failed: {exc}") from exc
+            raise MailboxError(f"IMAP search failed: {exc}") from exc
+        # Fetched a batch at a time, so a long backlog is never all in memory at once.
+        for start in range(0, len(uids), batch):
+            chunk = uids[start : start + batch]
+            try:
+                # BODY.PEEK leaves \\Seen alone: only mark_done() may say a message is handled.
+                fetched = self._client.fetch(chunk, ["BODY.PEEK[]"])
+            except Exception as exc:
+                raise MailboxError(f"IMAP fetch failed: {exc}") from exc
+            for uid in chunk:
+                if uid in fetched:
+                    yield uid, fetched[uid][b"BODY[]"]
 
     def mark_done(self, uid: int) -> None:
         """Mark a handled message read, and move it to the processed folder if there is one."""

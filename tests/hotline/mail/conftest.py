@@ -2,7 +2,8 @@
 
 Dovecot runs as a private instance: its own config, sockets, logs and mail in a temp
 dir, listening on a free loopback port; the system's dovecot is not touched. Every
-test gets a mailbox folder of its own on it.
+test gets a mailbox folder of its own on it. HOTLINE_TEST_KEEP_DOVECOT=1 keeps its
+temp dir (config, dovecot.log, mail) for a look after the run.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def dovecot() -> Iterator[Dovecot]:
                 proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
-        if os.environ.get("KEEPDOVE") is None:
+        if os.environ.get("HOTLINE_TEST_KEEP_DOVECOT") is None:
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -192,11 +193,20 @@ class SmtpSink:
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # recipients answered 550
+    login: tuple[str, str] | None = None  # offer SMTP AUTH accepting these credentials
+    logins: list[str] = field(default_factory=list)
     controller: Any = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
@@ -206,8 +216,20 @@ class SmtpSink:
     def start(self) -> None:
         from aiosmtpd.controller import Controller
 
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        kwargs: dict[str, Any] = {}
+        if self.login:
+            # AUTH is offered without TLS (loopback); the test checks that the sender used it.
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        given = (data.login.decode(), data.password.decode()) if hasattr(data, "login") else None
+        if given == self.login:
+            self.logins.append(given[0])
+        return AuthResult(success=given == self.login, handled=False)
 
     def stop(self) -> None:
         if self.controller is not None:

@@ -373,3 +373,13 @@ def test_a_message_without_message_id_is_still_taken_once(mail_settings, db, dov
     assert [r.outcome for r in poll(settings)] == ["created", "duplicate"]
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(EmailRow)) == 1
+
+
+def test_a_backlog_larger_than_one_fetch_batch_is_taken_in_whole(mail_settings, db, dovecot, folder):
+    settings = mail_settings()
+    with dovecot.client() as client:
+        for i in range(23):  # the mailbox fetches 20 at a time
+            client.append(folder, customer_mail(f"Заявка {i}", f"текст {i}").as_bytes())
+    assert [r.outcome for r in poll(settings)] == ["created"] * 23
+    assert [r.subject for r in requests_of(db)] == [f"Заявка {i}" for i in range(23)]
+    assert folder_state(dovecot, folder) == {"all": 23, "unseen": 0}

@@ -1,6 +1,6 @@
 """A real transcription worker process whose decoding waits for a file (see test_workers).
 
-    python -m tests.transcription.gated_worker STARTED RELEASE
+    python -m tests.hotline.transcription.gated_worker STARTED RELEASE
 
 Settings come from the environment, as for `hotline worker`; the recognizer is the
 fake that writes STARTED once it holds a recording and then waits for RELEASE.

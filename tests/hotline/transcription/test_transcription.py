@@ -9,7 +9,7 @@ from hotline.models import Attachment, Request, RequestEvent, Transcript, utcnow
 from hotline.recognizer import FakeRecognizer
 from hotline.storage import resolve
 from hotline.transcription import MAX_ATTEMPTS, linked_requests, run_transcription_job, suggest_kind
-from tests.transcription.conftest import add_recording, tone, write_wav
+from tests.hotline.transcription.conftest import add_recording, tone, write_wav
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 from hotline.jobs import enqueue_transcription, make_service
 from hotline.models import Attachment, RequestEvent, Transcript
-from tests.transcription.conftest import add_recording, tone, write_wav
+from tests.hotline.transcription.conftest import add_recording, tone, write_wav
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOTLINE = str(Path(sys.executable).parent / "hotline")
 
 
@@ -78,7 +78,7 @@ def test_a_job_killed_mid_decode_is_finished_by_another_worker(make_settings, db
     started, release = tmp_path / "started", tmp_path / "release"
 
     first = subprocess.Popen(
-        [sys.executable, "-m", "tests.transcription.gated_worker", str(started), str(release)],
+        [sys.executable, "-m", "tests.hotline.transcription.gated_worker", str(started), str(release)],
         cwd=ROOT,
         env=worker_env(settings),
     )

@@ -9,7 +9,7 @@ from hotline.audio import probe
 from hotline.models import Attachment
 from hotline.recognizer import ModelMissing, VoskRecognizer
 from hotline.transcription import run_transcription_job
-from tests.transcription.conftest import add_recording, write_wav
+from tests.hotline.transcription.conftest import add_recording, write_wav
 
 pytestmark = pytest.mark.slow
 

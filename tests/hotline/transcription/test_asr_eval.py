@@ -4,8 +4,8 @@ import pytest
 
 from hotline.models import Attachment, Transcript
 from hotline.recognizer import FakeRecognizer
-from tests.transcription.conftest import add_recording, tone, write_wav
-from tests.transcription.test_models_cli import run
+from tests.hotline.transcription.conftest import add_recording, tone, write_wav
+from tests.hotline.transcription.test_models_cli import run
 
 FAKE = FakeRecognizer().text  # what HOTLINE_ASR=fake hears in every recording
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hotline.audio import TARGET_RATE, AudioError, pcm16_chunks, probe
-from tests.transcription.conftest import tone, write_wav
+from tests.hotline.transcription.conftest import tone, write_wav
 
 
 def decode(path) -> np.ndarray:

@@ -66,9 +66,7 @@ class AgiChannel:
         return self.environment
 
     async def execute(self, name: str, *args: str | int) -> Reply:
-        """Send one command and wait for its answer."""
-        if self.hung_up:
-            raise ChannelGone("hangup")
+        """Send one command and wait for its answer (after a hangup Asterisk answers 511)."""
         try:
             self._writer.write(agi.command(name, *args).encode())
             await self._writer.drain()

@@ -211,7 +211,7 @@ class FakeAsterisk:
 
     def answer(self, line: str) -> str | None:
         """Asterisk's answer to one command line (None: the socket drops)."""
-        if self.dead:
+        if self.dead and not line.startswith("GET VARIABLE"):  # GET VARIABLE works on a dead channel
             return "511 Command Not Permitted on a dead channel or intercept routine\n"
         step = self._peek()
         if step == DROP:
@@ -240,7 +240,7 @@ class FakeAsterisk:
         self.trace.ended_by = "hangup"
         if name == "RECORD FILE":
             return "200 result=-1 (hangup) endpos=0\nHANGUP\n"
-        if name in {"ANSWER", "GET VARIABLE"}:
+        if name == "ANSWER":
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
         # The extra HANGUP line comes before the answer (FIELD-NOTES: "at any time").
         return "HANGUP\n200 result=-1 endpos=0\n"
@@ -347,6 +347,7 @@ class FakeAmiServer:
         self.actions: list[dict[str, str]] = []
         self.logins = 0
         self.originate_reason = "4"
+        self.answer_pings = True  # False: a hung Asterisk that keeps the socket open
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
@@ -429,16 +430,20 @@ class FakeAmiServer:
         name, action_id = action.get("Action", ""), action.get("ActionID", "")
         if name == "Login":
             if action.get("Username") == self.username and action.get("Secret") == self.secret:
-                conn.sendall(
-                    _packet(
-                        {"Response": "Success", "ActionID": action_id, "Message": "Authentication accepted"}
-                    )
-                )
-                conn.sendall(
-                    _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
-                )
-                with self._lock:
+                with self._lock:  # events emitted from now on reach this client, after these two
                     self._clients.append(conn)
+                    conn.sendall(
+                        _packet(
+                            {
+                                "Response": "Success",
+                                "ActionID": action_id,
+                                "Message": "Authentication accepted",
+                            }
+                        )
+                    )
+                    conn.sendall(
+                        _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
+                    )
                 with self.logged_in:
                     self.logins += 1
                     self.logged_in.notify_all()
@@ -446,6 +451,8 @@ class FakeAmiServer:
                 conn.sendall(
                     _packet({"Response": "Error", "ActionID": action_id, "Message": "Authentication failed"})
                 )
+        elif name == "Ping" and not self.answer_pings:
+            return
         elif name == "Ping":
             conn.sendall(
                 _packet(

@@ -74,5 +74,9 @@ def render_text(segments: Iterable[Segment]) -> str:
         joined = ", ".join(texts) if isinstance(segment, Number) else " ".join(texts)
         if isinstance(segment, Number | Date):
             joined += "."
+        # A phrase ending in no punctuation before a new sentence gets a full stop,
+        # so that text to speech pauses («Вид заявки: инцидент. Статус: …»).
+        if parts and parts[-1][-1] not in ".!?:," and joined[:1].isupper():
+            parts[-1] += "."
         parts.append(joined)
     return " ".join(parts)

@@ -26,6 +26,10 @@ def create_app(
     app.extensions["hotline.settings"] = settings
     app.extensions["hotline.db"] = db or Database(settings.database_url)
 
+    from ivr.twilio_webhooks import bp as twilio_bp
+
+    app.register_blueprint(twilio_bp)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

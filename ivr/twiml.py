@@ -1,0 +1,153 @@
+"""Twilio's side of the flow, as pure functions: webhook parameters in, TwiML out.
+
+`render(actions, ...)` turns the flow's actions into a TwiML document built with the
+`twilio` package. A `Speak` the caller may type over is nested in the `Gather` that
+follows it (digits typed during the prompt count); a `Gather` that hears nothing
+falls through to a `Redirect` (the event `NoInput`); a `Record` that records nothing
+falls through to a `Redirect` as well, since Twilio sends no action for an empty
+recording. Every URL handed to Twilio carries `seq`, the flow's step counter, so a
+late or repeated webhook is recognised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr import flow
+from ivr.speech import render_keys, render_text
+
+#: Twilio's DialCallStatus → the flow's dial result.
+DIAL_RESULTS = {
+    "completed": flow.DialResult.ANSWERED,
+    "answered": flow.DialResult.ANSWERED,
+    "busy": flow.DialResult.BUSY,
+    "no-answer": flow.DialResult.NO_ANSWER,
+    "failed": flow.DialResult.FAILED,
+    "canceled": flow.DialResult.FAILED,
+}
+#: CallStatus values that end a call.
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+UrlFor = Callable[[str], str]  # step name ("digits", "timeout", ...) → absolute URL
+
+
+class SpeechRenderer:
+    """Speech as `<Say language="ru-RU">` or as `<Play>` of the prompt audio."""
+
+    def __init__(self, mode: str, voice: str, prompt_url: Callable[[str], str]):
+        self.mode = mode
+        self.voice = voice
+        self.prompt_url = prompt_url
+
+    def add(self, verb: object, speak: flow.Speak) -> None:
+        if self.mode == "play":
+            for key in render_keys(speak.segments):
+                verb.play(self.prompt_url(key))  # type: ignore[attr-defined]
+        else:
+            verb.say(render_text(speak.segments), language="ru-RU", voice=self.voice)  # type: ignore[attr-defined]
+
+
+def render(actions: Sequence[flow.Action], url_for: UrlFor, speech: SpeechRenderer) -> str:
+    """The TwiML document that carries out the flow's actions."""
+    response = VoiceResponse()
+    i = 0
+    while i < len(actions):
+        action = actions[i]
+        if isinstance(action, flow.Speak) and action.barge_in:
+            # Prompts the caller may type over go inside the Gather that follows them.
+            j = i
+            while j < len(actions) and isinstance(actions[j], flow.Speak) and actions[j].barge_in:  # type: ignore[union-attr]
+                j += 1
+            group = [a for a in actions[i:j] if isinstance(a, flow.Speak)]
+            following = actions[j] if j < len(actions) else None
+            if isinstance(following, flow.Gather):
+                _gather(response, following, group, url_for, speech)
+                j += 1
+            else:
+                for speak in group:
+                    speech.add(response, speak)
+            i = j
+            continue
+        if isinstance(action, flow.Speak):
+            speech.add(response, action)
+        elif isinstance(action, flow.Gather):
+            _gather(response, action, [], url_for, speech)
+        elif isinstance(action, flow.Record):
+            response.record(
+                action=url_for("recorded"),
+                method="POST",
+                max_length=action.max_seconds,
+                timeout=action.silence_seconds,
+                finish_on_key=action.finish_on_key,
+                play_beep=action.beep,
+                recording_status_callback=url_for("recording"),
+                recording_status_callback_method="POST",
+                recording_status_callback_event="completed",
+            )
+            response.redirect(url_for("record_empty"), method="POST")
+        elif isinstance(action, flow.Transfer):
+            dial = response.dial(action=url_for("dialed"), method="POST", timeout=action.timeout_seconds)
+            dial.number(action.target)
+        elif isinstance(action, flow.HangUp):
+            response.hangup()
+        i += 1
+    return str(response)
+
+
+def _gather(
+    response: VoiceResponse,
+    gather: flow.Gather,
+    prompts: list[flow.Speak],
+    url_for: UrlFor,
+    speech: SpeechRenderer,
+) -> None:
+    verb = response.gather(
+        action=url_for("digits"),
+        method="POST",
+        input="dtmf",
+        num_digits=gather.max_digits,
+        timeout=gather.timeout_seconds,
+        finish_on_key=gather.finish_on_key or "",
+    )
+    for speak in prompts:
+        speech.add(verb, speak)
+    response.redirect(url_for("timeout"), method="POST")
+
+
+def event_for(step: str, form: Mapping[str, str]) -> flow.Event | None:
+    """The flow event of an action webhook, None for an unknown step."""
+    if step == "digits":
+        # A Gather posts Digits; without it (or empty) nothing was typed.
+        return flow.DigitsEntered(form.get("Digits", "")[:100])
+    if step == "timeout":
+        return flow.NoInput()
+    if step == "recorded":
+        sid = form.get("RecordingSid", "")
+        if not sid:
+            return flow.RecordingFinished(None)
+        return flow.RecordingFinished(flow.Recording(sid, parse_duration(form.get("RecordingDuration"))))
+    if step == "record_empty":
+        return flow.RecordingFinished(None)
+    if step == "dialed":
+        return flow.DialFinished(DIAL_RESULTS.get(form.get("DialCallStatus", ""), flow.DialResult.FAILED))
+    return None
+
+
+def parse_duration(raw: str | None) -> float | None:
+    """Twilio's RecordingDuration / CallDuration (whole seconds), None if absent or garbage."""
+    try:
+        return float(int(raw or ""))
+    except ValueError:
+        return None
+
+
+def same_origin(url: str, base: str) -> bool:
+    """True if `url` is under `base` (same scheme, host, port and path prefix)."""
+    u, b = urlsplit(url), urlsplit(base)
+    if (u.scheme, u.netloc.lower()) != (b.scheme, b.netloc.lower()) or u.username or "@" in u.netloc:
+        return False
+    prefix = b.path.rstrip("/") + "/"
+    return u.path.startswith(prefix) and ".." not in u.path

@@ -1,0 +1,78 @@
+"""`hotline call` in the terminal: in-process on the database, the fake demo, a server URL."""
+
+import threading
+
+from click.testing import CliRunner
+from sqlalchemy import select
+from waitress.server import create_server
+
+from hotline.cli import cli
+from hotline.models import Call, Request
+from web import create_app
+
+
+def run(args, keys, env):
+    return CliRunner().invoke(cli, ["call", *args], input="\n".join(keys) + "\n", env=env)
+
+
+def env_of(db, tmp_path, **extra):
+    return {"HOTLINE_DATA_DIR": str(tmp_path / "data"), "HOTLINE_DATABASE_URL": db.url, **extra}
+
+
+def test_in_process_call_makes_a_request(db, tmp_path):
+    result = run([], ["2", "1", "4"], env_of(db, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "♪ Здравствуйте" in result.output and "Повторяем номер заявки" in result.output
+    with db.session() as s:
+        request = s.scalars(select(Request)).one()
+        assert request.channel == "phone" and len(request.attachments) == 1
+        call = s.scalars(select(Call)).one()
+        assert call.backend == "console" and call.outcome == "request_created" and call.ended_at
+
+
+def test_hanging_up_in_the_terminal_ends_the_call(db, tmp_path):
+    result = CliRunner().invoke(cli, ["call"], input="1\n", env=env_of(db, tmp_path))  # then EOF
+    assert "положили трубку" in result.output
+    with db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert call.outcome == "abandoned" and call.ended_at is not None
+
+
+def test_fake_demo_needs_no_database(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["call", "--fake"], input="9\n\n*\n0\nbusy\n*\n", env={"HOTLINE_DATA_DIR": str(tmp_path)}
+    )
+    assert "Такого пункта" in result.output and "Соединяем" in result.output
+    assert "не может ответить" in result.output
+
+
+def test_call_against_a_running_server(db, make_settings, tmp_path):
+    settings = make_settings(
+        HOTLINE_PUBLIC_URL="http://127.0.0.1:1", TWILIO_AUTH_TOKEN="tok", TWILIO_ACCOUNT_SID="AC1"
+    )
+    server = create_server(create_app(settings=settings, db=db), host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}"
+        env = env_of(
+            db,
+            tmp_path,
+            TWILIO_AUTH_TOKEN="tok",
+            TWILIO_ACCOUNT_SID="AC1",
+            HOTLINE_PUBLIC_URL="http://127.0.0.1:1",
+        )
+        result = run(["--url", url], ["1", "12345#", "*", "*"], env)
+        assert result.exit_code == 0, result.output
+        assert "♪ Здравствуйте" in result.output and "с ошибкой" in result.output
+        bad = run(
+            ["--url", url],
+            [],
+            env_of(db, tmp_path, TWILIO_AUTH_TOKEN="wrong", HOTLINE_PUBLIC_URL="http://127.0.0.1:1"),
+        )
+        assert bad.exit_code != 0 and "403" in str(bad.exception or bad.output)
+    finally:
+        server.close()
+        thread.join(5)
+    with db.session() as s:
+        assert s.scalars(select(Call)).one().backend == "twilio"

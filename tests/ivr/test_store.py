@@ -1,0 +1,108 @@
+"""The flow against a real database: requests, files, call log, lookups cap."""
+
+import wave
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from hotline import registry
+from hotline.models import Attachment, Call, Request
+from ivr import flow
+from ivr.store import CallStore
+
+
+def make_wav(path: Path, seconds: float = 2.0) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x10\x00" * int(8000 * seconds))
+    return path
+
+
+@pytest.fixture
+def store(any_db, make_settings):
+    return CallStore(
+        any_db, make_settings(HOTLINE_DATABASE_URL=any_db.url, HOTLINE_LOOKUPS_PER_HOUR="3"), "asterisk"
+    )
+
+
+def test_new_request_with_recording_and_call_log(store, tmp_path):
+    store.handle("c1", flow.CallStarted("+79001112233"), from_number="+79001112233", to_number="+73435674530")
+    store.handle("c1", flow.DigitsEntered("2"))
+    store.handle("c1", flow.DigitsEntered("1"))
+    wav = make_wav(tmp_path / "rec.wav")
+    step = store.handle("c1", flow.RecordingFinished(flow.Recording("rec-1", 2.0, str(wav))))
+    store.handle("c1", flow.Hangup())
+    with store.db.session() as s:
+        request = s.scalars(select(Request)).one()
+        assert request.status == "new" and request.channel == "phone" and request.kind == "incident"
+        assert request.contact_phone == "+79001112233"
+        [att] = request.attachments
+        assert att.external_id == "asterisk:rec-1" and att.transcription_state == "pending"
+        assert att.duration_seconds == pytest.approx(2.0)
+        assert [e.action for e in request.events] == ["created", "attachment"]
+        call = s.scalars(select(Call)).one()
+        assert call.request_id == request.id and call.outcome == "request_created"
+        assert call.ended_at is not None and call.answered_at is not None
+        kinds = [e.kind for e in call.events]
+        assert kinds == ["call_started", "digits", "menu", "digits", "kind", "request_created", "hangup"]
+    assert step.state.recorded["rec-1"]["number"] == request.number
+
+
+def test_information_for_awaiting_request(store, tmp_path):
+    with store.db.session() as s:
+        request = registry.open_request(s, kind="incident", channel="web", actor="cli")
+        registry.change_status(s, request, "in_progress", actor="engineer:ivan")
+        registry.ask_clarification(s, request, actor="engineer:ivan", question="Какая линия?")
+        number = request.number
+    store.handle("c2", flow.CallStarted("+79005556677"), from_number="+79005556677")
+    store.handle("c2", flow.DigitsEntered("1"))
+    step = store.handle("c2", flow.DigitsEntered(number + "#"))
+    assert step.state.step == "info_offer"
+    store.handle("c2", flow.DigitsEntered("1"))
+    store.handle("c2", flow.RecordingFinished(flow.Recording("rec-2", 3, str(make_wav(tmp_path / "i.wav")))))
+    with store.db.session() as s:
+        request = registry.get_request(s, number)
+        assert request.status == "in_progress"
+        assert "information_added" in [e.action for e in request.events]
+        assert len(request.attachments) == 1
+
+
+def test_lookup_cap_counts_across_calls_of_one_number(store):
+    with store.db.session() as s:
+        number = registry.open_request(s, kind="incident", channel="web", actor="cli").number
+    heard = []
+    for i in range(4):
+        cid = f"cap{i}"
+        store.handle(cid, flow.CallStarted("+79990000000"), from_number="+79990000000")
+        store.handle(cid, flow.DigitsEntered("1"))
+        step = store.handle(cid, flow.DigitsEntered(number))
+        heard.append(step.state.outcome)
+    assert heard == ["status_heard"] * 3 + ["lookup_limit"]
+    # Another caller is not limited by this one.
+    store.handle("other", flow.CallStarted("+79991111111"), from_number="+79991111111")
+    store.handle("other", flow.DigitsEntered("1"))
+    assert store.handle("other", flow.DigitsEntered(number)).state.outcome == "status_heard"
+
+
+def test_stale_webhook_asks_again_without_changing_state(store):
+    store.handle("c3", flow.CallStarted(None))
+    step = store.handle("c3", flow.DigitsEntered("1"), seq=1)
+    assert step.state.step == "number"
+    again = store.handle("c3", flow.DigitsEntered("1"), seq=1)  # the same webhook once more
+    assert again.state.step == "number" and isinstance(again.actions[-1], flow.Gather)
+    with store.db.session() as s:
+        assert s.scalars(select(Call)).one().flow_state["seq"] == 2
+
+
+def test_hangup_from_backend_closes_the_call(store):
+    store.handle("c4", flow.CallStarted(None))
+    store.hang_up("c4", backend_status="completed", duration_seconds=17)
+    store.hang_up("c4", backend_status="completed", duration_seconds=17)
+    with store.db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert (call.outcome, call.backend_status, call.duration_seconds) == ("abandoned", "completed", 17)
+        assert [e.kind for e in call.events].count("hangup") == 1
+        assert s.scalars(select(Attachment)).all() == []

@@ -34,7 +34,7 @@ def agi(ctx: Context) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await server.stop()
+        await server.stop(grace=10)
         click.echo("hotline: stopped")
 
     with contextlib.suppress(KeyboardInterrupt):

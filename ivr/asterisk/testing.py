@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 import wave
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,8 @@ class FakeAsterisk:
         script: Iterable[Step] = (),
         linkedid: str | None = None,
         script_path: str = "hotline",
+        gate: Callable[[], Awaitable[None]] | None = None,
+        shared_folder: bool = True,
     ):
         self.host, self.port = host, port
         self.uniqueid = uniqueid
@@ -140,6 +142,8 @@ class FakeAsterisk:
         self.trace = CallTrace()
         self.dead = False
         self.variables: dict[str, str] = {}
+        self.shared_folder = shared_folder  # False: Asterisk writes on a disk the hotline cannot see
+        self.gate = gate  # awaited before the first answer (hold many calls open at once)
 
     def environment(self) -> bytes:
         lines = {
@@ -196,6 +200,9 @@ class FakeAsterisk:
             if sent_at is not None:
                 self.trace.round_trips.append(time.perf_counter() - sent_at)
             line = raw.decode().rstrip("\n")
+            if self.gate is not None:
+                gate, self.gate = self.gate, None
+                await gate()
             self.trace.commands.append(line)
             answer = self.answer(line)
             if answer is None:  # the socket drops
@@ -298,8 +305,9 @@ class FakeAsterisk:
         if not isinstance(step, Record):
             step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
         path = Path(f"{args[0]}.{args[1]}")
-        write_wav(path, step.seconds)
-        self.trace.recordings.append(path)
+        if self.shared_folder:
+            write_wav(path, step.seconds)
+            self.trace.recordings.append(path)
         endpos = int(step.seconds * 8000)
         if step.end == "hangup":
             self.dead = True

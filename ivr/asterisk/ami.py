@@ -12,7 +12,9 @@ Errors: `AmiError` (HotlineError) — not connected, login refused, an action re
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -73,6 +75,7 @@ class AmiConnection:
         self._client = AMIClient(address=address.host, port=address.port, timeout=heartbeat * 4)
         self._client.add_listener(on_event=self._event, on_disconnect=self._disconnected)
         self._send_lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._waiters: dict[str, tuple[threading.Event, list[dict[str, str]]]] = {}
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -126,7 +129,13 @@ class AmiConnection:
             self._close()
 
     def _login(self) -> None:
-        self._client.connect()
+        try:
+            self._client.connect()
+        except OSError:
+            sock = self._client._socket  # noqa: SLF001 - the package leaves a refused socket open
+            if sock is not None:
+                sock.close()
+            raise
         response = self._send(
             Action("Login", {"Username": self.address.username, "Secret": self.address.secret})
         )
@@ -150,8 +159,15 @@ class AmiConnection:
         return True
 
     def _close(self) -> None:
-        if self._client.finished is not None:
-            self._client.disconnect()
+        with self._close_lock:
+            sock = self._client._socket  # noqa: SLF001
+            if sock is not None:
+                # close() alone does not wake a thread blocked in recv(); shutdown() does,
+                # so the package's disconnect() does not wait out its long timeout.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            if self._client.finished is not None:
+                self._client.disconnect()
 
     # --- actions ---------------------------------------------------------------
 
@@ -221,7 +237,8 @@ class AmiConnection:
 
     def _disconnected(self, source: Any = None, error: Any = None, **_: Any) -> None:
         try:
-            self.last_error = f"disconnected: {error}" if error else "disconnected"
+            if self.connected.is_set():  # not a refused login we are closing ourselves
+                self.last_error = f"disconnected: {error}" if error else "disconnected"
             self.connected.clear()
             self._wake.set()  # reconnect now rather than at the next heartbeat
         except Exception:  # noqa: BLE001

@@ -66,9 +66,7 @@ class AgiChannel:
         return self.environment
 
     async def execute(self, name: str, *args: str | int) -> Reply:
-        """Send one command and wait for its answer."""
-        if self.hung_up:
-            raise ChannelGone("hangup")
+        """Send one command and wait for its answer (after a hangup Asterisk answers 511)."""
         try:
             self._writer.write(agi.command(name, *args).encode())
             await self._writer.drain()
@@ -132,6 +130,9 @@ class FastAgiServer:
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self.peak = 0  # most calls served at once
+        self.served = 0
 
     async def start(self) -> int:
         """Listen; the port actually bound (port 0 picks one)."""
@@ -148,6 +149,8 @@ class FastAgiServer:
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
+        self._idle.clear()
+        self.peak = max(self.peak, len(self._sessions))
         channel = AgiChannel(reader, writer)
         try:
             await channel.read_environment()
@@ -159,13 +162,19 @@ class FastAgiServer:
         except Exception:
             log.exception("FastAGI session failed")
         finally:
-            self._sessions.discard(task)
             await channel.close()
+            self._sessions.discard(task)
+            self.served += 1
+            if not self._sessions:
+                self._idle.set()
 
-    async def stop(self) -> None:
-        """Stop listening and end the calls in progress."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop listening; give the calls in progress `grace` seconds, then end them."""
         if self._server is not None:
             self._server.close()
+        if self._sessions and grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
@@ -199,7 +208,7 @@ class AgiService:
         self.name = f"FastAGI on agi://{self._host}:{self.port}"
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._server.stop())
+        self._loop.run_until_complete(self._server.stop(grace=5))
         self._loop.close()
 
     def start(self) -> None:

@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 import wave
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,8 @@ class FakeAsterisk:
         script: Iterable[Step] = (),
         linkedid: str | None = None,
         script_path: str = "hotline",
+        gate: Callable[[], Awaitable[None]] | None = None,
+        shared_folder: bool = True,
     ):
         self.host, self.port = host, port
         self.uniqueid = uniqueid
@@ -140,6 +142,8 @@ class FakeAsterisk:
         self.trace = CallTrace()
         self.dead = False
         self.variables: dict[str, str] = {}
+        self.shared_folder = shared_folder  # False: Asterisk writes on a disk the hotline cannot see
+        self.gate = gate  # awaited before the first answer (hold many calls open at once)
 
     def environment(self) -> bytes:
         lines = {
@@ -196,6 +200,9 @@ class FakeAsterisk:
             if sent_at is not None:
                 self.trace.round_trips.append(time.perf_counter() - sent_at)
             line = raw.decode().rstrip("\n")
+            if self.gate is not None:
+                gate, self.gate = self.gate, None
+                await gate()
             self.trace.commands.append(line)
             answer = self.answer(line)
             if answer is None:  # the socket drops
@@ -211,7 +218,7 @@ class FakeAsterisk:
 
     def answer(self, line: str) -> str | None:
         """Asterisk's answer to one command line (None: the socket drops)."""
-        if self.dead:
+        if self.dead and not line.startswith("GET VARIABLE"):  # GET VARIABLE works on a dead channel
             return "511 Command Not Permitted on a dead channel or intercept routine\n"
         step = self._peek()
         if step == DROP:
@@ -240,7 +247,7 @@ class FakeAsterisk:
         self.trace.ended_by = "hangup"
         if name == "RECORD FILE":
             return "200 result=-1 (hangup) endpos=0\nHANGUP\n"
-        if name in {"ANSWER", "GET VARIABLE"}:
+        if name == "ANSWER":
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
         # The extra HANGUP line comes before the answer (FIELD-NOTES: "at any time").
         return "HANGUP\n200 result=-1 endpos=0\n"
@@ -298,8 +305,9 @@ class FakeAsterisk:
         if not isinstance(step, Record):
             step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
         path = Path(f"{args[0]}.{args[1]}")
-        write_wav(path, step.seconds)
-        self.trace.recordings.append(path)
+        if self.shared_folder:
+            write_wav(path, step.seconds)
+            self.trace.recordings.append(path)
         endpos = int(step.seconds * 8000)
         if step.end == "hangup":
             self.dead = True
@@ -347,6 +355,7 @@ class FakeAmiServer:
         self.actions: list[dict[str, str]] = []
         self.logins = 0
         self.originate_reason = "4"
+        self.answer_pings = True  # False: a hung Asterisk that keeps the socket open
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
@@ -429,16 +438,20 @@ class FakeAmiServer:
         name, action_id = action.get("Action", ""), action.get("ActionID", "")
         if name == "Login":
             if action.get("Username") == self.username and action.get("Secret") == self.secret:
-                conn.sendall(
-                    _packet(
-                        {"Response": "Success", "ActionID": action_id, "Message": "Authentication accepted"}
-                    )
-                )
-                conn.sendall(
-                    _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
-                )
-                with self._lock:
+                with self._lock:  # events emitted from now on reach this client, after these two
                     self._clients.append(conn)
+                    conn.sendall(
+                        _packet(
+                            {
+                                "Response": "Success",
+                                "ActionID": action_id,
+                                "Message": "Authentication accepted",
+                            }
+                        )
+                    )
+                    conn.sendall(
+                        _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
+                    )
                 with self.logged_in:
                     self.logins += 1
                     self.logged_in.notify_all()
@@ -446,6 +459,8 @@ class FakeAmiServer:
                 conn.sendall(
                     _packet({"Response": "Error", "ActionID": action_id, "Message": "Authentication failed"})
                 )
+        elif name == "Ping" and not self.answer_pings:
+            return
         elif name == "Ping":
             conn.sendall(
                 _packet(

@@ -160,8 +160,14 @@ def test_usage_block_is_kept_whole() -> None:
 
 @pytest.mark.parametrize(
     ("line", "key"),
-    [("200 result=0 endpos=100", None), ("200 result=49 endpos=5", "1"), ("200 result=35", "#"),
-     ("200 result=42", "*"), ("200 result=", None), ("200 result=0", None)],
+    [
+        ("200 result=0 endpos=100", None),
+        ("200 result=49 endpos=5", "1"),
+        ("200 result=35", "#"),
+        ("200 result=42", "*"),
+        ("200 result=", None),
+        ("200 result=0", None),
+    ],
 )
 def test_digit_results(line: str, key: str | None) -> None:
     assert digit_of(parse_reply(line)) == key
@@ -181,8 +187,13 @@ def test_digit_garbage(line: str) -> None:
 
 @pytest.mark.parametrize(
     ("line", "digits"),
-    [("200 result=12345", "12345"), ("200 result= (timeout)", ""), ("200 result=12 (timeout)", "12"),
-     ("200 result=0", "0"), ("200 result=", "")],
+    [
+        ("200 result=12345", "12345"),
+        ("200 result= (timeout)", ""),
+        ("200 result=12 (timeout)", "12"),
+        ("200 result=0", "0"),
+        ("200 result=", ""),
+    ],
 )
 def test_get_data_results(line: str, digits: str) -> None:
     assert digits_of(parse_reply(line)) == digits

@@ -17,6 +17,7 @@ the webhooks refuse to work unless HOTLINE_TWILIO_INSECURE_DEV is set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -189,13 +190,26 @@ def _call_sid() -> str:
 
 
 def _twiml(step: flow.Step) -> Response:
-    body = twiml.render(step.actions, _url_for(step.state.seq), _speech())
+    settings = _settings()
+    body = _render(
+        tuple(step.actions), step.state.seq, _public_base(), settings.prompts_mode, settings.twilio_voice
+    )
     return Response(body, mimetype=XML)
 
 
-def _url_for(seq: int) -> twiml.UrlFor:
-    base = _public_base()
+@functools.lru_cache(maxsize=1024)
+def _render(actions: tuple[flow.Action, ...], seq: int, base: str, mode: str, voice: str) -> str:
+    # Most webhooks answer with one of a few documents (the menu, the number
+    # question): building TwiML is a good part of a webhook's work, so keep them.
+    speech = twiml.SpeechRenderer(mode, voice, lambda key: f"{base}/twilio/prompts/{key}.wav")
+    return twiml.render(actions, _urls(base, seq), speech)
 
+
+def _url_for(seq: int) -> twiml.UrlFor:
+    return _urls(_public_base(), seq)
+
+
+def _urls(base: str, seq: int) -> twiml.UrlFor:
     def url_for(name: str) -> str:
         if name == "recording":
             return f"{base}/twilio/recording"

@@ -17,8 +17,10 @@ the changed columns); the ORM session is used only by the port's rare writes
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import mimetypes
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -179,6 +181,35 @@ class _OpenCall:
             self.conn.execute(_UPDATE_CALL, {**changed, "call_id_": self.call.id})
 
 
+class _WriterLock:
+    """One SQLite writer at a time among this process's threads and, for a database
+    file, every process using it (an flock on a file beside it)."""
+
+    def __init__(self, database: str | None):
+        self._threads = threading.Lock()
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 class CallStore:
     """Runs the flow of one backend's calls against the database, one event per transaction."""
 
@@ -190,8 +221,10 @@ class CallStore:
         sqlite = db.engine.dialect.name == "sqlite"
         # SQLite has one writer at a time and makes the others sleep and poll
         # (busy_timeout), which turns contention into second-long stalls; queueing
-        # this process's writers on a lock is much fairer and faster.
-        self._writing: AbstractContextManager[object] = threading.Lock() if sqlite else nullcontext()
+        # the writers of every HTTP worker process on a lock is much fairer and faster.
+        self._writing: AbstractContextManager[object] = (
+            _WriterLock(db.engine.url.database) if sqlite else nullcontext()
+        )
         # The row lock serialises the webhooks of one call on PostgreSQL; SQLite's
         # BEGIN IMMEDIATE already serialises every writer.
         self._find_call = _FIND_CALL if sqlite else _FIND_CALL.with_for_update()

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,6 +74,17 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 yield session
+        except OperationalError as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in one transaction (no ORM session): for hot paths."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
         except OperationalError as exc:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc

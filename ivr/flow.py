@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from hotline.errors import InvalidRequestNumber
@@ -256,16 +256,23 @@ class CallState:
     seq: int = 0  # events handled; lets adapters spot a stale or repeated webhook
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # What dataclasses.asdict gives, without its deep copy of every value (hot path).
+        data = dict(self.__dict__)
+        data["pending"] = dict(self.pending) if self.pending is not None else None
+        data["recorded"] = {ref: dict(saved) for ref, saved in self.recorded.items()}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CallState:
-        known = {f.name for f in fields(cls)}
+        known = _STATE_FIELDS
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
     @property
     def ended(self) -> bool:
         return self.step in (StepName.DONE, StepName.ENDED)
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(CallState))
 
 
 @dataclass(frozen=True)

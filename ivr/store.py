@@ -7,19 +7,28 @@ one call may arrive together), runs the flow, writes the call log (events, outco
 flow state, the end of the call) and, after the commit, queues the transcription of
 the recordings it stored. Adapters (Twilio webhooks, FastAGI) only translate their
 protocol into events and the returned actions into theirs.
+
+Every webhook goes through here, so the call row and its events are read and
+written with SQLAlchemy Core (one SELECT, one executemany of events, one UPDATE of
+the changed columns); the ORM session is used only by the port's rare writes
+(requests, attachments), on the same connection and transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import mimetypes
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hotline import calllog, registry, storage
@@ -136,6 +145,71 @@ class DbCallPort:
         self.stored.append(attachment.id)
 
 
+_CALLS = cast(Table, Call.__table__)
+_EVENTS = cast(Table, CallEvent.__table__)
+_FIND_CALL = select(*_CALLS.c).where(
+    _CALLS.c.backend == bindparam("backend"), _CALLS.c.backend_call_id == bindparam("call_id")
+)
+_FIND_ATTACHMENT = select(Attachment.id).where(Attachment.external_id == bindparam("external_id"))
+_INSERT_CALL = insert(_CALLS)
+_INSERT_EVENTS = insert(_EVENTS)
+# The SET clause follows the parameters given (the columns a step changed).
+_UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("call_id_"))
+
+
+@dataclass
+class _OpenCall:
+    """One call's row in one transaction: what to write back at the end."""
+
+    conn: Connection
+    session: Session
+    call: Call  # transient: a plain holder of the row's values, never added to the session
+    loaded: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(self, kind: str, detail: str = "", **data: Any) -> None:
+        self.events.append(
+            {"call_id": self.call.id, "at": utcnow(), "kind": kind, "detail": detail, "data": data}
+        )
+
+    def write(self) -> None:
+        self.session.flush()  # the port's requests and files first: the call may point at them
+        if self.events:
+            self.conn.execute(_INSERT_EVENTS, self.events)
+        changed = {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
+        if changed:
+            self.conn.execute(_UPDATE_CALL, {**changed, "call_id_": self.call.id})
+
+
+class _WriterLock:
+    """One SQLite writer at a time among this process's threads and, for a database
+    file, every process using it (an flock on a file beside it)."""
+
+    def __init__(self, database: str | None):
+        self._threads = threading.Lock()
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 class CallStore:
     """Runs the flow of one backend's calls against the database, one event per transaction."""
 
@@ -144,17 +218,59 @@ class CallStore:
         self.settings = settings
         self.backend = backend
         self.config = flow.FlowConfig.from_settings(settings)
+        sqlite = db.engine.dialect.name == "sqlite"
         # SQLite has one writer at a time and makes the others sleep and poll
         # (busy_timeout), which turns contention into second-long stalls; queueing
-        # this process's writers on a lock is much fairer and faster.
+        # the writers of every HTTP worker process on a lock is much fairer and faster.
         self._writing: AbstractContextManager[object] = (
-            threading.Lock() if db.engine.dialect.name == "sqlite" else nullcontext()
+            _WriterLock(db.engine.url.database) if sqlite else nullcontext()
         )
+        # The row lock serialises the webhooks of one call on PostgreSQL; SQLite's
+        # BEGIN IMMEDIATE already serialises every writer.
+        self._find_call = _FIND_CALL if sqlite else _FIND_CALL.with_for_update()
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._writing, self.db.session() as session:
-            yield session
+    def _open(
+        self, call_id: str, from_number: str | None = None, to_number: str | None = None
+    ) -> Iterator[_OpenCall]:
+        """The call (made on first sight) in a transaction; its changes are written on success."""
+        with self._writing, self.db.transaction() as conn:
+            row = (
+                conn.execute(self._find_call, {"backend": self.backend, "call_id": call_id})
+                .mappings()
+                .first()
+            )
+            if row is None:
+                values: dict[str, Any] = {
+                    "backend": self.backend,
+                    "backend_call_id": call_id,
+                    "from_number": from_number,
+                    "to_number": to_number,
+                    "started_at": utcnow(),
+                    "flow_state": {},
+                }
+                values["id"] = conn.execute(_INSERT_CALL, values).inserted_primary_key[0]  # type: ignore[index]
+                values = {c.key: values.get(c.key) for c in _CALLS.c}
+            else:
+                values = dict(row)
+                if from_number and not values["from_number"]:  # the number came late: fill the gaps
+                    values["to_number"] = values["to_number"] or to_number
+                    conn.execute(
+                        _UPDATE_CALL,
+                        {
+                            "from_number": from_number,
+                            "to_number": values["to_number"],
+                            "call_id_": values["id"],
+                        },
+                    )
+                    values["from_number"] = from_number
+            session = Session(bind=conn, expire_on_commit=False)
+            try:
+                opened = _OpenCall(conn, session, Call(**values), values)
+                yield opened
+                opened.write()
+            finally:
+                session.close()
 
     def handle(
         self,
@@ -166,43 +282,39 @@ class CallStore:
         seq: int | None = None,
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
-        with self._session() as session:
-            call = self._lock_call(session, call_id, from_number, to_number)
+        with self._open(call_id, from_number, to_number) as opened:
+            call = opened.call
             state = CallState.from_json(call.flow_state)
             if seq is not None and seq != state.seq:
-                calllog.log_event(session, call, "stale_webhook", f"{seq} != {state.seq}")
+                opened.log("stale_webhook", f"{seq} != {state.seq}")
                 return flow.Step(state, flow.reprompt(state, self.config))
-            port = DbCallPort(session, self.settings, call)
+            port = DbCallPort(opened.session, self.settings, call)
             if isinstance(event, flow.CallStarted):
                 call.answered_at = call.answered_at or utcnow()
             step = flow.handle(state, event, port, self.config)
-            self._apply(session, call, step)
+            self._apply(opened, step)
         self._after_commit(port)
         return step
 
     def save_recording(self, call_id: str, recording: Recording) -> flow.Step:
         """A recording's file arrived apart from the call (Twilio's status callback)."""
-        with self._session() as session:
-            call = self._lock_call(session, call_id, None, None)
-            port = DbCallPort(session, self.settings, call)
-            step = flow.save_recording(CallState.from_json(call.flow_state), recording, port)
-            self._apply(session, call, step)
+        with self._open(call_id) as opened:
+            port = DbCallPort(opened.session, self.settings, opened.call)
+            step = flow.save_recording(CallState.from_json(opened.call.flow_state), recording, port)
+            self._apply(opened, step)
         self._after_commit(port)
         return step
 
     def has_recording(self, ref: str) -> bool:
         """True if the file of this recording is stored already."""
-        with self._session() as session:
-            external_id = f"{self.backend}:{ref}"
-            return (
-                session.scalar(select(Attachment.id).where(Attachment.external_id == external_id)) is not None
-            )
+        with self.db.transaction() as conn:
+            found = conn.execute(_FIND_ATTACHMENT, {"external_id": f"{self.backend}:{ref}"}).first()
+            return found is not None
 
     def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
         """A call-log event the flow does not know of (a refused download, say)."""
-        with self._session() as session:
-            call = self._lock_call(session, call_id, None, None)
-            calllog.log_event(session, call, kind, detail, **data)
+        with self._open(call_id) as opened:
+            opened.log(kind, detail, **data)
 
     def hang_up(
         self,
@@ -215,48 +327,28 @@ class CallStore:
         to_number: str | None = None,
     ) -> flow.Step:
         """The backend reports the end of the call: close its log entry."""
-        with self._session() as session:
-            call = self._lock_call(session, call_id, from_number, to_number)
-            port = DbCallPort(session, self.settings, call)
-            step = flow.handle(CallState.from_json(call.flow_state), flow.Hangup(), port, self.config)
-            self._apply(session, call, step)
+        with self._open(call_id, from_number, to_number) as opened:
+            port = DbCallPort(opened.session, self.settings, opened.call)
+            step = flow.handle(CallState.from_json(opened.call.flow_state), flow.Hangup(), port, self.config)
+            self._apply(opened, step)
             calllog.end_call(
-                session,
-                call,
+                opened.session,
+                opened.call,
                 backend_status=backend_status,
                 duration_seconds=duration_seconds,
                 hangup_cause=hangup_cause,
             )
         return step
 
-    def _lock_call(
-        self, session: Session, call_id: str, from_number: str | None, to_number: str | None
-    ) -> Call:
-        # The row lock serialises the webhooks of one call on PostgreSQL (SQLite
-        # serialises every writer anyway), so a retried callback sees the first one's work.
-        call = session.scalars(
-            select(Call)
-            .where(Call.backend == self.backend, Call.backend_call_id == call_id)
-            .with_for_update()
-        ).one_or_none()
-        if call is None or (from_number and not call.from_number):
-            call = calllog.start_call(
-                session,
-                backend=self.backend,
-                backend_call_id=call_id,
-                from_number=from_number,
-                to_number=to_number,
-            )
-        return call
-
-    def _apply(self, session: Session, call: Call, step: flow.Step) -> None:
+    def _apply(self, opened: _OpenCall, step: flow.Step) -> None:
+        call = opened.call
         for entry in step.log:
-            calllog.log_event(session, call, entry.kind, entry.detail, **entry.data)
+            opened.log(entry.kind, entry.detail, **entry.data)
         call.flow_state = step.state.to_json()
         if step.state.outcome:
             call.outcome = step.state.outcome
         if step.state.step == flow.StepName.ENDED and call.ended_at is None:
-            calllog.end_call(session, call)
+            calllog.end_call(opened.session, call)
 
     def _after_commit(self, port: DbCallPort) -> None:
         for attachment_id in port.stored:

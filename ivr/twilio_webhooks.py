@@ -17,6 +17,8 @@ the webhooks refuse to work unless HOTLINE_TWILIO_INSECURE_DEV is set.
 
 from __future__ import annotations
 
+import functools
+import hmac
 import logging
 import os
 import tempfile
@@ -70,12 +72,23 @@ def check_signature() -> Response | None:
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not RequestValidator(settings.twilio_auth_token).validate(
-        url, request.form, signature
-    ):
+    if not signature or not _signed(_validator(settings.twilio_auth_token), url, signature):
         log.warning("Twilio webhook with a missing or wrong signature: %s", request.path)
         return _plain("invalid Twilio signature", 403)
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
+
+
+def _signed(validator: RequestValidator, url: str, signature: str) -> bool:
+    # The URL exactly as configured first: one HMAC, where validate() always computes
+    # two (the URL with and without its port, for Twilio's inconsistent signing).
+    if hmac.compare_digest(validator.compute_signature(url, request.form), signature):
+        return True
+    return bool(validator.validate(url, request.form, signature))
 
 
 @bp.post("/voice")
@@ -189,13 +202,26 @@ def _call_sid() -> str:
 
 
 def _twiml(step: flow.Step) -> Response:
-    body = twiml.render(step.actions, _url_for(step.state.seq), _speech())
+    settings = _settings()
+    body = _render(
+        tuple(step.actions), step.state.seq, _public_base(), settings.prompts_mode, settings.twilio_voice
+    )
     return Response(body, mimetype=XML)
 
 
-def _url_for(seq: int) -> twiml.UrlFor:
-    base = _public_base()
+@functools.lru_cache(maxsize=1024)
+def _render(actions: tuple[flow.Action, ...], seq: int, base: str, mode: str, voice: str) -> str:
+    # Most webhooks answer with one of a few documents (the menu, the number
+    # question): building TwiML is a good part of a webhook's work, so keep them.
+    speech = twiml.SpeechRenderer(mode, voice, lambda key: f"{base}/twilio/prompts/{key}.wav")
+    return twiml.render(actions, _urls(base, seq), speech)
 
+
+def _url_for(seq: int) -> twiml.UrlFor:
+    return _urls(_public_base(), seq)
+
+
+def _urls(base: str, seq: int) -> twiml.UrlFor:
     def url_for(name: str) -> str:
         if name == "recording":
             return f"{base}/twilio/recording"

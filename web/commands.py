@@ -4,11 +4,17 @@ Besides HTTP, `serve` runs the background services that other packages register 
 the `hotline.services` entry-point group (FastAGI server, AMI listener, transcription
 worker, mailbox poller). Each entry is a factory `make(settings, db) -> Service | None`
 that returns None when its part is not configured (no AMI URL, no mailbox).
+
+HTTP runs in this process on waitress, or with `--workers N` (N > 1) in N gunicorn
+worker processes started as a child of this one (the services stay here, once), so
+that webhooks use every core instead of one interpreter lock.
 """
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -40,16 +46,26 @@ def load_services(ctx: Context) -> list[Service]:
 
 
 @click.command()
-@click.option("--threads", default=16, show_default=True, help="HTTP worker threads.")
+@click.option("--threads", default=16, show_default=True, help="HTTP worker threads (per process).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="HTTP worker processes; more than 1 runs HTTP on gunicorn (about one per core).",
+)
 @pass_context
-def serve(ctx: Context, threads: int) -> None:
+def serve(ctx: Context, threads: int, workers: int) -> None:
     """Run the service: dashboard and webhooks over HTTP, and the background parts."""
+    settings = ctx.settings
+    ctx.db.upgrade()
+    if workers > 1:
+        _serve_gunicorn(ctx, threads, workers)
+        return
     from waitress.server import create_server
 
     from web import create_app
 
-    settings = ctx.settings
-    ctx.db.upgrade()
     app = create_app(settings=settings, db=ctx.db)
     server = create_server(
         app, host=settings.http_host, port=settings.http_port, threads=threads, ident="hotline"
@@ -80,6 +96,46 @@ def serve(ctx: Context, threads: int) -> None:
         for service in reversed(services):
             service.stop()
         click.echo("hotline: stopped")
+
+
+def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
+    # gunicorn is a fresh child process (settings from the same environment), so no
+    # worker is forked from a process that already runs the services' threads.
+    settings = ctx.settings
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class=gthread",
+        f"--workers={workers}",
+        f"--threads={threads}",
+        f"--bind={settings.http_host}:{settings.http_port}",
+        "--graceful-timeout=20",
+        "web:create_app()",
+    ]
+    http = subprocess.Popen(command)
+    services = load_services(ctx)
+    for service in services:
+        service.start()
+        click.echo(f"hotline: {service.name} started")
+    click.echo(
+        f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
+        f"({workers} gunicorn workers, data in {settings.data_dir})"
+    )
+
+    def shutdown(signum: int, _frame: object) -> None:
+        http.terminate()  # gunicorn's graceful stop
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        code = http.wait()
+    finally:
+        for service in reversed(services):
+            service.stop()
+        click.echo("hotline: stopped")
+    if code not in (0, -signal.SIGTERM):
+        raise click.ClickException(f"gunicorn exited with status {code}")
 
 
 def register(group: click.Group) -> None:

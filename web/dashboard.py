@@ -8,6 +8,8 @@ and cannot send a CSRF token).
 from __future__ import annotations
 
 from flask import Flask, Response, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
@@ -33,8 +35,18 @@ CSP = "; ".join(
 )
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The dashboard's cookie session, not opened for Twilio's webhooks (signed, no cookies)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith("/twilio/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
     """Attach the dashboard to the application."""
+    app.session_interface = SessionInterface()
     # CSRF is checked by our own hook rather than CSRFProtect's, so that the exempt
     # blueprints are known by name: it works whether the twilio blueprint is
     # registered before or after this and needs nothing from its author.

@@ -1,5 +1,6 @@
 """The flow against a real database: requests, files, call log, lookups cap."""
 
+import threading
 import wave
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from hotline import registry
+from hotline.db import Database
 from hotline.models import Attachment, Call, Request
 from ivr import flow
 from ivr.store import CallStore
@@ -106,3 +108,28 @@ def test_hangup_from_backend_closes_the_call(store):
         assert (call.outcome, call.backend_status, call.duration_seconds) == ("abandoned", "completed", 17)
         assert [e.kind for e in call.events].count("hangup") == 1
         assert s.scalars(select(Attachment)).all() == []
+
+
+def test_status_callback_first_fills_the_caller_later(store):
+    """A call first seen without its number (a log event) gets it from a later webhook."""
+    store.log("c5", "call_status", "ringing")
+    store.handle("c5", flow.CallStarted("+79007778899"), from_number="+79007778899", to_number="+73435674530")
+    with store.db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert (call.from_number, call.to_number) == ("+79007778899", "+73435674530")
+        assert [e.kind for e in call.events] == ["call_status", "call_started"]
+        assert call.flow_state["step"] == "menu" and call.flow_state["seq"] == 1
+
+
+def test_writers_of_one_sqlite_file_queue_across_stores(db, make_settings):
+    """Two stores on one database file (as two HTTP worker processes) never write at once."""
+    first = CallStore(db, make_settings(HOTLINE_DATABASE_URL=db.url), "twilio")
+    second = CallStore(Database(db.url), make_settings(HOTLINE_DATABASE_URL=db.url), "twilio")
+    entered = threading.Event()
+    with first._writing:
+        worker = threading.Thread(target=lambda: (second._writing.__enter__(), entered.set()))
+        worker.start()
+        assert not entered.wait(0.3)  # held by the first store's lock file
+    assert entered.wait(10)
+    second._writing.__exit__(None, None, None)
+    worker.join(10)

@@ -80,6 +80,25 @@ class Database:
                 raise
             raise down from exc
 
+    def ping(self) -> None:
+        """Check that the database answers; DatabaseUnavailable if it does not."""
+        # A raw connection: no transaction, so SQLite's BEGIN IMMEDIATE never waits on a writer.
+        try:
+            conn = self.engine.raw_connection()  # PostgreSQL: checked by pool_pre_ping
+            try:
+                cursor = conn.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            finally:
+                conn.close()
+        except DBAPIError as exc:
+            down = unavailable(exc)
+            if down is None:
+                raise
+            raise down from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # SELECT 1 fails only for want of a server
+            raise DatabaseUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+
     def upgrade(self) -> None:
         try:
             upgrade(self.engine)

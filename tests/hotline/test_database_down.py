@@ -1,5 +1,9 @@
 """The database going away and coming back, through a proxy in front of real PostgreSQL."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import select, text
 
@@ -8,6 +12,7 @@ from hotline.db import Database, DatabaseUnavailable
 from hotline.models import Request
 
 pytestmark = pytest.mark.postgres
+HOTLINE = [sys.executable, "-c", "from hotline.cli import main; main()"]
 
 
 def test_unavailable_while_cut_and_usable_again_after_restore(pg_via_proxy):
@@ -39,3 +44,21 @@ def test_cut_in_the_middle_of_a_transaction(pg_via_proxy):
             assert s.execute(text("SELECT 3")).scalar() == 3
     finally:
         db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "worker", "agi"])
+def test_services_started_while_the_database_is_down_say_so_in_one_line(pg_via_proxy, tmp_path, command):
+    pg_via_proxy.cut()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env = {
+        **clean,
+        "HOTLINE_DATA_DIR": str(tmp_path / "data"),
+        "HOTLINE_DATABASE_URL": pg_via_proxy.url,
+        "HOTLINE_SECRET_KEY": "test-secret-key",
+        "HOTLINE_ASR": "fake",
+    }
+    done = subprocess.run(HOTLINE + [command], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("error: database unavailable: ")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -12,12 +12,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.errors import HotlineError
 
-__all__ = ["Database", "DatabaseUnavailable", "alembic_config", "upgrade"]
+__all__ = ["Database", "DatabaseUnavailable", "alembic_config", "unavailable", "upgrade"]
 
 
 class DatabaseUnavailable(HotlineError):
@@ -74,10 +74,30 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except OperationalError as exc:
-            if _is_connection_error(exc):
-                raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise
+        except DBAPIError as exc:
+            down = unavailable(exc)
+            if down is None:
+                raise
+            raise down from exc
+
+    def ping(self) -> None:
+        """Check that the database answers; DatabaseUnavailable if it does not."""
+        # A raw connection: no transaction, so SQLite's BEGIN IMMEDIATE never waits on a writer.
+        try:
+            conn = self.engine.raw_connection()  # PostgreSQL: checked by pool_pre_ping
+            try:
+                cursor = conn.cursor()
+                cursor.execute("SELECT 1")
+                cursor.close()
+            finally:
+                conn.close()
+        except DBAPIError as exc:
+            down = unavailable(exc)
+            if down is None:
+                raise
+            raise down from exc
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # SELECT 1 fails only for want of a server
+            raise DatabaseUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -91,24 +111,49 @@ class Database:
             raise
 
     def upgrade(self) -> None:
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except DBAPIError as exc:
+            down = unavailable(exc)
+            if down is None:
+                raise
+            raise down from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _is_connection_error(exc: OperationalError) -> bool:
+#: Lower-case fragments of driver messages that mean "no connection", not "bad SQL".
+_CONNECTION_ERRORS = (
+    "connection refused",
+    "could not connect",
+    "server closed",
+    "terminating connection",
+    "connection failed",
+    "connection is closed",
+    "connection already closed",
+    "connection timed out",
+    "timeout expired",
+    "could not translate host name",
+    "no route to host",
+    "network is unreachable",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "ssl syscall error",
+    "consuming input failed",
+    "unable to open database file",  # SQLite: the disk or folder is gone
+)
+
+
+def unavailable(exc: DBAPIError) -> DatabaseUnavailable | None:
+    """The DatabaseUnavailable that `exc` means, or None if it is another database error."""
     text = str(exc.orig).lower()
-    return exc.connection_invalidated or any(
-        s in text
-        for s in (
-            "connection refused",
-            "could not connect",
-            "server closed",
-            "terminating connection",
-            "connection failed",
+    if exc.connection_invalidated or any(s in text for s in _CONNECTION_ERRORS):
+        first_line = (
+            str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
         )
-    )
+        return DatabaseUnavailable(f"database unavailable: {first_line}")
+    return None
 
 
 def alembic_config(engine: Engine | None = None, url: str | None = None) -> Config:

@@ -6,7 +6,8 @@ recording is committed with transcription_state='pending' before its job is queu
 Huey removes a message before running it, so a worker killed mid-job loses it; the
 recovery sweep (at worker start, then every minute) queues again every recording
 that is pending with no message in the queue, or running past its lease
-(hotline.transcription).
+(hotline.transcription). A job that finds the database down is dropped the same way
+(one log line) and so is taken again by the first sweep after the database is back.
 
 `run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
 (entry point group `hotline.services`).
@@ -24,7 +25,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.settings import Settings
 
 log = logging.getLogger("hotline.jobs")
@@ -54,11 +55,19 @@ def queue_for(settings: Settings) -> Queue:
     def transcribe(attachment_id: int) -> None:
         from hotline.transcription import run_transcription_job
 
-        run_transcription_job(settings, attachment_id)
+        try:
+            run_transcription_job(settings, attachment_id)
+        except DatabaseUnavailable as exc:
+            # The row still says pending (or running until its lease ends): the
+            # recovery sweep queues it again once the database answers.
+            log.warning("recording %s not transcribed now: %s", attachment_id, exc)
 
     @huey.periodic_task(crontab(minute="*"), name="recover_transcriptions")
     def recover() -> None:
-        recover_transcriptions(settings)
+        try:
+            recover_transcriptions(settings)
+        except DatabaseUnavailable as exc:
+            log.warning("transcription recovery sweep postponed: %s", exc)
 
     return Queue(huey=huey, transcribe=transcribe, recover=recover)
 
@@ -137,7 +146,10 @@ class EmbeddedWorker:
             return
         if self._stopped.is_set():
             return
-        recover_transcriptions(self.settings, self.db)
+        try:
+            recover_transcriptions(self.settings, self.db)
+        except DatabaseUnavailable as exc:  # the periodic sweep does it later
+            log.warning("transcription recovery sweep postponed: %s", exc)
         consumer = _QuietConsumer(
             queue_for(self.settings).huey,
             workers=self.workers,

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from hotline import registry
 from hotline.audio import AudioError, pcm16_chunks
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.errors import StorageError
 from hotline.models import Attachment, Request, RequestKind, Transcript, TranscriptionState, utcnow
 from hotline.numbers import find_request_numbers
@@ -211,6 +211,8 @@ def _release(db: Database, claim: Claim) -> None:
             if attachment is not None:
                 attachment.transcription_state = T.PENDING
                 attachment.transcription_started_at = None
+    except DatabaseUnavailable as exc:  # the lease covers it
+        log.warning("recording %s: could not hand the job back: %s", claim.attachment_id, exc)
     except Exception:  # the database may be the reason we are here; the lease covers it
         log.exception("recording %s: could not hand the job back", claim.attachment_id)
 

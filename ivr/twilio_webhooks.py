@@ -29,6 +29,7 @@ import httpx
 from flask import Blueprint, Response, abort, current_app, request, send_file
 from twilio.request_validator import RequestValidator
 
+from hotline.db import DatabaseUnavailable
 from hotline.settings import Settings
 from ivr import flow, twiml
 from ivr.store import CallStore
@@ -184,11 +185,17 @@ def failure(exc: Exception) -> Any:
     """A broken webhook: the caller hears an apology instead of Twilio's error tone."""
     if hasattr(exc, "code") and isinstance(exc.code, int) and exc.code < 500:  # HTTP errors: as they are
         return exc
-    log.exception("Twilio webhook failed: %s", request.path)
+    down = isinstance(exc, DatabaseUnavailable)
+    if down:  # expected while the server restarts: one line, no traceback
+        log.error("Twilio webhook %s: %s", request.path, exc)
+    else:
+        log.exception("Twilio webhook failed: %s", request.path)
     if request.endpoint in ("twilio.voice", "twilio.step"):
-        actions: list[flow.Action] = [flow.Speak((flow.Prompt("technical_error"),)), flow.HangUp()]
+        prompt = flow.Prompt("database_unavailable" if down else "technical_error")
+        actions: list[flow.Action] = [flow.Speak((prompt,)), flow.HangUp()]
         return Response(twiml.render(actions, _url_for(0), _speech()), status=200, mimetype=XML)
-    return _plain("internal error", 500)
+    # A 5xx makes Twilio retry the callback (the recording is fetched again then).
+    return _plain("database unavailable", 503) if down else _plain("internal error", 500)
 
 
 # --- helpers ---

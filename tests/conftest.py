@@ -6,6 +6,8 @@
   database on it). Redis tests need HOTLINE_TEST_REDIS_URL. With
   HOTLINE_TEST_REQUIRE_SERVICES=1 (set by .ci/run) a missing server fails the test
   instead of skipping it.
+- `pg_via_proxy`: a fresh migrated PostgreSQL database reached through a TCP proxy
+  the test can cut (database down) and restore (tests/dbproxy.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from sqlalchemy.engine import make_url
 from hotline.db import Database
 from hotline.models import Base
 from hotline.settings import Settings, load_settings
+from tests.dbproxy import DbProxy
 
 PG_URL = os.environ.get("HOTLINE_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("HOTLINE_TEST_REDIS_URL")
@@ -138,3 +142,30 @@ def make_settings(tmp_path: Path, db: Database):
 @pytest.fixture
 def settings(make_settings) -> Settings:
     return make_settings()
+
+
+@dataclass
+class ProxiedPostgres:
+    """A PostgreSQL database behind a proxy: `url` goes through it, `proxy` cuts it."""
+
+    url: str
+    proxy: DbProxy
+
+    def cut(self) -> None:
+        self.proxy.cut()
+
+    def restore(self) -> None:
+        self.proxy.restore()
+
+
+@pytest.fixture
+def pg_via_proxy(_postgres_database: str) -> Iterator[ProxiedPostgres]:
+    """The emptied test PostgreSQL database, reached through a proxy that can be cut."""
+    _reset_postgres(_postgres_database)
+    direct = make_url(_postgres_database)
+    proxy = DbProxy((direct.host or "127.0.0.1", direct.port or 5432))
+    url = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        yield ProxiedPostgres(url, proxy)
+    finally:
+        proxy.cut()

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.settings import Settings, load_settings
 
 
@@ -49,8 +49,14 @@ def create_app(
     app.register_blueprint(twilio_bp)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> tuple[dict[str, str], int]:
+        """For load balancers: 503 takes this node out while its database is unreachable."""
+        try:
+            app.extensions["hotline.db"].ping()
+        except DatabaseUnavailable as exc:
+            app.logger.warning("health check: %s", exc)
+            return {"status": "database unavailable"}, 503
+        return {"status": "ok"}, 200
 
     # --- the dashboard ---
     from web import dashboard

@@ -14,15 +14,18 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
     url_for,
 )
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy.exc import OperationalError
 from werkzeug.wrappers import Response
 
 from hotline import users
+from hotline.db import DatabaseUnavailable
 from hotline.models import Role, User, utcnow
 from web.db import session
 
@@ -104,7 +107,12 @@ def init_app(app: Flask) -> None:
         ident, _, tag = user_id.partition(".")
         if not ident.isdigit():
             return None
-        user = session().get(User, int(ident))
+        try:
+            user = session().get(User, int(ident))
+        except (DatabaseUnavailable, OperationalError):
+            # The 503 page asks who is logged in again: let it see nobody, not fail twice.
+            g._login_user = manager.anonymous_user()
+            raise
         if user is None or not user.active or user.password_hash[-12:] != tag:
             return None
         return Engineer.of(user)
@@ -153,6 +161,7 @@ def login() -> Response | str | tuple[str, int]:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     if request.method == "GET":
+        current_app.extensions["hotline.db"].ping()  # no form to fill in while logging in cannot work
         return render_template("login.html")
     throttle: FailedLogins = current_app.extensions["hotline.failed_logins"]
     address = request.remote_addr or "?"

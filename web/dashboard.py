@@ -13,7 +13,7 @@ from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
-from hotline.db import DatabaseUnavailable
+from hotline.db import DatabaseUnavailable, unavailable
 from web import auth, calls, files, formatting, overview, requests, users
 from web.db import close_session
 
@@ -87,11 +87,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DatabaseUnavailable)
     @app.errorhandler(OperationalError)
     def database_down(exc: Exception) -> tuple[str, int]:
-        app.logger.error("database unavailable: %s", exc)
+        down = unavailable(exc) if isinstance(exc, OperationalError) else exc
+        app.logger.error("%s %s: %s", request.method, request.path, down or exc)
         return render_template(
-            "error.html",
-            title="База данных недоступна",
-            message="Не удалось связаться с базой данных. Повторите через минуту.",
+            "error.html", title="База данных недоступна", message="База данных недоступна, попробуйте позже."
         ), 503
 
 

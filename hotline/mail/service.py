@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.mail.intake import poll_once
 from hotline.mail.outbox import drain
 from hotline.mail.transport import Mailbox, sms_configured
@@ -29,6 +29,7 @@ class MailService:
     """Takes mail in (IDLE or polling) and sends notifications until stopped."""
 
     name = "mail"
+    reconnect_seconds = 5.0  # the first wait after a failure; doubles up to MAX_RECONNECT_SECONDS
 
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
@@ -54,11 +55,11 @@ class MailService:
             thread.join(timeout=30)
 
     def _intake(self) -> None:
-        delay = 5
+        delay = self.reconnect_seconds
         while not self._stop.is_set():
             try:
                 with mailbox_for(self.settings) as mailbox:
-                    delay = 5
+                    delay = self.reconnect_seconds
                     while not self._stop.is_set():
                         if poll_once(self.settings, self.db, mailbox):
                             self._wake_outbox.set()  # the automatic replies go out at once
@@ -72,6 +73,10 @@ class MailService:
         while not self._stop.is_set():
             try:
                 drain(self.settings, self.db)
+            except DatabaseUnavailable as exc:  # the notifications wait in the database
+                log.warning(
+                    "notification outbox: %s; trying again in %s s", exc, self.settings.outbox_seconds
+                )
             except Exception:
                 log.exception("notification outbox")
             self._wake_outbox.wait(self.settings.outbox_seconds)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hotline.db import DatabaseUnavailable
 from hotline.settings import Settings
 from hotline.storage import wav_duration
 from ivr import flow
@@ -27,6 +28,7 @@ from ivr.asterisk.fastagi import AgiChannel
 from ivr.speech import render_keys
 
 if TYPE_CHECKING:
+    from ivr.asterisk.orphans import OrphanSweeper
     from ivr.store import CallStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ class AgiCall:
         self.carried = ""  # keys typed over a prompt: the start of the next input
         self.recordings = 0
         self.gone: str | None = None  # why the channel is gone, once it is
+        self.answered = False
+        self.database_down = False
+        self.unsaved: str | None = None  # a recording on disk whose step is not committed yet
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -75,6 +80,7 @@ class AgiCall:
                 self.store.log, self.call_id, AGI_STARTED, self.env.channel, uniqueid=self.env.uniqueid
             )
             await self.channel.answer()
+            self.answered = True
             step = await self._db(
                 self.store.handle,
                 self.call_id,
@@ -87,8 +93,11 @@ class AgiCall:
                 if event is None:
                     cause = "the hotline hung up"
                     break
+                if isinstance(event, flow.RecordingFinished) and event.recording:
+                    self.unsaved = event.recording.path
                 step = await self._db(self.store.handle, self.call_id, event)
                 await self._discard_recording(event)
+                self.unsaved = None
                 if self.gone:
                     break
         except ChannelGone as exc:
@@ -97,6 +106,13 @@ class AgiCall:
             status, cause = "failed", f"AGI error: {exc}"
             log.warning("FastAGI call %s: %s", self.call_id, exc)
             await self.channel.hangup()
+        except DatabaseUnavailable as exc:
+            status, cause = "failed", "database unavailable"
+            self.database_down = True
+            # The file stays in the recordings folder; import_orphans stores it later.
+            kept = f"; recording {self.unsaved} kept for import" if self.unsaved else ""
+            log.error("FastAGI call %s: %s%s", self.call_id, exc, kept)
+            await self._apologise("database_unavailable")
         except Exception as exc:
             status, cause = "failed", f"internal error: {type(exc).__name__}"
             log.exception("FastAGI call %s failed", self.call_id)
@@ -113,12 +129,16 @@ class AgiCall:
     async def _close(self, status: str, cause: str | None) -> None:
         try:
             await self._db(self.store.hang_up, self.call_id, backend_status=status, hangup_cause=cause)
+        except DatabaseUnavailable as exc:
+            log.warning("FastAGI call %s: call-log entry left open: %s", self.call_id, exc)
         except Exception:  # noqa: BLE001 - the AMI log or a later report still closes it
             log.exception("FastAGI call %s: cannot close the call-log entry", self.call_id)
 
-    async def _apologise(self) -> None:
+    async def _apologise(self, prompt: str = "technical_error") -> None:
         with contextlib.suppress(AgiError, OSError):
-            await self.channel.stream_file(self.sound("technical_error"), "")
+            if not self.answered:  # the database failed before the call was answered
+                await self.channel.answer()
+            await self.channel.stream_file(self.sound(prompt), "")
         await self.channel.hangup()
 
     def sound(self, key: str) -> str:
@@ -202,10 +222,21 @@ class AgiCall:
         return flow.DialFinished(result)
 
 
-def make_handler(store: CallStore, settings: Settings) -> Callable[[AgiChannel], Any]:
-    """The FastAGI server's handler: one AgiCall per session."""
+def make_handler(
+    store: CallStore, settings: Settings, sweeper: OrphanSweeper | None = None
+) -> Callable[[AgiChannel], Any]:
+    """The FastAGI server's handler: one AgiCall per session, then a sweep of left recordings."""
+    from ivr.asterisk.orphans import OrphanSweeper
+
+    sweeper = sweeper or OrphanSweeper(store, settings.agi_recordings_dir)
 
     async def handle(channel: AgiChannel) -> None:
-        await AgiCall(store, settings, channel).run()
+        call = AgiCall(store, settings, channel)
+        try:
+            await call.run()
+        finally:
+            if call.database_down:
+                sweeper.soon()
+            sweeper.after_call()
 
     return handle

@@ -38,6 +38,7 @@ class Record:
 
     seconds: float = 2.0
     end: str = "dtmf"
+    then: Callable[[], None] | None = None  # run once the file is written (cut the database, say)
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,8 @@ class FakeAsterisk:
         if self.shared_folder:
             write_wav(path, step.seconds)
             self.trace.recordings.append(path)
+        if step.then is not None:
+            step.then()
         endpos = int(step.seconds * 8000)
         if step.end == "hangup":
             self.dead = True

@@ -1,0 +1,100 @@
+"""A TCP proxy in front of a database server that a test can cut and restore.
+
+`cut()` closes every connection going through it and stops listening, so new
+connections are refused (what a client sees when the server is down or restarting);
+`restore()` listens again on the same port. Nothing about the database is faked: the
+client speaks its real protocol to the real server through the proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+
+class DbProxy:
+    """Forwards 127.0.0.1:<port> to `upstream` until cut."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.restore()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def restore(self) -> None:
+        """Listen (again, on the same port) and forward new connections."""
+        with self._lock:
+            if self._listener is not None:
+                return
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+            self.port = listener.getsockname()[1]
+            self._listener = listener
+            self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+            self._thread.start()
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones, like a database that went down."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, set()
+        if listener is not None:
+            # shutdown() wakes the accept() blocked in the other thread; close() alone does not.
+            _shutdown(listener)
+            listener.close()
+        for conn in conns:
+            _shutdown(conn)
+            conn.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut while connecting
+                    client.close()
+                    server.close()
+                    return
+                self._conns |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        # One side ended: end both, so the other side sees the server go away.
+        for s in (source, target):
+            _shutdown(s)
+        with self._lock:
+            self._conns -= {source, target}
+        source.close()  # the other pipe closes `target`, its own source
+
+
+def _shutdown(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)

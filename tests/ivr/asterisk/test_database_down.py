@@ -1,0 +1,108 @@
+"""FastAGI while the database is down, and after it comes back (real PostgreSQL via a proxy)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hotline.db import Database
+from hotline.models import Call, Request
+from hotline.settings import Settings, load_settings
+from ivr.asterisk.fastagi import FastAgiServer
+from ivr.asterisk.orphans import OrphanSweeper, import_orphans
+from ivr.asterisk.session import BACKEND, make_handler
+from ivr.asterisk.testing import CallTrace, FakeAsterisk, Record
+from ivr.store import CallStore
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def db(pg_via_proxy) -> Iterator[Database]:
+    database = Database(pg_via_proxy.url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(db: Database, tmp_path) -> Settings:
+    return load_settings(
+        {
+            "HOTLINE_DATA_DIR": str(tmp_path / "data"),
+            "HOTLINE_DATABASE_URL": db.url,
+            "HOTLINE_SECRET_KEY": "test-secret-key",
+        }
+    )
+
+
+def heard(trace: CallTrace) -> list[str]:
+    return [p.removeprefix("hotline/ru/") for p in trace.heard]
+
+
+def test_apology_then_the_server_goes_on_and_the_recording_becomes_a_request(
+    pg_via_proxy, settings: Settings, db: Database, caplog
+) -> None:
+    store = CallStore(db, settings, BACKEND)
+    # Sweep at every call end, whatever the file's age: the test has no 15 minutes.
+    sweeper = OrphanSweeper(store, settings.agi_recordings_dir, every=0, min_age=0)
+
+    async def main() -> tuple[list[CallTrace], int]:
+        server = FastAgiServer(make_handler(store, settings, sweeper), "127.0.0.1", 0)
+        port = await server.start()
+
+        def call(uniqueid: str, **kw: Any) -> FakeAsterisk:
+            return FakeAsterisk("127.0.0.1", port, uniqueid=uniqueid, **kw)
+
+        try:
+            # 1. The caller records an incident; the database goes down as the file is written.
+            cut = call("1700000000.1", script=["2", "1", Record(3.0, "dtmf", then=pg_via_proxy.cut)])
+            down = await cut.run(timeout=20)
+            # 2. A call while it is down: an apology, no answer from the flow.
+            refused = await call("1700000000.2", script=["1"]).run(timeout=20)
+            assert sweeper.task is not None
+            await asyncio.wait_for(sweeper.task, 10)  # finds the database still down
+            # 3. Back up: the same server takes the next call and its sweep stores the recording.
+            pg_via_proxy.restore()
+            after = await call("1700000000.3", script=["2", "3", Record(2.0, "dtmf")]).run(timeout=20)
+            await asyncio.wait_for(sweeper.task, 10)
+        finally:
+            await server.stop(grace=10)
+        return [down, refused, after], server.active
+
+    with caplog.at_level(logging.INFO):
+        (down, refused, after), active = asyncio.run(main())
+    assert active == 0
+    for trace in (down, refused):
+        assert heard(trace)[-1] == "database_unavailable"
+        assert trace.commands[-1] == "HANGUP" and trace.ended_by == "hotline"
+    assert refused.commands[:2] == ["ANSWER", 'STREAM FILE hotline/ru/database_unavailable ""']
+    assert "Traceback" not in caplog.text
+    assert "kept for import" in caplog.text and "recordings sweep postponed" in caplog.text
+
+    [recording] = down.recordings
+    assert not recording.exists()  # stored, then removed from the shared folder
+    with db.session() as session:
+        requests = {r.kind: r for r in session.scalars(select(Request))}
+        assert set(requests) == {"incident", "service_request"}
+        [attachment] = requests["incident"].attachments
+        assert attachment.external_id == "asterisk:1700000000.1-1" and attachment.size > 3 * 16000 - 100
+        assert len(requests["service_request"].attachments) == 1
+        call = session.scalars(select(Call).where(Call.backend_call_id == "1700000000.1")).one()
+        assert call.request_id == requests["incident"].id and call.outcome == "request_created"
+
+
+def test_a_recording_of_no_known_call_is_kept(pg_via_proxy, settings: Settings, db: Database, caplog) -> None:
+    folder = settings.agi_recordings_dir
+    folder.mkdir(parents=True)
+    stray = folder / "1700000099.9-1.wav"
+    stray.write_bytes(b"RIFF")
+    store = CallStore(db, settings, BACKEND)
+    with caplog.at_level(logging.WARNING):
+        assert import_orphans(store, folder, min_age=0) == []
+    assert stray.exists() and "belongs to no known call; kept" in caplog.text
+    assert import_orphans(store, folder) == []  # younger than ORPHAN_AGE: not even looked at

@@ -60,6 +60,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn the driver's "no connection" errors into DatabaseUnavailable; others pass."""
+    try:
+        yield
+    except DBAPIError as exc:
+        down = unavailable(exc)
+        if down is None:
+            raise
+        raise down from exc
+
+
 class Database:
     """The engine and session factory of one process."""
 
@@ -71,53 +83,33 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except DBAPIError as exc:
-            down = unavailable(exc)
-            if down is None:
-                raise
-            raise down from exc
+        with translate_errors(), self._sessions.begin() as session:
+            yield session
 
     def ping(self) -> None:
         """Check that the database answers; DatabaseUnavailable if it does not."""
         # A raw connection: no transaction, so SQLite's BEGIN IMMEDIATE never waits on a writer.
         try:
-            conn = self.engine.raw_connection()  # PostgreSQL: checked by pool_pre_ping
+            with translate_errors():
+                conn = self.engine.raw_connection()  # PostgreSQL: checked by pool_pre_ping
             try:
                 cursor = conn.cursor()
                 cursor.execute("SELECT 1")
                 cursor.close()
             finally:
                 conn.close()
-        except DBAPIError as exc:
-            down = unavailable(exc)
-            if down is None:
-                raise
-            raise down from exc
         except self.engine.dialect.loaded_dbapi.Error as exc:  # SELECT 1 fails only for want of a server
             raise DatabaseUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A Core connection in one transaction (no ORM session): for hot paths."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            if _is_connection_error(exc):
-                raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
-            raise
+        with translate_errors(), self.engine.begin() as conn:
+            yield conn
 
     def upgrade(self) -> None:
-        try:
+        with translate_errors():
             upgrade(self.engine)
-        except DBAPIError as exc:
-            down = unavailable(exc)
-            if down is None:
-                raise
-            raise down from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

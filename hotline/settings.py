@@ -206,7 +206,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 def _sounds_prefix(raw: str) -> str:
     # A path Asterisk's STREAM FILE takes: relative to its sounds dir, or absolute.
-    if any(c.isspace() or c in "\"\\" for c in raw):
+    if any(c.isspace() or c in '"\\' for c in raw):
         raise ValueError("must be a path without spaces or quotes, such as hotline/ru")
     return raw.rstrip("/")
 

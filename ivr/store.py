@@ -127,7 +127,7 @@ class DbCallPort:
                 self.session,
                 self.settings.data_dir,
                 source=source,
-                filename=f"{request.number}-{Path(recording.ref).name}{path.suffix or '.wav'}",
+                filename=_recording_filename(request.number, recording.ref, path.suffix or ".wav"),
                 content_type=content_type,
                 origin="phone",
                 request_id=request.id,
@@ -356,3 +356,9 @@ class CallStore:
                 enqueue_transcription(self.settings, attachment_id)
             except Exception:  # noqa: BLE001 - the row stays 'pending' and is found again
                 log.exception("could not queue the transcription of attachment %s", attachment_id)
+
+
+def _recording_filename(number: str, ref: str, suffix: str) -> str:
+    """`10019-RE123.wav`: the request number, the peer's id of the recording, one suffix."""
+    name = Path(ref).name
+    return f"{number}-{name}" if name.lower().endswith(suffix.lower()) else f"{number}-{name}{suffix}"

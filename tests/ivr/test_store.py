@@ -43,6 +43,7 @@ def test_new_request_with_recording_and_call_log(store, tmp_path):
         assert request.contact_phone == "+79001112233"
         [att] = request.attachments
         assert att.external_id == "asterisk:rec-1" and att.transcription_state == "pending"
+        assert att.filename == f"{request.number}-rec-1.wav"
         assert att.duration_seconds == pytest.approx(2.0)
         assert [e.action for e in request.events] == ["created", "attachment"]
         call = s.scalars(select(Call)).one()
@@ -51,6 +52,21 @@ def test_new_request_with_recording_and_call_log(store, tmp_path):
         kinds = [e.kind for e in call.events]
         assert kinds == ["call_started", "digits", "menu", "digits", "kind", "request_created", "hangup"]
     assert step.state.recorded["rec-1"]["number"] == request.number
+
+
+@pytest.mark.parametrize(
+    "ref, suffix, expected",
+    [
+        ("RE123", ".wav", "10008-RE123.wav"),
+        ("console-ab.wav", ".wav", "10008-console-ab.wav"),
+        ("1700000000.1-1", ".wav", "10008-1700000000.1-1.wav"),
+        ("dir/x.WAV", ".wav", "10008-x.WAV"),
+    ],
+)
+def test_recording_file_names_have_one_suffix(ref, suffix, expected):
+    from ivr.store import _recording_filename
+
+    assert _recording_filename("10008", ref, suffix) == expected
 
 
 def test_information_for_awaiting_request(store, tmp_path):

@@ -11,7 +11,7 @@ One function drives a call: `handle(state, event, port, config) -> Step`.
   `Hangup` (the caller is gone; may come at any step, also after the flow hung up).
 - `port` is a `CallPort`: the data the flow needs (look up a request, count this
   caller's lookups, open a voice request, attach information, business hours, the
-  duty target). `ivr.store.DbCallPort` is the real one, `ivr.store.FakeCallPort` the
+  duty target). `ivr.store.DbCallPort` is the real one, `ivr.fake.FakeCallPort` the
   fake for tests and demos.
 - The returned `Step` has the next state, the `actions` for the adapter to carry out
   in order, `log` entries for the call log (`CallEvent` kind, detail, data), and
@@ -179,7 +179,7 @@ class RequestInfo:
 
 
 class CallPort(Protocol):
-    """The data a call needs; implementations: ivr.store.DbCallPort, FakeCallPort."""
+    """The data a call needs; implementations: ivr.store.DbCallPort, ivr.fake.FakeCallPort."""
 
     def today(self) -> dt.date:
         """Today in the plant's time zone."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
@@ -16,7 +16,7 @@ from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
 from hotline.transcripts import correct_transcript
 from web.auth import me, require_login
-from web.db import session
+from web.db import session, settings
 
 bp = Blueprint("requests", __name__)
 require_login(bp)
@@ -99,6 +99,8 @@ def show(number: str) -> str:
             s for s in RequestStatus if s in TRANSITIONS[current] and s is not RequestStatus.AWAITING_INFO
         ],
         engineers=_engineers(db),
+        callback_enabled=bool(settings().ami_url),
+        my_extension=db.get_one(User, me().user_id).extension,
     )
 
 
@@ -214,3 +216,31 @@ def correct(number: str, attachment_id: int) -> Response:
         return "Исправленная расшифровка сохранена."
 
     return _act(number, act)
+
+
+@bp.post("/requests/<number>/callback")
+def callback(number: str) -> Response:
+    """Ring the engineer's phone, then the customer's (Asterisk AMI Originate)."""
+    from ivr.asterisk.callback import start_call_back
+
+    config = settings()
+    if not config.ami_url:
+        abort(404)
+    extension = _form("extension", 80)
+    # End this request's transaction first: on SQLite it holds the write lock that the
+    # call-back's own sessions (checks now, history later) need.
+    session().commit()
+    try:
+        start_call_back(config, current_app.extensions["hotline.db"], number, extension, actor=me().actor)
+    except (InvalidRequestNumber, UnknownRequest):
+        abort(404)
+    except UserError as exc:
+        flash(str(exc)[:1].upper() + str(exc)[1:] + ".", "error")
+        return redirect(url_for(".show", number=number))
+    db = session()
+    user = db.get_one(User, me().user_id)
+    if user.extension != extension:
+        user.extension = extension  # remembered for the next call-back
+        db.commit()
+    flash(f"Звоним на {extension}; когда ответите, Asterisk наберёт заказчика.", "ok")
+    return redirect(url_for(".show", number=number))

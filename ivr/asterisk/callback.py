@@ -9,18 +9,21 @@ HOTLINE_AMI_CALLBACK_CONTEXT then dials the customer's number as `${EXTEN}`.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 
 from hotline import calllog, registry
 from hotline.db import Database
-from hotline.errors import UserError
+from hotline.errors import HotlineError, UserError
 from hotline.models import utcnow
 from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, AmiError, parse_ami_url
 from ivr.asterisk.amilog import CALLBACK_PREFIX
 
+log = logging.getLogger("hotline.callback")
 _EXTENSION = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9_.@+\-]+$")
 
 # OriginateResponse Reason codes (Asterisk's AST_CONTROL_*).
@@ -50,6 +53,42 @@ def customer_dial_number(phone: str) -> str:
     return cleaned
 
 
+def _check(db: Database, request_number: str, engineer_extension: str) -> tuple[str, str]:
+    """The request's number and the customer's dial number, or a UserError saying why not."""
+    if not _EXTENSION.match(engineer_extension):
+        raise UserError(f"добавочный инженера должен выглядеть как PJSIP/101, а не {engineer_extension!r}")
+    with db.session() as session:
+        request = registry.get_request(session, request_number)
+        if not request.contact_phone:
+            raise UserError(f"у заявки {request.number} нет телефона для обратного звонка")
+        return request.number, customer_dial_number(request.contact_phone)
+
+
+def start_call_back(
+    settings: Settings, db: Database, request_number: str, engineer_extension: str, *, actor: str
+) -> threading.Thread:
+    """Check what can be checked at once, then place the call-back in the background.
+
+    For the dashboard: `call_back` waits until the engineer answers (up to the dial
+    timeout), longer than a page should take. Its outcome lands in the request's history.
+    """
+    if not settings.ami_url:
+        raise UserError("обратный звонок через Asterisk невозможен: не задан HOTLINE_AMI_URL")
+    _check(db, request_number, engineer_extension)
+
+    def run() -> None:
+        try:
+            call_back(settings, db, request_number, engineer_extension, actor=actor)
+        except HotlineError as exc:  # already in the request's history
+            log.warning("%s", exc)
+        except Exception:  # a background thread has nobody else to tell
+            log.exception("call-back for request %s failed", request_number)
+
+    thread = threading.Thread(target=run, name=f"callback-{request_number}", daemon=True)
+    thread.start()
+    return thread
+
+
 def call_back(
     settings: Settings,
     db: Database,
@@ -60,13 +99,7 @@ def call_back(
     actor: str = "system",
 ) -> Callback:
     """Ring `engineer_extension` (e.g. PJSIP/101), then connect it to the request's customer."""
-    if not _EXTENSION.match(engineer_extension):
-        raise UserError(f"добавочный инженера должен выглядеть как PJSIP/101, а не {engineer_extension!r}")
-    with db.session() as session:
-        request = registry.get_request(session, request_number)
-        if not request.contact_phone:
-            raise UserError(f"у заявки {request.number} нет телефона для обратного звонка")
-        number, customer = request.number, customer_dial_number(request.contact_phone)
+    number, customer = _check(db, request_number, engineer_extension)
     own = ami is None
     if ami is None:
         if not settings.ami_url:
@@ -95,6 +128,10 @@ def call_back(
         )
         event = outcome(settings.dial_timeout + 15)
     except AmiError as exc:
+        with db.session() as session:
+            request = registry.get_request(session, number)
+            text = f"обратный звонок с {engineer_extension} не состоялся: {exc}"
+            registry.record(session, request, actor=actor, action="callback", text=text)
         raise UserError(f"обратный звонок по заявке {number} не удался: {exc}") from exc
     finally:
         if own:

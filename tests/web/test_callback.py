@@ -1,0 +1,84 @@
+"""The call-back button: the engineer's phone rings first, then the customer's (AMI Originate)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from hotline.db import Database
+from hotline.models import RequestEvent, User
+from ivr.asterisk.testing import FakeAmiServer
+from tests.web.conftest import login, post
+from web import create_app
+
+
+@pytest.fixture
+def ami_server() -> Iterator[FakeAmiServer]:
+    server = FakeAmiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(make_settings, db: Database, accounts, ami_server: FakeAmiServer) -> FlaskClient:
+    settings = make_settings(HOTLINE_AMI_URL=ami_server.url)
+    client = create_app({"TESTING": True}, settings=settings, db=db).test_client()
+    login(client, "ivanov")
+    return client
+
+
+def _history(db: Database) -> list[RequestEvent]:
+    with db.session() as s:
+        return list(s.scalars(select(RequestEvent).where(RequestEvent.action == "callback")))
+
+
+def _eventually(predicate, seconds: float = 10.0) -> bool:
+    pause = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return predicate()
+
+
+def test_call_back_from_the_request_page(client, db, voicemail, ami_server):
+    page = client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert "Перезвонить заказчику" in page
+    response = post(client, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"})
+    assert response.status_code == 302
+    assert "Звоним на PJSIP/101" in client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert _eventually(lambda: len(_history(db)) == 1)
+    originate = next(a for a in ami_server.actions if a.get("Action") == "Originate")
+    assert originate["Channel"] == "PJSIP/101" and originate["Exten"] == "+79001234567"
+    [entry] = _history(db)
+    assert entry.actor == "engineer:ivanov" and "инженер ответил" in entry.text
+    with db.session() as s:  # the extension is remembered and offered next time
+        assert s.scalars(select(User.extension).where(User.login == "ivanov")).one() == "PJSIP/101"
+    assert 'value="PJSIP/101"' in client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+
+
+def test_a_bad_extension_is_refused_at_once(client, db, voicemail, ami_server):
+    post(client, f"/requests/{voicemail.number}/callback", {"extension": "101; rm -rf"})
+    page = client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert "должен выглядеть как PJSIP/101" in page
+    assert not [a for a in ami_server.actions if a.get("Action") == "Originate"]
+    assert _history(db) == []
+
+
+def test_a_failed_call_back_is_in_the_history(client, db, voicemail, ami_server):
+    ami_server.originate_reason = "3"  # the engineer did not answer
+    post(client, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"})
+    assert _eventually(lambda: len(_history(db)) == 1)
+    assert "инженер не ответил" in _history(db)[0].text
+
+
+def test_no_button_without_ami(engineer, voicemail):
+    assert "Перезвонить заказчику" not in engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert (
+        post(engineer, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"}).status_code
+        == 404
+    )

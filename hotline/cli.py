@@ -133,7 +133,8 @@ def request_show(db: Database, number: str) -> None:
         click.echo("История:")
         for event in request.events:
             change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
-            text = f": {event.text}" if event.text else ""
+            # Multi-line texts (transcripts, letters) stay visibly inside their entry.
+            text = ": " + event.text.replace("\n", "\n      ") if event.text else ""
             click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.actor} {event.action}{change}{text}")
         for att in request.attachments:
             click.echo(f"  вложение: {att.filename} ({att.content_type}, {att.size} байт)")

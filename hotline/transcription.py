@@ -83,7 +83,13 @@ def suggest_kind(text: str) -> RequestKind | None:
 
 def linked_requests(session: Session, transcript: Transcript) -> list[Request]:
     """Existing requests whose valid numbers the caller said, in the order said."""
-    numbers = find_request_numbers(transcript.normalized_text or "")
+    # An engineer's correction is the better reading (a misheard number fixed by hand).
+    text = (
+        normalize_numbers(transcript.corrected_text)
+        if transcript.corrected_text
+        else transcript.normalized_text
+    )
+    numbers = find_request_numbers(text or "")
     if not numbers:
         return []
     found = {r.number: r for r in session.scalars(select(Request).where(Request.number.in_(numbers)))}

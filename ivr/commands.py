@@ -12,6 +12,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -139,18 +140,30 @@ def _call_url(ctx: Context, url: str, caller: str) -> None:
     if not settings.twilio_auth_token:
         raise UserError("set TWILIO_AUTH_TOKEN to the server's token to sign the webhooks")
     sid = settings.twilio_account_sid or "AC" + "0" * 32
+    # The server downloads only from HOTLINE_TWILIO_API_BASE: when that names a local
+    # port (the same environment as the server's), stand in for Twilio right there.
+    api_base = urlsplit(settings.twilio_api_base)
+    local = api_base.scheme == "http" and api_base.hostname in ("127.0.0.1", "localhost")
+    port = api_base.port if local and api_base.port else None
+    try:
+        api_server = RecordingServer(sid, settings.twilio_auth_token, port=port or 0)
+    except OSError as exc:
+        raise UserError(f"cannot serve recordings on {settings.twilio_api_base}: {exc.strerror}") from None
     with (
-        RecordingServer(sid, settings.twilio_auth_token) as api,
+        api_server as api,
         httpx.Client(base_url=url, timeout=20) as client,
     ):
-        click.echo(
-            f"(записи отдаёт {api.base_url}: у сервера должно быть HOTLINE_TWILIO_API_BASE={api.base_url})"
-        )
+        if port is None:
+            hint = f"у сервера должно быть HOTLINE_TWILIO_API_BASE={api.base_url}"
+            click.echo(f"(записи отдаёт {api.base_url}: {hint})")
         call = TwilioCall(client, settings.public_url or url, settings.twilio_auth_token, sid, caller=caller)
         try:
             walk_twilio(call, api)
         except (httpx.HTTPError, AssertionError) as exc:
             raise UserError(f"the server at {url} did not answer like a hotline: {exc}") from None
+        for response in call.responses:
+            if response.url.path == "/twilio/recording" and response.status_code >= 400:
+                click.echo(f"(сервер не принял запись: {response.status_code} {response.text.strip()})")
 
 
 def register(group: click.Group) -> None:

@@ -44,7 +44,7 @@ def make_wav(seconds: float, rate: int = 8000) -> bytes:
 class RecordingServer:
     """A local HTTP server serving recordings like api.twilio.com (basic auth)."""
 
-    def __init__(self, account_sid: str, auth_token: str):
+    def __init__(self, account_sid: str, auth_token: str, port: int = 0):
         self.account_sid = account_sid
         self.credentials = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.files: dict[str, bytes] = {}
@@ -71,7 +71,7 @@ class RecordingServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

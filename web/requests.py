@@ -14,6 +14,7 @@ from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownReque
 from hotline.models import Attachment, Call, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
+from hotline.transcription import linked_requests
 from hotline.transcripts import correct_transcript
 from web.auth import me, require_login
 from web.db import session, settings
@@ -91,6 +92,7 @@ def show(number: str) -> str:
     return render_template(
         "requests/show.html",
         req=req,
+        links={a.id: linked_requests(db, a.transcript) for a in attachments if a.transcript},
         audio=[a for a in attachments if a.is_audio],
         files=[a for a in attachments if not a.is_audio],
         calls=calls,

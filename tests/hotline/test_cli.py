@@ -44,6 +44,16 @@ def test_request_lifecycle_from_the_command_line(run):
     assert "in_progress→processed" in shown.stdout and "взял" in shown.stdout
 
 
+def test_multi_line_history_stays_inside_its_entry(run):
+    assert run("db", "upgrade").returncode == 0
+    number = run("request", "open", "--kind", "incident", "--text", "x").stdout.strip()
+    assert (
+        run("request", "status", number, "in_progress", "--note", "первая\nвложение: вторая").returncode == 0
+    )
+    lines = run("request", "show", number).stdout.splitlines()
+    assert "      вложение: вторая" in lines and "  вложение: вторая" not in lines
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

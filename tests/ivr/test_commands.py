@@ -1,5 +1,6 @@
 """`hotline call` in the terminal: in-process on the database, the fake demo, a server URL."""
 
+import socket
 import threading
 
 from click.testing import CliRunner
@@ -76,3 +77,44 @@ def test_call_against_a_running_server(db, make_settings, tmp_path):
         thread.join(5)
     with db.session() as s:
         assert s.scalars(select(Call)).one().backend == "twilio"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_voicemail_through_a_running_server_is_downloaded(db, make_settings, tmp_path):
+    # Server and `hotline call --url` share HOTLINE_TWILIO_API_BASE: the call serves its
+    # recordings there, so the server's download (which refuses any other host) works.
+    api_base = f"http://127.0.0.1:{free_port()}"
+    common = {
+        "TWILIO_AUTH_TOKEN": "tok",
+        "TWILIO_ACCOUNT_SID": "AC1",
+        "HOTLINE_PUBLIC_URL": "http://127.0.0.1:1",
+        "HOTLINE_TWILIO_API_BASE": api_base,
+    }
+    settings = make_settings(**common)
+    server = create_server(create_app(settings=settings, db=db), host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}"
+        result = run(["--url", url], ["2", "1", "3"], env_of(db, tmp_path, **common))
+        assert result.exit_code == 0, result.output
+        assert "не принял запись" not in result.output and "Повторяем номер заявки" in result.output
+        refused = run(
+            ["--url", url],
+            ["2", "1", "3"],
+            env_of(db, tmp_path, **{**common, "HOTLINE_TWILIO_API_BASE": "https://api.twilio.com"}),
+        )
+        assert "сервер не принял запись: 400" in refused.output
+    finally:
+        server.close()
+        thread.join(5)
+    with db.session() as s:
+        first, second = s.scalars(select(Request).order_by(Request.id)).all()
+        assert len(first.attachments) == 1
+        assert first.attachments[0].size > 0 and first.attachments[0].external_id.startswith("twilio:RE")
+        assert second.attachments == []

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from hotline import registry
 from hotline.models import Request, RequestEvent, Transcript, TranscriptionState
+from hotline.russian_numbers import normalize_numbers
 from tests.web.conftest import post
 
 
@@ -238,3 +239,24 @@ def test_review_flow_on_both_databases(any_db, tmp_path):
     post(client, f"/requests/{number}/clarify", {"question": "Какая камера?"})
     with any_db.session() as s:
         assert registry.get_request(s, number).status == "awaiting_info"
+
+
+DIGIT_WORDS = ["ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять"]
+
+
+def test_request_page_links_the_requests_the_caller_named(engineer, app, voicemail):
+    with app.extensions["hotline.db"].session() as s:
+        earlier = registry.open_request(s, kind="incident", channel="phone", actor="cli").number
+        spoken = " ".join(DIGIT_WORDS[int(d)] for d in earlier)  # "один ноль ноль ..."
+        t = s.scalars(select(Transcript)).one()
+        t.text = f"это опять по заявке {spoken} линия не работает"
+        t.normalized_text = normalize_numbers(t.text)
+    page = engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert "Упомянуты заявки" in page and f'href="/requests/{earlier}"' in page
+    # The engineer's correction is what counts: a misheard number fixed by hand.
+    url = f"/requests/{voicemail.number}/transcripts/{voicemail.attachment_id}"
+    post(engineer, url, {"text": "линия не работает, заявки не называл"})
+    assert "Упомянуты заявки" not in engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    post(engineer, url, {"text": f"это опять по заявке {spoken}"})
+    page = engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
+    assert f'href="/requests/{earlier}"' in page

@@ -20,11 +20,16 @@ def correct_transcript(session: Session, transcript: Transcript, text: str, *, l
         raise UserError("исправленный текст пуст")
     if text == (transcript.corrected_text or transcript.text).strip():
         return
+    previous = (transcript.corrected_text or transcript.text).strip()
     transcript.corrected_text = text
     transcript.corrected_by = login
     transcript.corrected_at = utcnow()
     request = transcript.attachment.request
     if request is not None:
+        # A voicemail's description is its transcript: follow the correction, unless an
+        # engineer has written the description themselves.
+        if request.description.strip() == previous:
+            request.description = text
         registry.record(
             session,
             request,

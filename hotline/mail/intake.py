@@ -116,7 +116,10 @@ def _file(
     else:
         text = f"письмо «{mail.subject}»:\n{mail.text}" if mail.subject else mail.text
         registry.add_information(session, request, actor=actor, text=text or "(письмо без текста)")
-        if mail.from_addr and not request.contact_email:
+        # The sender becomes the contact only of a request that has none (a caller who
+        # withheld their number): numbers are short and easy to guess, and the contact
+        # receives the engineers' questions and answers.
+        if mail.from_addr and not (request.contact_email or request.contact_phone):
             request.contact_email = mail.from_addr
         outcome = "added"
     files = list(mail.attachments)

@@ -95,3 +95,27 @@ def test_kind_keywords_and_subject_helpers():
     assert guess_kind("Добрый день") is None
     assert base_subject("RE: Fwd: [Заявка 10008] Сканер") == "Сканер"
     assert format_phone("+73435674530") == "+7 (343) 567-45-30"
+
+
+def test_a_stranger_quoting_a_number_adds_information_but_gets_no_notifications(settings, db):
+    from email.message import EmailMessage
+
+    from hotline import registry
+    from hotline.mail.intake import ingest
+
+    with db.session() as s:
+        number = registry.open_request(
+            s, kind="incident", channel="phone", actor="caller:+79001234567", phone="+79001234567"
+        ).number
+    msg = EmailMessage()
+    msg["From"] = "someone@elsewhere.example"
+    msg["To"] = "support@axon.system"
+    msg["Subject"] = f"Заявка {number}"
+    msg["Message-ID"] = "<x1@elsewhere.example>"
+    msg.set_content("Дополнение к заявке")
+    result = ingest(settings, db, msg.as_bytes())
+    assert (result.outcome, result.request_number) == ("added", number)
+    with db.session() as s:
+        request = registry.get_request(s, number)
+        assert request.contact_email is None and request.contact_phone == "+79001234567"
+        assert any("Дополнение к заявке" in e.text for e in request.events if e.action == "information_added")

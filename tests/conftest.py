@@ -169,3 +169,11 @@ def pg_via_proxy(_postgres_database: str) -> Iterator[ProxiedPostgres]:
         yield ProxiedPostgres(url, proxy)
     finally:
         proxy.cut()
+
+
+@pytest.fixture
+def proxied_db(pg_via_proxy: ProxiedPostgres) -> Iterator[Database]:
+    """A Database on `pg_via_proxy`; a module overrides `db` with it to run its tests there."""
+    database = Database(pg_via_proxy.url)
+    yield database
+    database.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.models import Request
-from hotline.settings import BusinessHours, load_settings
+from hotline.settings import BusinessHours
 from ivr.twilio_client import RecordingServer, TwilioCall, make_wav
 from web import create_app
 
@@ -30,24 +30,17 @@ def api() -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
-def db(pg_via_proxy) -> Iterator[Database]:
-    database = Database(pg_via_proxy.url)
-    yield database
-    database.dispose()
+def db(proxied_db: Database) -> Database:
+    return proxied_db  # and so `make_settings` and `settings` use it too
 
 
 @pytest.fixture
-def client(db, api, tmp_path) -> Iterator[httpx.Client]:
-    settings = load_settings(
-        {
-            "HOTLINE_DATA_DIR": str(tmp_path / "data"),
-            "HOTLINE_DATABASE_URL": db.url,
-            "HOTLINE_SECRET_KEY": "test-secret-key",
-            "HOTLINE_PUBLIC_URL": PUBLIC,
-            "TWILIO_ACCOUNT_SID": SID,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "HOTLINE_TWILIO_API_BASE": api.base_url,
-        }
+def client(db, api, make_settings) -> Iterator[httpx.Client]:
+    settings = make_settings(
+        HOTLINE_PUBLIC_URL=PUBLIC,
+        TWILIO_ACCOUNT_SID=SID,
+        TWILIO_AUTH_TOKEN=TOKEN,
+        HOTLINE_TWILIO_API_BASE=api.base_url,
     )
     tz = settings.business_hours.timezone
     settings = replace(

@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -17,8 +20,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_serve_answers_and_stops_on_sigterm(tmp_path):
+def _serve(tmp_path: Path, *args: str) -> tuple[str, bytes, str]:
+    """Start `hotline serve ARGS`, fetch /healthz, stop it with SIGTERM: (Server header, body, output)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(
@@ -27,50 +30,14 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path):
         HOTLINE_AGI_PORT=str(_free_port()),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from hotline.cli import main; main()", "serve"],
+        [sys.executable, "-c", "from hotline.cli import main; main()", "serve", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    server, body = "", b""
     try:
-        body = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    body = resp.read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert body == b'{"status":"ok"}\n'
-        assert (tmp_path / "data" / "hotline.sqlite3").exists()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
-    assert "hotline: stopped" in out
-
-
-@pytest.mark.slow
-def test_serve_with_workers_runs_http_on_gunicorn_and_stops_on_sigterm(tmp_path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(
-        HOTLINE_DATA_DIR=str(tmp_path / "data"),
-        HOTLINE_HTTP_PORT=str(port),
-        HOTLINE_AGI_PORT=str(_free_port()),
-    )
-    serve = ["serve", "--workers", "2", "--threads", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hotline.cli import main; main()", *serve],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        server = body = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -79,11 +46,22 @@ def test_serve_with_workers_runs_http_on_gunicorn_and_stops_on_sigterm(tmp_path)
                 break
             except OSError:
                 time.sleep(0.2)
-        assert body == b'{"status":"ok"}\n'
-        assert server.startswith("gunicorn")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "2 gunicorn workers" in out
     assert "hotline: stopped" in out
+    return server, body, out
+
+
+def test_serve_answers_and_stops_on_sigterm(tmp_path):
+    _, body, _ = _serve(tmp_path)
+    assert body == b'{"status":"ok"}\n'
+    assert (tmp_path / "data" / "hotline.sqlite3").exists()
+
+
+def test_serve_with_workers_runs_http_on_gunicorn_and_stops_on_sigterm(tmp_path):
+    server, body, out = _serve(tmp_path, "--workers", "2", "--threads", "2")
+    assert body == b'{"status":"ok"}\n'
+    assert server.startswith("gunicorn")
+    assert "2 gunicorn workers" in out

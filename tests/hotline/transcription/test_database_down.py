@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
@@ -12,29 +11,20 @@ from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 from hotline.db import Database, DatabaseUnavailable
 from hotline.jobs import EmbeddedWorker, enqueue_transcription, queue_for, recover_transcriptions
 from hotline.models import Attachment
-from hotline.settings import Settings, load_settings
+from hotline.settings import Settings
 from tests.hotline.transcription.conftest import add_recording, tone, write_wav
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def db(pg_via_proxy) -> Iterator[Database]:
-    database = Database(pg_via_proxy.url)
-    yield database
-    database.dispose()
+def db(proxied_db: Database) -> Database:
+    return proxied_db  # and so `make_settings` and `settings` use it too
 
 
 @pytest.fixture
-def settings(db: Database, tmp_path) -> Settings:
-    return load_settings(
-        {
-            "HOTLINE_DATA_DIR": str(tmp_path / "data"),
-            "HOTLINE_DATABASE_URL": db.url,
-            "HOTLINE_SECRET_KEY": "test-secret-key",
-            "HOTLINE_ASR": "fake",
-        }
-    )
+def settings(make_settings) -> Settings:
+    return make_settings(HOTLINE_ASR="fake")
 
 
 class Finished:

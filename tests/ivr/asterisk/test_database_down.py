@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.models import Call, Request
-from hotline.settings import Settings, load_settings
+from hotline.settings import Settings
 from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.orphans import OrphanSweeper, import_orphans
 from ivr.asterisk.session import BACKEND, make_handler
@@ -23,21 +22,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def db(pg_via_proxy) -> Iterator[Database]:
-    database = Database(pg_via_proxy.url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def settings(db: Database, tmp_path) -> Settings:
-    return load_settings(
-        {
-            "HOTLINE_DATA_DIR": str(tmp_path / "data"),
-            "HOTLINE_DATABASE_URL": db.url,
-            "HOTLINE_SECRET_KEY": "test-secret-key",
-        }
-    )
+def db(proxied_db: Database) -> Database:
+    return proxied_db  # and so `make_settings` and `settings` use it too
 
 
 def heard(trace: CallTrace) -> list[str]:

@@ -45,6 +45,21 @@ def load_services(ctx: Context) -> list[Service]:
     return services
 
 
+def start_services(ctx: Context) -> list[Service]:
+    """Start the background services; one that cannot start (a port in use) stops them all."""
+    started: list[Service] = []
+    for service in load_services(ctx):
+        try:
+            service.start()
+        except OSError as exc:
+            for other in reversed(started):
+                other.stop()
+            raise click.ClickException(f"{service.name} cannot start: {exc}") from exc
+        started.append(service)
+        click.echo(f"hotline: {service.name} started")
+    return started
+
+
 @click.command()
 @click.option("--threads", default=16, show_default=True, help="HTTP worker threads (per process).")
 @click.option(
@@ -67,13 +82,15 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
     from web import create_app
 
     app = create_app(settings=settings, db=ctx.db)
-    server = create_server(
-        app, host=settings.http_host, port=settings.http_port, threads=threads, ident="hotline"
-    )
-    services = load_services(ctx)
-    for service in services:
-        service.start()
-        click.echo(f"hotline: {service.name} started")
+    try:
+        server = create_server(
+            app, host=settings.http_host, port=settings.http_port, threads=threads, ident="hotline"
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen for HTTP on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}"
+        ) from exc
+    services = start_services(ctx)
     click.echo(
         f"hotline: HTTP on http://{settings.http_host}:{server.effective_port}/ (data in {settings.data_dir})"
     )
@@ -114,10 +131,12 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         "web:create_app()",
     ]
     http = subprocess.Popen(command)
-    services = load_services(ctx)
-    for service in services:
-        service.start()
-        click.echo(f"hotline: {service.name} started")
+    try:
+        services = start_services(ctx)
+    except click.ClickException:
+        http.terminate()
+        http.wait()
+        raise
     click.echo(
         f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
         f"({workers} gunicorn workers, data in {settings.data_dir})"

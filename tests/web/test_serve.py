@@ -65,3 +65,25 @@ def test_serve_with_workers_runs_http_on_gunicorn_and_stops_on_sigterm(tmp_path)
     assert body == b'{"status":"ok"}\n'
     assert server.startswith("gunicorn")
     assert "2 gunicorn workers" in out
+
+
+@pytest.mark.parametrize("taken", ["HOTLINE_HTTP_PORT", "HOTLINE_AGI_PORT"])
+def test_a_port_in_use_is_one_clear_line(tmp_path, taken):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"HOTLINE_HTTP_PORT": str(_free_port()), "HOTLINE_AGI_PORT": str(_free_port())}
+        ports[taken] = str(busy.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        env.update(HOTLINE_DATA_DIR=str(tmp_path / "data"), **ports)
+        result = subprocess.run(
+            [sys.executable, "-c", "from hotline.cli import main; main()", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr.lower()
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr

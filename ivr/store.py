@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from hotline import calllog, registry, storage
-from hotline.db import Database
+from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, utcnow
 from hotline.settings import Settings
@@ -235,7 +235,7 @@ class _SqliteRows:
         try:
             return (self.cursor.executemany if many else self.cursor.execute)(sql, params)
         except self.conn.dialect.loaded_dbapi.Error as exc:  # as Core would raise it
-            raise DBAPIError.instance(sql, params, exc, self.conn.dialect.loaded_dbapi.Error) from exc
+            raise _driver_error(self.conn, sql, params, exc) from exc
 
     def find(self, backend: str, call_id: str) -> dict[str, Any] | None:
         row = self._run(self.s.find, (backend, call_id)).fetchone()
@@ -285,6 +285,8 @@ class _OpenCall:
     def get_session(self) -> Session:
         """An ORM session on the same transaction, for the port's rare writes (made on first use)."""
         if self._session is None:
+            if not self.conn.in_transaction():  # begun on SQLite's driver: SQLAlchemy joins it
+                self.conn.begin()
             self._session = Session(bind=self.conn, expire_on_commit=False)
         return self._session
 
@@ -301,6 +303,39 @@ class _OpenCall:
         changed = {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
         if changed:
             self.rows.update_call(self.call.id, changed)
+
+
+def _driver_error(conn: Connection, sql: str, params: Any, exc: Exception) -> DBAPIError:
+    """A driver's error as SQLAlchemy would raise it."""
+    return cast(DBAPIError, DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error))
+
+
+@contextmanager
+def _driver_transaction(conn: Connection) -> Iterator[None]:
+    """One SQLite transaction begun and ended on the driver's connection.
+
+    SQLAlchemy's begin and commit cost as much as the webhook's statements; a session
+    made later in it joins it (see `hotline.db`) and then commits through SQLAlchemy.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(conn, "BEGIN IMMEDIATE", (), exc) from exc
+    try:
+        yield
+    except BaseException:
+        driver.rollback()
+        raise
+    try:
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            driver.commit()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        driver.rollback()
+        raise _driver_error(conn, "COMMIT", (), exc) from exc
 
 
 class _WriterLock:
@@ -357,7 +392,14 @@ class CallStore:
         self, call_id: str, from_number: str | None = None, to_number: str | None = None
     ) -> Iterator[_OpenCall]:
         """The call (made on first sight) in a transaction; its changes are written on success."""
-        with self._writing, self.db.transaction() as conn:
+        # The connection is taken from the pool before queueing for the writer lock,
+        # which every webhook of every worker waits for: keep the work under it short.
+        with (
+            translate_errors(),
+            self.db.engine.connect() as conn,
+            self._writing,
+            _driver_transaction(conn) if self._sqlite else conn.begin(),
+        ):
             rows: _CoreRows | _SqliteRows = (
                 _SqliteRows(conn, self._sqlite) if self._sqlite else _CoreRows(conn, self._find_call)
             )

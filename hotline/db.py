@@ -41,7 +41,9 @@ def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads
     # and then writes can fail with SQLITE_BUSY when another writer got in between,
     # and busy_timeout does not help there. Writes are short, so queueing is cheap.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A transaction begun on the driver's connection (ivr.store's hot path) is joined.
+    if not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -196,6 +196,7 @@ def main() -> None:
             **os.environ,
             "HOTLINE_DATA_DIR": str(data_dir),
             "HOTLINE_HTTP_PORT": str(hot_port),
+            "HOTLINE_AGI_PORT": str(free_port()),  # never the operator's own FastAGI port
             "HOTLINE_PUBLIC_URL": public,
             "TWILIO_AUTH_TOKEN": TOKEN,
             "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,

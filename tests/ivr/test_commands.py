@@ -1,6 +1,5 @@
 """`hotline call` in the terminal: in-process on the database, the fake demo, a server URL."""
 
-import socket
 import threading
 
 from click.testing import CliRunner
@@ -9,6 +8,7 @@ from waitress.server import create_server
 
 from hotline.cli import cli
 from hotline.models import Call, Request
+from tests.helpers import free_port
 from web import create_app
 
 
@@ -77,12 +77,6 @@ def test_call_against_a_running_server(db, make_settings, tmp_path):
         thread.join(5)
     with db.session() as s:
         assert s.scalars(select(Call)).one().backend == "twilio"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_voicemail_through_a_running_server_is_downloaded(db, make_settings, tmp_path):

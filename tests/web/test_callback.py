@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from hotline.db import Database
 from hotline.models import RequestEvent, User
 from ivr.asterisk.testing import FakeAmiServer
+from tests.helpers import eventually
 from tests.web.conftest import login, post
 from web import create_app
 
@@ -36,22 +36,13 @@ def _history(db: Database) -> list[RequestEvent]:
         return list(s.scalars(select(RequestEvent).where(RequestEvent.action == "callback")))
 
 
-def _eventually(predicate, seconds: float = 10.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return predicate()
-
-
 def test_call_back_from_the_request_page(client, db, voicemail, ami_server):
     page = client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
     assert "Перезвонить заказчику" in page
     response = post(client, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"})
     assert response.status_code == 302
     assert "Звоним на PJSIP/101" in client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
-    assert _eventually(lambda: len(_history(db)) == 1)
+    assert eventually(lambda: len(_history(db)) == 1)
     originate = next(a for a in ami_server.actions if a.get("Action") == "Originate")
     assert originate["Channel"] == "PJSIP/101" and originate["Exten"] == "+79001234567"
     [entry] = _history(db)
@@ -72,7 +63,7 @@ def test_a_bad_extension_is_refused_at_once(client, db, voicemail, ami_server):
 def test_a_failed_call_back_is_in_the_history(client, db, voicemail, ami_server):
     ami_server.originate_reason = "3"  # the engineer did not answer
     post(client, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"})
-    assert _eventually(lambda: len(_history(db)) == 1)
+    assert eventually(lambda: len(_history(db)) == 1)
     assert "инженер не ответил" in _history(db)[0].text
 
 

@@ -11,23 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(tmp_path: Path, *args: str) -> tuple[str, bytes, str]:
     """Start `hotline serve ARGS`, fetch /healthz, stop it with SIGTERM: (Server header, body, output)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(
         HOTLINE_DATA_DIR=str(tmp_path / "data"),
         HOTLINE_HTTP_PORT=str(port),
-        HOTLINE_AGI_PORT=str(_free_port()),
+        HOTLINE_AGI_PORT=str(free_port()),
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", "from hotline.cli import main; main()", "serve", *args],
@@ -72,7 +68,7 @@ def test_a_port_in_use_is_one_clear_line(tmp_path, taken):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        ports = {"HOTLINE_HTTP_PORT": str(_free_port()), "HOTLINE_AGI_PORT": str(_free_port())}
+        ports = {"HOTLINE_HTTP_PORT": str(free_port()), "HOTLINE_AGI_PORT": str(free_port())}
         ports[taken] = str(busy.getsockname()[1])
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
         env.update(HOTLINE_DATA_DIR=str(tmp_path / "data"), **ports)

@@ -34,16 +34,10 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.conftest import missing_service
+from tests.helpers import free_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "support@axon.system", "s3cret/pw"
-
-
-def free_port() -> int:
-    """A loopback port free right now (for servers that cannot be given port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, seconds: float = 15) -> bool:

@@ -12,7 +12,7 @@ from hotline.mail.intake import ingest
 from hotline.mail.outbox import _claim, drain, enqueue
 from hotline.models import EmailMessage as EmailRow
 from hotline.models import Notification, RequestEvent, utcnow
-from tests.hotline.mail.conftest import free_port
+from tests.helpers import free_port
 from tests.hotline.mail.test_intake import customer_mail
 
 pytestmark = pytest.mark.slow

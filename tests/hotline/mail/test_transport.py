@@ -6,7 +6,8 @@ import pytest
 
 from hotline.mail.compose import build_email, new_message_id
 from hotline.mail.transport import DeliveryError, ServerURL, SmtpSender, _refuse_plaintext, is_loopback
-from tests.hotline.mail.conftest import SmtpSink, free_port
+from tests.helpers import free_port
+from tests.hotline.mail.conftest import SmtpSink
 
 pytestmark = pytest.mark.slow
 

@@ -18,6 +18,7 @@ from ivr.asterisk.amilog import AGI_STARTED, AmiCallLog, is_hotline_number
 from ivr.asterisk.callback import call_back
 from ivr.asterisk.service import make_ami
 from ivr.asterisk.testing import FakeAmiServer, incoming_call_events
+from tests.helpers import eventually
 
 WAIT = 10.0
 
@@ -47,16 +48,6 @@ def ami_server() -> Iterator[FakeAmiServer]:
     server = FakeAmiServer().start()
     yield server
     server.stop()
-
-
-def eventually(predicate: Callable[[], bool]) -> bool:
-    """Poll a condition that a background thread makes true, for at most WAIT seconds."""
-    pause = threading.Event()
-    for _ in range(int(WAIT / 0.02)):
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return predicate()
 
 
 def connect(server: FakeAmiServer, handler: Callable[[str, dict[str, str]], None]) -> AmiConnection:

@@ -37,6 +37,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
 
+from web.commands import gunicorn_command  # noqa: E402
+
 TOKEN = "bench-auth-token"
 
 BARE_APP = """
@@ -163,17 +165,7 @@ def bare_command(app_dir: Path, port: int, workers: int, threads: int) -> list[s
     """The bare app under the server `hotline serve --workers` uses for this many workers."""
     if workers == 1:
         return [sys.executable, str(app_dir / "bare_app.py"), str(port), str(threads)]
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--worker-class=gthread",
-        f"--workers={workers}",
-        f"--threads={threads}",
-        f"--bind=127.0.0.1:{port}",
-        f"--chdir={app_dir}",
-        "bare_app:app",
-    ]
+    return gunicorn_command("bare_app:app", f"127.0.0.1:{port}", workers, threads, f"--chdir={app_dir}")
 
 
 def main() -> None:

@@ -115,21 +115,29 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
         click.echo("hotline: stopped")
 
 
-def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
-    # gunicorn is a fresh child process (settings from the same environment), so no
-    # worker is forked from a process that already runs the services' threads.
-    settings = ctx.settings
-    command = [
+def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: str) -> list[str]:
+    """How `serve --workers N` runs HTTP (the webhook benchmark runs its bare app the same way)."""
+    return [
         sys.executable,
         "-m",
         "gunicorn",
         "--worker-class=gthread",
         f"--workers={workers}",
         f"--threads={threads}",
-        f"--bind={settings.http_host}:{settings.http_port}",
+        f"--bind={bind}",
         "--graceful-timeout=20",
-        "web:create_app()",
+        *extra,
+        app,
     ]
+
+
+def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
+    # gunicorn is a fresh child process (settings from the same environment), so no
+    # worker is forked from a process that already runs the services' threads.
+    settings = ctx.settings
+    command = gunicorn_command(
+        "web:create_app()", f"{settings.http_host}:{settings.http_port}", workers, threads
+    )
     http = subprocess.Popen(command)
     try:
         services = start_services(ctx)

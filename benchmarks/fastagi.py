@@ -32,7 +32,7 @@ from sqlalchemy import func, select  # noqa: E402
 from hotline import registry  # noqa: E402
 from hotline.db import Database  # noqa: E402
 from hotline.models import Call  # noqa: E402
-from ivr.asterisk.testing import FakeAsterisk  # noqa: E402
+from ivr.asterisk.fake_agi import FakeAsterisk  # noqa: E402
 
 
 def free_port() -> int:

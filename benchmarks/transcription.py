@@ -34,14 +34,14 @@ import soxr  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from hotline import registry  # noqa: E402
-from hotline.audio import pcm16_chunks  # noqa: E402
 from hotline.db import Database  # noqa: E402
 from hotline.jobs import enqueue_transcription  # noqa: E402
 from hotline.models import Attachment  # noqa: E402
-from hotline.recognizer import VoskRecognizer  # noqa: E402
 from hotline.settings import load_settings  # noqa: E402
 from hotline.storage import store_attachment  # noqa: E402
-from hotline.transcription import run_transcription_job  # noqa: E402
+from hotline.transcription.audio import pcm16_chunks  # noqa: E402
+from hotline.transcription.pipeline import run_transcription_job  # noqa: E402
+from hotline.transcription.recognizer import VoskRecognizer  # noqa: E402
 
 HOTLINE = str(Path(sys.executable).parent / "hotline")
 TEXT = "안녕하세요 저는 공장에서 전화드립니다 기계가 고장났어요 빨리 와 주세요 번호는 일 이 삼 사 오 입니다"

@@ -37,7 +37,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
 
-from web.commands import gunicorn_command  # noqa: E402
+from web.cli import gunicorn_command  # noqa: E402
 
 TOKEN = "bench-auth-token"
 

@@ -6,7 +6,7 @@ recording is committed with transcription_state='pending' before its job is queu
 Huey removes a message before running it, so a worker killed mid-job loses it; the
 recovery sweep (at worker start, then every minute) queues again every recording
 that is pending with no message in the queue, or running past its lease
-(hotline.transcription). A job that finds the database down is dropped the same way
+(hotline.transcription.pipeline). A job that finds the database down is dropped the same way
 (one log line) and so is taken again by the first sweep after the database is back.
 
 `run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
@@ -53,7 +53,7 @@ def queue_for(settings: Settings) -> Queue:
 
     @huey.task(name="transcribe", retries=2, retry_delay=10)
     def transcribe(attachment_id: int) -> None:
-        from hotline.transcription import run_transcription_job
+        from hotline.transcription.pipeline import run_transcription_job
 
         try:
             run_transcription_job(settings, attachment_id)
@@ -88,7 +88,7 @@ def queued_attachment_ids(queue: Queue) -> set[int]:
 
 def recover_transcriptions(settings: Settings, db: Database | None = None) -> list[int]:
     """Queue again every recording whose job was lost; returns their ids."""
-    from hotline.transcription import database_for, stalled_recordings
+    from hotline.transcription.pipeline import database_for, stalled_recordings
 
     queue = queue_for(settings)
     db = db or database_for(settings.database_url)
@@ -110,7 +110,7 @@ class _QuietConsumer(Consumer):
 
 def run_worker(settings: Settings, workers: int = 1) -> None:
     """Run transcription workers in this process until SIGINT/SIGTERM (`hotline worker`)."""
-    from hotline.recognizer import recognizer_for
+    from hotline.transcription.recognizer import recognizer_for
 
     recognizer_for(settings)  # load the model once, before any job, and fail fast
     recover_transcriptions(settings)
@@ -137,7 +137,7 @@ class EmbeddedWorker:
         self._thread.start()
 
     def _run(self) -> None:
-        from hotline.recognizer import ModelMissing, recognizer_for
+        from hotline.transcription.recognizer import ModelMissing, recognizer_for
 
         try:
             recognizer_for(self.settings)

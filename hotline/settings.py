@@ -8,6 +8,7 @@ if there is one) into a frozen `Settings`. A missing or malformed value raises
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -83,7 +84,7 @@ class Settings:
     # --- the dashboard ---
     secure_cookies: bool
     trusted_proxies: int
-    # Transcription (hotline.transcription, hotline.jobs).
+    # Transcription (hotline.transcription.pipeline, hotline.jobs).
     asr_engine: str
     queue_name: str
     transcription_lease_seconds: int
@@ -248,11 +249,17 @@ def _secret_key(data_dir: Path, configured: str | None) -> str:
     return key
 
 
-def default_model_path() -> Path:
-    """Where the catalogue's default model is unpacked."""
-    from voice_models import default_model_dir
+DEFAULT_VOSK_MODEL = "vosk-model-small-ru-0.22"
 
-    return default_model_dir()
+
+def default_model_path() -> Path:
+    """Where the catalogue's default model is unpacked: `voice_models/models/<name>`.
+
+    Found by location, not imported: the domain does not depend on `voice_models`.
+    """
+    spec = importlib.util.find_spec("voice_models")
+    root = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else Path()
+    return root / "models" / DEFAULT_VOSK_MODEL
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from hotline.settings import DEFAULT_VOSK_MODEL as DEFAULT_MODEL
+
 HERE = Path(__file__).resolve().parent
 MODELS_DIR = HERE / "models"
-DEFAULT_MODEL = "vosk-model-small-ru-0.22"
 
 
 def default_model_dir() -> Path:

@@ -44,7 +44,7 @@ def create_app(
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from ivr.twilio_webhooks import bp as twilio_bp
+    from ivr.twilio.webhooks import bp as twilio_bp
 
     app.register_blueprint(twilio_bp)
 

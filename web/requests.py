@@ -14,8 +14,8 @@ from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownReque
 from hotline.models import Attachment, Call, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
-from hotline.transcription import linked_requests
-from hotline.transcripts import correct_transcript
+from hotline.transcription.pipeline import linked_requests
+from hotline.transcription.transcripts import correct_transcript
 from web.auth import me, require_login
 from web.db import session, settings
 

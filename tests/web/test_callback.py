@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.models import RequestEvent, User
-from ivr.asterisk.testing import FakeAmiServer
+from ivr.asterisk.fake_ami import FakeAmiServer
 from tests.helpers import eventually
 from tests.web.conftest import login, post
 from web import create_app

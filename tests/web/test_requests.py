@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from hotline import registry
 from hotline.models import Request, RequestEvent, Transcript, TranscriptionState
-from hotline.russian_numbers import normalize_numbers
+from hotline.transcription.russian_numbers import normalize_numbers
 from tests.web.conftest import post
 
 

@@ -27,7 +27,7 @@ def ko_model_path() -> Path:
 @pytest.fixture(scope="session")
 def vosk_recognizer():
     """One VoskRecognizer (Korean model) for the whole session: the model loads once."""
-    from hotline.recognizer import VoskRecognizer
+    from hotline.transcription.recognizer import VoskRecognizer
 
     return VoskRecognizer(ko_model_path())
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from hotline.jobs import run_worker
-from hotline.recognizer import FakeRecognizer, use_recognizer
 from hotline.settings import load_settings
+from hotline.transcription.recognizer import FakeRecognizer, use_recognizer
 
 if __name__ == "__main__":
     started, release = map(Path, sys.argv[1:3])

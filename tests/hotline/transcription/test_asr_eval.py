@@ -3,9 +3,9 @@
 import pytest
 
 from hotline.models import Attachment, Transcript
-from hotline.recognizer import FakeRecognizer
+from hotline.transcription.recognizer import FakeRecognizer
 from tests.hotline.transcription.conftest import add_recording, tone, write_wav
-from tests.hotline.transcription.test_models_cli import run
+from tests.voice_models.test_models_cli import run
 
 FAKE = FakeRecognizer().text  # what HOTLINE_ASR=fake hears in every recording
 

@@ -3,7 +3,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from hotline.audio import TARGET_RATE, AudioError, pcm16_chunks, probe
+from hotline.transcription.audio import TARGET_RATE, AudioError, pcm16_chunks, probe
 from tests.hotline.transcription.conftest import tone, write_wav
 
 

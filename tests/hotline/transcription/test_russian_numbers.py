@@ -1,6 +1,6 @@
 import pytest
 
-from hotline.russian_numbers import normalize_numbers, words_to_digits
+from hotline.transcription.russian_numbers import normalize_numbers, words_to_digits
 
 
 @pytest.mark.parametrize(

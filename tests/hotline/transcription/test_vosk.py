@@ -5,10 +5,10 @@ import pytest
 import soundfile
 
 from hotline import registry
-from hotline.audio import probe
 from hotline.models import Attachment
-from hotline.recognizer import ModelMissing, VoskRecognizer
-from hotline.transcription import run_transcription_job
+from hotline.transcription.audio import probe
+from hotline.transcription.pipeline import run_transcription_job
+from hotline.transcription.recognizer import ModelMissing, VoskRecognizer
 from tests.hotline.transcription.conftest import add_recording, write_wav
 
 pytestmark = pytest.mark.slow

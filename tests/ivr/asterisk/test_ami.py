@@ -16,8 +16,8 @@ from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, AmiError, parse_ami_url
 from ivr.asterisk.amilog import AGI_STARTED, AmiCallLog, is_hotline_number
 from ivr.asterisk.callback import call_back
+from ivr.asterisk.fake_ami import FakeAmiServer, incoming_call_events
 from ivr.asterisk.service import make_ami
-from ivr.asterisk.testing import FakeAmiServer, incoming_call_events
 from tests.helpers import eventually
 
 WAIT = 10.0

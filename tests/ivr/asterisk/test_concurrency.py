@@ -10,9 +10,9 @@ from hotline import registry
 from hotline.db import Database
 from hotline.models import Call
 from hotline.settings import Settings
+from ivr.asterisk.fake_agi import FakeAsterisk
 from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.session import BACKEND, make_handler
-from ivr.asterisk.testing import FakeAsterisk
 from ivr.store import CallStore
 
 CALLS = 500

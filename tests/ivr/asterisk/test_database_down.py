@@ -12,10 +12,10 @@ from sqlalchemy import select
 from hotline.db import Database
 from hotline.models import Call, Request
 from hotline.settings import Settings
+from ivr.asterisk.fake_agi import CallTrace, FakeAsterisk, Record
 from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.orphans import OrphanSweeper, import_orphans
 from ivr.asterisk.session import BACKEND, make_handler
-from ivr.asterisk.testing import CallTrace, FakeAsterisk, Record
 from ivr.store import CallStore
 
 pytestmark = pytest.mark.postgres

@@ -14,9 +14,7 @@ from hotline.db import Database
 from hotline.models import Attachment, Call, CallEvent, Request, TranscriptionState
 from hotline.numbers import make_request_number
 from hotline.settings import Settings
-from ivr.asterisk.fastagi import FastAgiServer
-from ivr.asterisk.session import BACKEND, dial_string, make_handler
-from ivr.asterisk.testing import (
+from ivr.asterisk.fake_agi import (
     DROP,
     HANGUP,
     REPLY_510,
@@ -27,6 +25,8 @@ from ivr.asterisk.testing import (
     FakeAsterisk,
     Record,
 )
+from ivr.asterisk.fastagi import FastAgiServer
+from ivr.asterisk.session import BACKEND, dial_string, make_handler
 from ivr.store import CallStore
 
 ESC = "0123456789*#"

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from hotline import registry
 from hotline.models import Attachment, Call, CallEvent, Request
 from hotline.settings import BusinessHours
-from ivr.twilio_client import RecordingServer, TwilioCall
+from ivr.twilio.client import RecordingServer, TwilioCall
 from web import create_app
 
 PUBLIC = "https://hotline.example.com"
@@ -171,7 +171,7 @@ def test_hangup_while_recording_callbacks_after_status(call: TwilioCall, api, db
     call.press("1")
     record = call.waiting.verb
     sid = "RE" + "7" * 32
-    url = api.add(sid, __import__("ivr.twilio_client", fromlist=["make_wav"]).make_wav(3))
+    url = api.add(sid, __import__("ivr.twilio.client", fromlist=["make_wav"]).make_wav(3))
     call.hang_up(5)
     params = {
         "RecordingUrl": url,

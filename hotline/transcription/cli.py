@@ -1,4 +1,4 @@
-"""`hotline worker`, `hotline models list|fetch`, `hotline asr-eval`: transcription commands."""
+"""`hotline worker`, `hotline asr-eval`: transcription commands."""
 
 from __future__ import annotations
 
@@ -29,56 +29,6 @@ def worker(ctx: Context, workers: int) -> None:
     run_worker(ctx.settings, workers)
 
 
-@click.group()
-def models() -> None:
-    """Vosk speech models: the catalogue, downloads."""
-
-
-@models.command("list")
-@click.option("--dir", "dest_dir", type=click.Path(path_type=Path), help="Models folder to look in.")
-def models_list(dest_dir: Path | None) -> None:
-    """List known models and whether each is installed."""
-    from voice_models import DEFAULT_MODEL, MODELS_DIR
-    from voice_models.catalogue import CATALOGUE
-
-    root = dest_dir or MODELS_DIR
-    for info in CATALOGUE.values():
-        installed = "installed" if (root / info.name).is_dir() else "not installed"
-        default = " (default)" if info.name == DEFAULT_MODEL else ""
-        click.echo(f"{info.name}{default}\t{info.language}\t{info.sample_rate} Hz\t{info.size}\t{installed}")
-        click.echo(f"  {info.url}")
-        click.echo(f"  sha256: {info.sha256 or 'not published (fetch needs --sha256)'}")
-        if info.note:
-            click.echo(f"  {info.note}")
-
-
-@models.command("fetch")
-@click.argument("name")
-@click.option(
-    "--dir", "dest_dir", type=click.Path(path_type=Path), help="Models folder (default voice_models/models)."
-)
-@click.option("--url", help="Download from here instead (a local mirror); the checksum is still checked.")
-@click.option("--sha256", help="Expected sha256 of the archive (needed where the catalogue has none).")
-@click.option("--force", is_flag=True, help="Replace an installed model.")
-def models_fetch(name: str, dest_dir: Path | None, url: str | None, sha256: str | None, force: bool) -> None:
-    """Download model NAME, verify its sha256 and unpack it."""
-    from voice_models import MODELS_DIR
-    from voice_models.fetch import fetch_model, lookup
-
-    info = lookup(name)
-    with click.progressbar(length=0, label=f"downloading {name}", show_pos=True) as bar:
-
-        def progress(n: int, total: int | None) -> None:
-            if total and not bar.length:
-                bar.length = total
-            bar.update(n)
-
-        target = fetch_model(
-            info.name, dest_dir or MODELS_DIR, url=url, sha256=sha256, force=force, progress=progress
-        )
-    click.echo(f"installed {name} in {target}")
-
-
 @click.command("asr-eval")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--corrected/--no-corrected", default=True, show_default=True,
@@ -91,9 +41,9 @@ def asr_eval(ctx: Context, directory: Path | None, corrected: bool) -> None:
     """
     import jiwer
 
-    from hotline.audio import pcm16_chunks
     from hotline.models import Transcript
-    from hotline.recognizer import recognizer_for
+    from hotline.transcription.audio import pcm16_chunks
+    from hotline.transcription.recognizer import recognizer_for
 
     scored = False
     if directory is not None:
@@ -160,5 +110,4 @@ def _normalise(text: str) -> str:
 def register(group: click.Group) -> None:
     """Add the transcription commands to `hotline`."""
     group.add_command(worker)
-    group.add_command(models)
     group.add_command(asr_eval)

@@ -1,6 +1,6 @@
 """Speech recognizers: the interface, the Vosk implementation, and a fake beside it.
 
-A recognizer takes 16 kHz mono s16le chunks (hotline.audio) and returns the text with
+A recognizer takes 16 kHz mono s16le chunks (hotline.transcription.audio) and returns the text with
 per-word timings and confidences. `VoskRecognizer` loads its model once per process
 (hundreds of MB) and makes a cheap `KaldiRecognizer` per recording; one model serves
 several threads. `FakeRecognizer` needs no model: fast tests and the demo mode
@@ -21,9 +21,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from hotline.audio import TARGET_RATE
 from hotline.errors import HotlineError
 from hotline.settings import Settings
+from hotline.transcription.audio import TARGET_RATE
 
 BYTES_PER_SECOND = TARGET_RATE * 2
 
@@ -62,9 +62,9 @@ class Recognizer(Protocol):
 
 def model_hint(path: Path) -> str:
     """The one line that tells an operator how to get the missing model."""
-    from voice_models import DEFAULT_MODEL
+    from hotline.settings import DEFAULT_VOSK_MODEL
 
-    name = path.name if path.name.startswith("vosk-model") else DEFAULT_MODEL
+    name = path.name if path.name.startswith("vosk-model") else DEFAULT_VOSK_MODEL
     return (
         f"Vosk model not found at {path}: run `hotline models fetch {name}` "
         "(or set HOTLINE_VOSK_MODEL to a model folder)"

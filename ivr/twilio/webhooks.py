@@ -31,8 +31,9 @@ from twilio.request_validator import RequestValidator
 
 from hotline.db import DatabaseUnavailable
 from hotline.settings import Settings
-from ivr import flow, twiml
+from ivr import flow
 from ivr.store import CallStore
+from ivr.twilio import twiml
 from voice_models.prompts import catalogue, prompt_audio_path
 
 log = logging.getLogger(__name__)

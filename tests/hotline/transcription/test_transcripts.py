@@ -3,7 +3,7 @@ import pytest
 from hotline import registry, storage
 from hotline.errors import UserError
 from hotline.models import Transcript
-from hotline.transcripts import correct_transcript
+from hotline.transcription.transcripts import correct_transcript
 
 
 def _voicemail(session, tmp_path, description: str) -> Transcript:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from hotline.db import Database
 from hotline.models import Request
 from hotline.settings import BusinessHours
-from ivr.twilio_client import RecordingServer, TwilioCall, make_wav
+from ivr.twilio.client import RecordingServer, TwilioCall, make_wav
 from web import create_app
 
 pytestmark = pytest.mark.postgres

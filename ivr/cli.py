@@ -21,7 +21,7 @@ from hotline.cli import Context, pass_context
 from hotline.errors import UserError
 from ivr import flow
 from ivr.speech import render_text
-from ivr.twilio_client import RecordingServer, TwilioCall, make_wav
+from ivr.twilio.client import RecordingServer, TwilioCall, make_wav
 
 Handler = Callable[[flow.Event], flow.Step]
 DIAL_CHOICES = [r.value for r in flow.DialResult]

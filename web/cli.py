@@ -16,39 +16,17 @@ import signal
 import subprocess
 import sys
 import threading
-from importlib.metadata import entry_points
-from typing import Protocol
 
 import click
 
 from hotline.cli import Context, pass_context
-
-
-class Service(Protocol):
-    """A background part of `hotline serve`."""
-
-    name: str
-
-    def start(self) -> None:
-        """Start working in background threads; return at once."""
-
-    def stop(self) -> None:
-        """Stop and release sockets and threads (called once, at shutdown)."""
-
-
-def load_services(ctx: Context) -> list[Service]:
-    services: list[Service] = []
-    for ep in sorted(entry_points(group="hotline.services"), key=lambda e: e.name):
-        service = ep.load()(ctx.settings, ctx.db)
-        if service is not None:
-            services.append(service)
-    return services
+from hotline.services import Service, load_services
 
 
 def start_services(ctx: Context) -> list[Service]:
     """Start the background services; one that cannot start (a port in use) stops them all."""
     started: list[Service] = []
-    for service in load_services(ctx):
+    for service in load_services(ctx.settings, ctx.db):
         try:
             service.start()
         except OSError as exc:

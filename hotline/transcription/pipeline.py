@@ -29,17 +29,17 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import registry
-from hotline.audio import AudioError, pcm16_chunks
 from hotline.db import Database, DatabaseUnavailable
 from hotline.errors import StorageError
 from hotline.models import Attachment, Request, RequestKind, Transcript, TranscriptionState, utcnow
 from hotline.numbers import find_request_numbers
-from hotline.recognizer import Recognizer, recognizer_for
-from hotline.russian_numbers import normalize_numbers
 from hotline.settings import Settings
 from hotline.storage import resolve
+from hotline.transcription.audio import AudioError, pcm16_chunks
+from hotline.transcription.recognizer import Recognizer, recognizer_for
+from hotline.transcription.russian_numbers import normalize_numbers
 
-log = logging.getLogger("hotline.transcription")
+log = logging.getLogger("hotline.transcription.pipeline")
 
 T = TranscriptionState
 #: A recording that took this many claims without finishing (a worker crashed on it

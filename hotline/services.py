@@ -1,0 +1,36 @@
+"""Background services of `hotline serve`: the protocol they follow, and their loader.
+
+Areas register a factory `make(settings, db) -> Service | None` in the
+`hotline.services` entry-point group (FastAGI server, AMI listener, transcription
+worker, mailbox poller); the factory returns None when its part is not configured.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from hotline.db import Database
+from hotline.settings import Settings
+
+
+class Service(Protocol):
+    """A background part of `hotline serve`."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start working in background threads; return at once."""
+
+    def stop(self) -> None:
+        """Stop and release sockets and threads (called once, at shutdown)."""
+
+
+def load_services(settings: Settings, db: Database) -> list[Service]:
+    """The configured background services, from the `hotline.services` entry points."""
+    services: list[Service] = []
+    for ep in sorted(entry_points(group="hotline.services"), key=lambda e: e.name):
+        service = ep.load()(settings, db)
+        if service is not None:
+            services.append(service)
+    return services

@@ -1,0 +1,1 @@
+"""Speech to text: audio preparation, recognizers, transcription jobs, transcripts."""

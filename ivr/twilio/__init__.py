@@ -1,0 +1,1 @@
+"""The Twilio backend: webhooks (TwiML), the recording client, the TwiML codec."""

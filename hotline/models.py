@@ -141,6 +141,9 @@ class Request(Base):
     organisation: Mapped[str | None] = mapped_column(String(200))
     subject: Mapped[str] = mapped_column(String(300), default="")
     description: Mapped[str] = mapped_column(Text, default="")
+    # The engineer's open question to the customer while the request is awaiting_info:
+    # shown on the dashboard, sent by e-mail/SMS, read to the caller on the status line.
+    clarification_question: Mapped[str | None] = mapped_column(Text)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -4,8 +4,8 @@ Revision ID: 0003_helpdesk
 Revises: 0002_mail
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0003_helpdesk"
 down_revision = "0002_mail"
@@ -14,8 +14,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("requests") as batch_op:
+        batch_op.add_column(sa.Column("clarification_question", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("requests") as batch_op:
+        batch_op.drop_column("clarification_question")

@@ -177,7 +177,7 @@ def _hours(raw: str) -> tuple[frozenset[int], dt.time, dt.time]:
     return frozenset(days), start, end
 
 
-# DESIGN.md says "Europe/Yekaterinburg"; the IANA name of the plant's zone is Asia/….
+# The product design says "Europe/Yekaterinburg"; the IANA name of the plant's zone is Asia/….
 _ZONE_ALIASES = {"Europe/Yekaterinburg": "Asia/Yekaterinburg"}
 PLANT_TIMEZONE = "Asia/Yekaterinburg"
 

@@ -1,4 +1,4 @@
-"""The call flow of the hotline (DESIGN.md "The call"), with no I/O and no telephony.
+"""The call flow of the hotline (docs/call-flow.md), with no I/O and no telephony.
 
 One function drives a call: `handle(state, event, port, config) -> Step`.
 

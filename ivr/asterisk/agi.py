@@ -226,7 +226,7 @@ class RecordOutcome:
 
 
 def record_outcome(reply: Reply) -> RecordOutcome:
-    """RECORD FILE's answer read as FIELD-NOTES says: only `(dtmf)` makes result a key."""
+    """RECORD FILE's answer read as docs/asterisk.md says: only `(dtmf)` makes result a key."""
     if reply.data == "hangup" or (reply.result == "-1" and reply.data is None):
         return RecordOutcome("hangup", endpos=reply.endpos)
     if reply.data == "dtmf":

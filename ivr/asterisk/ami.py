@@ -1,7 +1,7 @@
 """The Asterisk Manager Interface through the `asterisk-ami` package, kept alive.
 
 `AmiConnection` wraps one `asterisk.ami.AMIClient` and works around its quirks
-(FIELD-NOTES): its `timeout` is also the reader thread's socket timeout, so the
+(docs/ami.md): its `timeout` is also the reader thread's socket timeout, so the
 timeout is long and a `Ping` heartbeat finds a dead connection; listeners survive a
 reconnect, so the one listener is added once, never again; a callback that raises
 kills the reader thread (the package's `traceback` NameError), so every callback

@@ -245,7 +245,7 @@ class FakeAsterisk:
             return "200 result=-1 (hangup) endpos=0\nHANGUP\n"
         if name == "ANSWER":
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
-        # The extra HANGUP line comes before the answer (FIELD-NOTES: "at any time").
+        # The extra HANGUP line comes before the answer (docs/asterisk.md: "at any time").
         return "HANGUP\n200 result=-1 endpos=0\n"
 
     def _answer(self, args: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""The Twilio adapter, driven by a simulator that behaves like Twilio (FIELD-NOTES)."""
+"""The Twilio adapter, driven by a simulator that behaves like Twilio (docs/twilio.md)."""
 
 import datetime as dt
 from collections.abc import Iterator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import click
 
@@ -44,14 +45,36 @@ def agi(ctx: Context) -> None:
 @click.command()
 @click.argument("number")
 @click.option("--extension", required=True, help="The engineer's phone, e.g. PJSIP/101 (rung first).")
+@click.option("--wait/--no-wait", default=True, help="Wait for the outcome (default) or only queue it.")
 @pass_context
-def callback(ctx: Context, number: str, extension: str) -> None:
-    """Call a request's customer back: ring the engineer's phone, then the customer's."""
-    from ivr.asterisk.callback import call_back
+def callback(ctx: Context, number: str, extension: str, wait: bool) -> None:
+    """Call a request's customer back: ring the engineer's phone, then the customer's.
+
+    The call-back is queued; `hotline serve` with HOTLINE_AMI_URL places it.
+    """
+    from ivr.asterisk import callback as callbacks
 
     ctx.db.upgrade()
-    done = call_back(ctx.settings, ctx.db, number, extension, actor="cli")
-    click.echo(f"заявка {done.request_number}: {extension} ответил, вызываем {done.customer_number}")
+    with ctx.db.session() as session:
+        job = callbacks.queue_call_back(ctx.settings, session, number, extension, actor="cli")
+    click.echo(f"заявка {job.request_number}: обратный звонок с {extension} поставлен в очередь")
+    if not wait:
+        return
+    # Started within EXPIRES or never; then it waits for AMI and rings for the dial timeout.
+    ringing = callbacks.CONNECT_WAIT + ctx.settings.dial_timeout + callbacks.ANSWER_MARGIN
+    deadline = time.monotonic() + callbacks.EXPIRES + ringing + 5
+    while time.monotonic() < deadline:
+        with ctx.db.session() as session:
+            result = callbacks.call_back_result(session, job)
+        if result is not None:
+            if not result.answered:
+                raise click.ClickException(result.text)
+            click.echo(result.text)
+            return
+        time.sleep(0.5)
+    raise click.ClickException(
+        "обратный звонок никто не выполнил: его выполняет `hotline serve` с HOTLINE_AMI_URL"
+    )
 
 
 def register(group: click.Group) -> None:

@@ -91,7 +91,8 @@ def end_call(
 
 FAILED = "failed"  # the hotline's own failure (the FastAGI session's, Twilio's "failed")
 SESSION_ENDED = "completed"  # a session ended normally: says nothing of the line
-_Q850 = re.compile(r"^\d{1,3}(?:\s|$)")  # `16 Normal Clearing`: a cause the PBX gave
+# `16 Normal Clearing`: a Q.850 cause (0-127) the PBX gave; AGI's `511 ...` is not one.
+_Q850 = re.compile(r"^(?:\d{1,2}|1[01]\d|12[0-7])(?:\s|$)")
 STATUS_LENGTH, CAUSE_LENGTH = 40, 80  # the columns' sizes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -251,8 +252,13 @@ def test_asterisk_starting_resets_and_ignores_logins_then_answers(
     ami_server: FakeAmiServer, thread_errors: list[BaseException | None]
 ) -> None:
     """`core stop now`, then a start: connections reset before the banner, a login unanswered."""
-    connection = connect(ami_server, Collector())
+    # A heartbeat far longer than the test: the resets and the backoff alone bring it back.
+    connection = AmiConnection(
+        parse_ami_url(ami_server.url), heartbeat=600, backoff=(0.05, 0.2), action_timeout=1
+    )
+    connection.start()
     try:
+        connection.wait_connected(WAIT)
         ami_server.starting(resets=3, silent_logins=1)
         ami_server.restart()
         assert ami_server.wait_logins(2)
@@ -499,6 +505,10 @@ SESSION_FAILED = LineStatus("failed", "AGI error: 520 Invalid command syntax")  
             LineStatus("channel_failed", "16 Normal Clearing"),
         ),
         ((SESSION_DONE,), SESSION_DONE),  # no AMI configured: the session's word stands
+        (
+            (HANGUP, LineStatus("completed", "511 Command Not Permitted on a dead channel")),
+            LineStatus("completed", "16 Normal Clearing"),
+        ),
         ((HANGUP, LineStatus("no_answer", None)), LineStatus("no_answer", "16 Normal Clearing")),
     ],
 )
@@ -767,3 +777,14 @@ def test_the_callback_command_queues_and_reports(
     assert done.returncode == code, done.stderr
     assert "поставлен в очередь" in done.stdout and says in done.stdout + done.stderr
     assert len(ami_server.named("Login")) == 1  # the command did not log in itself
+
+
+def test_only_the_adapter_imports_asterisk_ami() -> None:
+    root = Path(__file__).resolve().parents[3]
+    importers = sorted(
+        str(path.relative_to(root))
+        for package in ("hotline", "ivr", "web", "voice_models")
+        for path in (root / package).rglob("*.py")
+        if re.search(r"^\s*(from|import) asterisk\b", path.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert importers == ["ivr/asterisk/ami.py"]

@@ -31,7 +31,9 @@ Fields = list[tuple[str, str]]
 
 def clean(value: str, limit: int = MAX_VALUE) -> str:
     """A value as the hotline keeps it: no control characters, at most `limit` characters."""
-    return _CONTROL.sub("", value).strip()[:limit]
+    if not value.isprintable():  # the common case needs no regex
+        value = _CONTROL.sub("", value)
+    return value.strip()[:limit]
 
 
 def parse_fields(text: str) -> Fields:

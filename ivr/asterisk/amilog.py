@@ -90,12 +90,12 @@ class AmiCallLog:
     def _on_newchannel(self, e: NewChannel) -> None:
         if not e.uniqueid:
             return
-        if e.linkedid in self._linked.values() or e.linkedid in self._linked:
-            self._remember(e.uniqueid, e.linkedid)  # another leg of a call we follow
-            return
         if is_callback(e.uniqueid):
             self._remember(e.uniqueid, e.uniqueid)  # a call-back: its job made the row
             self._event(e.uniqueid, "ami_newchannel", e.channel)
+            return
+        if e.linkedid in self._linked.values() or e.linkedid in self._linked or is_callback(e.linkedid):
+            self._remember(e.uniqueid, e.linkedid)  # another leg of a call we follow
             return
         if e.uniqueid != e.linkedid or not is_hotline_number(e.exten, self.support_number):
             return

@@ -445,6 +445,35 @@ def test_a_cdr_of_a_call_missed_at_start_still_makes_an_entry(db: Database) -> N
     assert call.from_number == "79001112233" and call.outcome == "abandoned" and call.ended_at is not None
 
 
+def test_a_call_backs_customer_leg_is_logged_on_its_row(db: Database, request_number: str) -> None:
+    callback_id = "hotline-cb-00112233445566aa"
+    with db.session() as session:  # what the call-back job writes before its Originate
+        calllog.start_call(session, backend="asterisk", backend_call_id=callback_id, from_number="PJSIP/101")
+    log = AmiCallLog(db, "+73435674530")
+    leg = {
+        "Uniqueid": "1700000003.2",
+        "Linkedid": callback_id,
+        "Channel": "PJSIP/trunk-9",
+        "Exten": "+79001234567",
+    }
+    # The call-back channel's own Newchannel came before this connection: its leg is still known.
+    feed(
+        log,
+        {"Event": "Newchannel", **leg},
+        {"Event": "Hangup", **leg, "Cause": "17", "Cause-txt": "User busy"},
+        {
+            "Event": "Hangup",
+            "Uniqueid": callback_id,
+            "Linkedid": callback_id,
+            "Cause": "16",
+            "Cause-txt": "Normal Clearing",
+        },
+    )
+    [call] = calls(db)
+    assert kinds(db, call.id) == ["ami_hangup", "ami_hangup"]
+    assert call.hangup_cause == "16 Normal Clearing" and call.outcome is None  # the job decides it
+
+
 @pytest.mark.parametrize(
     ("dialled", "ours"),
     [

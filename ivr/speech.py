@@ -96,9 +96,19 @@ def _hours_keys(segment: Hours) -> list[str]:
         keys = [f"weekday_{d}" for d in sorted(days) if 0 <= d <= 6]
     for edge, moment in (("from", segment.start), ("to", segment.end)):
         keys.append(f"{edge}_{moment.hour}")
-        if moment.minute:
-            keys.append(f"minute_{moment.minute}")
+        keys += _minute_keys(moment.minute)
     return keys
+
+
+def _minute_keys(minute: int) -> list[str]:
+    """«ноль пяти», «пятнадцати», «сорока семи»: from 24 files, not 59."""
+    if not minute:
+        return []
+    if minute < 10:
+        return ["minute_0", f"minute_{minute}"]
+    if minute < 20 or minute % 10 == 0:
+        return [f"minute_{minute}"]
+    return [f"minute_{minute - minute % 10}", f"minute_{minute % 10}"]
 
 
 def segment_keys(segment: Segment) -> list[str]:

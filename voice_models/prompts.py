@@ -10,7 +10,8 @@ read digit by digit), `day_1`…`day_31` («двадцать четвёртое�
 `kind_<kind>` / `status_<status>` for every request kind and status (kinds in the
 caller's words), and the working hours: `days_daily`, `days_weekdays`,
 `weekday_0`…`weekday_6` («по понедельникам»), `from_0`…`from_23` («с девяти»),
-`to_0`…`to_23` («до восемнадцати»), `minute_1`…`minute_59` («тридцати»).
+`to_0`…`to_23` («до восемнадцати»), `minute_0` («ноль»), `minute_1`…`minute_19` and
+`minute_20`, `_30`, `_40`, `_50` («тридцати»; «сорока семи» is two of them).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def catalogue() -> dict[str, str]:
     texts.update({f"weekday_{d}": name for d, name in enumerate(_WEEKDAYS)})
     texts.update({f"from_{h}": "с " + (_genitive(h) if h else "полуночи") for h in range(24)})
     texts.update({f"to_{h}": "до " + (_genitive(h) if h else "полуночи") for h in range(24)})
-    texts.update({f"minute_{m}": ("ноль " if m < 10 else "") + _genitive(m, "f") for m in range(1, 60)})
+    texts["minute_0"] = "ноль"  # «с девяти ноль пяти»
+    texts.update({f"minute_{m}": _genitive(m, "f") for m in [*range(1, 20), 20, 30, 40, 50]})
     texts.update({f"kind_{k.value}": CALLER_KIND_LABELS[k] for k in RequestKind})
     texts.update({f"status_{s.value}": STATUS_LABELS[s] for s in RequestStatus})
     return texts

@@ -508,7 +508,6 @@ class _Flow:
         self.duty()
 
     def repeat(self) -> None:
-        self.state.tries = 0
         self.ask()
 
     def main_menu(self) -> None:

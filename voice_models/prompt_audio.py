@@ -19,6 +19,7 @@ the Asterisk line) into a cache folder, with the same engines and processing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import wave
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +77,10 @@ class Engine:
             argv = [self.command, "-v", self.voice, "-s", str(ESPEAK_SPEED), "-w", str(raw), "--", text]
             _run(argv)
         if not raw.exists() or raw.stat().st_size <= 44:
-            raise PromptBuildError(f"{self.name} made no audio for «{text[:40]}»")
+            # RHVoice-test with a voice it does not have writes nothing and exits 0.
+            raise PromptBuildError(
+                f"{self.name} made no audio with the voice «{self.voice}» (is it installed?)"
+            )
 
 
 ESPEAK_SPEED = 165  # words per minute: a little slower than espeak's 175, for phone lines
@@ -172,9 +177,14 @@ def synthesise(text: str, target: Path, engine: Engine | None = None) -> Engine:
         raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
         engine.speak(text, raw)
         _process(raw, out, Path(tmp))
-        tmp_target = target.with_name(target.name + ".part")
-        shutil.copyfile(out, tmp_target)
-        os.replace(tmp_target, target)
+        # A name of its own: two calls may synthesise the same question at once.
+        fd, part = tempfile.mkstemp(prefix=target.name, suffix=".part", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(out, part)
+            os.replace(part, target)
+        finally:
+            Path(part).unlink(missing_ok=True)
     return engine
 
 
@@ -293,6 +303,18 @@ def is_prompt_audio(path: Path) -> bool:
 # --- free text at run time ---------------------------------------------------------
 
 
+CACHE_DAYS = 30  # a question's audio is kept this long after it was made
+
+
+def _prune(cache_dir: Path, keep: Path) -> None:
+    """Remove the cache's files older than CACHE_DAYS (questions long answered)."""
+    cutoff = time.time() - CACHE_DAYS * 86400
+    for old in cache_dir.glob("*.wav"):
+        with contextlib.suppress(OSError):
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
 def speak_cached(text: str, cache_dir: Path, voice: str | None = None) -> Path | None:
     """A WAV of `text` in `cache_dir` (made once per text, engine and voice); None on failure.
 
@@ -310,6 +332,7 @@ def speak_cached(text: str, cache_dir: Path, voice: str | None = None) -> Path |
             return target
         cache_dir.mkdir(parents=True, exist_ok=True)
         synthesise(text, target, engine)
+        _prune(cache_dir, keep=target)
         return target
     except (PromptBuildError, OSError) as exc:
         log.warning("cannot synthesise free text (%d characters): %s", len(text), exc)

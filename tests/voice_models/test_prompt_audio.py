@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import wave
@@ -196,3 +197,22 @@ def test_free_text_failure_is_none_not_an_error(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("PATH", str(tmp_path))
     assert speak_cached("Какая линия?", tmp_path / "speech") is None
     assert not (tmp_path / "speech").exists()
+
+
+def test_old_questions_leave_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "speech"
+    old = speak_cached("Какая линия?", cache)
+    assert old is not None
+    month_ago = old.stat().st_mtime - 31 * 86400
+    os.utime(old, (month_ago, month_ago))
+    new = speak_cached("Какой сканер?", cache)
+    assert new is not None and new.exists() and not old.exists()
+    assert [p.name for p in cache.iterdir()] == [new.name]  # no temporary files left
+
+
+def test_an_unknown_rhvoice_voice_is_a_clear_error(tmp_path: Path) -> None:
+    engine = find_engine("no-such-voice")
+    if engine.name != "rhvoice":
+        pytest.skip("RHVoice is not installed here")
+    with pytest.raises(PromptBuildError, match="«no-such-voice»"):
+        build_prompts({"hello": "Здравствуйте."}, tmp_path, voice="no-such-voice")

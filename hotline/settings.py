@@ -93,6 +93,8 @@ class Settings:
     agi_recordings_dir: Path
     agi_sounds_prefix: str
     ami_callback_context: str
+    # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
+    prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -329,6 +331,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ),
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
+        prompt_voice=r.get("HOTLINE_PROMPT_VOICE", _word, "anna"),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

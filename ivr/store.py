@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 from hotline import calllog, registry, storage
 from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
-from hotline.models import Attachment, Call, CallEvent, Request, utcnow
-from hotline.settings import Settings
+from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, utcnow
+from hotline.settings import BusinessHours, Settings
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
 
@@ -75,6 +75,9 @@ class DbCallPort:
             kind=request.kind,
             status=request.status,
             changed_on=changed.astimezone(self.settings.business_hours.timezone).date(),
+            clarification_question=(
+                request.clarification_question if request.status == RequestStatus.AWAITING_INFO else None
+            ),
         )
 
     def recent_lookups(self) -> int:
@@ -116,6 +119,9 @@ class DbCallPort:
 
     def duty_target(self) -> str | None:
         return self.settings.duty_number
+
+    def duty_hours(self) -> BusinessHours:
+        return self.settings.business_hours
 
     def _store(self, request: Request, recording: Recording) -> None:
         """Store the recording's file with the request, once per recording."""

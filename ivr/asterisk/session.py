@@ -25,7 +25,8 @@ from ivr import flow
 from ivr.asterisk.agi import ESCAPE_DIGITS, AgiCommandError, AgiError, AgiProtocolError, ChannelGone
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.fastagi import AgiChannel
-from ivr.speech import render_keys
+from ivr.speech import Text, render_audio
+from voice_models.prompt_audio import speak_cached
 
 if TYPE_CHECKING:
     from ivr.asterisk.orphans import OrphanSweeper
@@ -166,11 +167,28 @@ class AgiCall:
         if action.barge_in and self.carried:
             return  # the caller is already typing the answer
         escape = ESCAPE_DIGITS if action.barge_in else ""
-        for key in render_keys(action.segments):
-            key_pressed = await self.channel.stream_file(self.sound(key), escape)
-            if key_pressed:
-                self.carried += key_pressed
-                return
+        for piece in render_audio(action.segments):
+            for sound in await self.sounds(piece):
+                key_pressed = await self.channel.stream_file(sound, escape)
+                if key_pressed:
+                    self.carried += key_pressed
+                    return
+
+    async def sounds(self, piece: str | Text) -> list[str]:
+        """What STREAM FILE plays for a piece of speech: a shipped prompt, or free text.
+
+        Free text (an engineer's question) has no shipped file: it is synthesised now
+        into the speech cache under the data dir, which Asterisk reads by its absolute
+        path; where that fails, the piece's fallback prompts are played instead.
+        """
+        if isinstance(piece, str):
+            return [self.sound(piece)]
+        cache = self.settings.data_dir / "speech"
+        wav = await asyncio.to_thread(speak_cached, piece.text, cache, self.settings.prompt_voice)
+        if wav is None:
+            return [self.sound(key) for key in piece.fallback]
+        intro = [self.sound(piece.intro)] if piece.intro else []
+        return [*intro, str(wav.with_suffix(""))]  # STREAM FILE takes no extension
 
     async def gather(self, action: flow.Gather) -> flow.Event:
         typed, self.carried = self.carried, ""

@@ -237,7 +237,7 @@ def test_duty_engineer_answers(settings: Settings, db: Database) -> None:
 
 @pytest.mark.parametrize("status", ["NOANSWER", "BUSY", "CHANUNAVAIL"])
 def test_duty_engineer_does_not_answer_then_a_request(settings: Settings, db: Database, status: str) -> None:
-    [trace] = serve(settings, db, {"script": ["0", Dial(status), "1", "2", Record(2.0, "dtmf")]})
+    [trace] = serve(settings, db, {"script": ["0", Dial(status), "2", "2", Record(2.0, "dtmf")]})
     heard = prompts(trace)
     assert heard.index("duty_no_answer") < heard.index("offer_request") < heard.index("choose_kind")
     [request] = requests(db)

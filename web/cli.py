@@ -61,8 +61,15 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
 
     app = create_app(settings=settings, db=ctx.db)
     try:
+        # poll(), not select(): the FastAGI server shares this process, and select() fails
+        # once a descriptor is numbered past 1023 (a flood of idle AGI connections).
         server = create_server(
-            app, host=settings.http_host, port=settings.http_port, threads=threads, ident="hotline"
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            threads=threads,
+            ident="hotline",
+            asyncore_use_poll=True,
         )
     except OSError as exc:
         raise click.ClickException(

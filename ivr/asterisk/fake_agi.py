@@ -47,6 +47,7 @@ class Record:
     seconds: float = 2.0
     end: str = "dtmf"
     then: Callable[[], None] | None = None  # run once the file is written (cut the database, say)
+    takes: float = 0.0  # real seconds before the answer (a recording still going on)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class CallTrace:
     fallback: bool = False
 
 
-SILENCE_KEPT = 1.006  # seconds of silence Asterisk leaves at the end after a silence stop
+SILENCE_KEPT = 1.00625  # seconds of silence Asterisk leaves at the end after a silence stop
 
 
 def write_wav(path: Path, seconds: float, rate: int = 8000, *, silence_after: float = 0.0) -> None:
@@ -235,7 +236,10 @@ class FakeAsterisk:
         await writer.drain()
         sent_at: float | None = None
         while True:
-            raw = await reader.readline()
+            try:
+                raw = await reader.readline()
+            except ConnectionError:
+                raw = b""
             if not raw:
                 # The script closed the session: the dialplan goes on (AGISTATUS by what failed).
                 self.trace.ended_by = self.trace.ended_by or "hotline"
@@ -253,20 +257,28 @@ class FakeAsterisk:
                 # AGISTATUS=FAILURE, tells the socket HANGUP and closes it.
                 self.trace.ended_by = self.trace.ended_by or "hotline"
                 self._session_ended("FAILURE")
-                writer.write(b"HANGUP\n")
-                await writer.drain()
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"HANGUP\n")
+                    await writer.drain()
                 return
             hold = self._peek()
             if isinstance(hold, Hold):
                 self._next()
                 await asyncio.sleep(hold.seconds)
+            elif isinstance(hold, Record) and hold.takes and line.startswith("RECORD FILE"):
+                await asyncio.sleep(hold.takes)
             answer = self.answer(line)
             if answer is None:  # the socket drops
                 self.trace.ended_by = "drop"
                 writer.transport.abort()
                 return
-            writer.write(answer.encode())
-            await writer.drain()
+            try:
+                writer.write(answer.encode())
+                await writer.drain()
+            except ConnectionError:  # the script is gone: Asterisk ends the AGI
+                self.trace.ended_by = self.trace.ended_by or "hotline"
+                self._session_ended("FAILURE" if self.failed else "SUCCESS")
+                return
             sent_at = time.perf_counter()
 
     def _session_ended(self, agistatus: str) -> None:
@@ -368,14 +380,14 @@ class FakeAsterisk:
         return f"200 result={typed}\n"
 
     def _record_file(self, args: list[str]) -> str:
-        step = self._next()
-        if not isinstance(step, Record):
-            step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
-        path = Path(f"{args[0]}.{args[1]}")
         beep = any(not a.startswith("s=") for a in args[5:])
         if beep and "beep" in self.missing:
             self.failed = True
             return "200 result=-1 (randomerror) endpos=0\n"  # the beep cannot play; still up
+        step = self._next()
+        if not isinstance(step, Record):
+            step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
+        path = Path(f"{args[0]}.{args[1]}")
         if step.end == "beep_hangup":
             self.dead = True
             self.trace.ended_by = "hangup"

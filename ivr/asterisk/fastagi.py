@@ -132,22 +132,30 @@ class AgiChannel:
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"socket error: {exc}") from exc
         timeout = self.answer_timeout + wait
-        deadline = time.monotonic() + timeout
         self.waiting = True
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s")
-                try:
-                    line = await self._line(left)
-                except AnswerTimeout:
-                    raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
-                reply = self._replies.feed(line)
-                if reply is not None:
-                    return reply
-        finally:
+            reply = await self._reply(timeout)
+        except asyncio.CancelledError:
+            raise  # the command is still running on Asterisk's side: `waiting` stays set
+        except BaseException:
             self.waiting = False
+            raise
+        self.waiting = False
+        return reply
+
+    async def _reply(self, timeout: float) -> Reply:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s")
+            try:
+                line = await self._line(left)
+            except AnswerTimeout:
+                raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
+            reply = self._replies.feed(line)
+            if reply is not None:
+                return reply
 
     async def answer(self) -> None:
         if (await self.execute("ANSWER")).result == "-1":
@@ -212,20 +220,19 @@ class AgiChannel:
             await self.execute("HANGUP")
 
     async def hand_back(self, *commands: str) -> None:
-        """Send `commands` (lines, answers not awaited), then FAILURE: the dialplan's fallback
-        takes the call; then wait briefly for Asterisk to close its side."""
+        """Send `commands` (lines whose answers are not awaited), then FAILURE: Asterisk ends
+        the AGI with AGISTATUS=FAILURE and the dialplan's fallback takes the call. Then read
+        (and drop) what Asterisk still sends until it closes, for at most CLOSE_WAIT s."""
         self.handed_back = True
         try:
             self._writer.write(("".join(commands) + agi.FAILURE_LINE).encode())
             await asyncio.wait_for(self._writer.drain(), CLOSE_WAIT)
         except (ConnectionError, OSError, TimeoutError):
             return
-        if commands:
-            return  # their answers would come later; the process is going away
-        with contextlib.suppress(
-            ConnectionError, OSError, TimeoutError, ValueError, asyncio.LimitOverrunError
-        ):
-            # Asterisk answers FAILURE with `HANGUP` and closes (res_agi.c run_agi).
+        closed = (ConnectionError, OSError, TimeoutError, ValueError, asyncio.LimitOverrunError)
+        with contextlib.suppress(*closed):
+            # Asterisk answers the commands still queued, then FAILURE with `HANGUP`, and
+            # closes (res_agi.c run_agi); closing first could reset the connection under them.
             async with asyncio.timeout(CLOSE_WAIT):
                 while await self._reader.readline():
                     pass
@@ -261,6 +268,7 @@ class FastAgiServer:
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
         max_pending: int = MAX_PENDING,
         environment_timeout: float = ENVIRONMENT_TIMEOUT,
+        notice_seconds: float = NOTICE_SECONDS,
     ):
         self._handler = handler
         self._refused: Refused | None = getattr(handler, "refused", None)
@@ -269,6 +277,7 @@ class FastAgiServer:
         self.answer_timeout = answer_timeout
         self.max_pending = max_pending
         self.environment_timeout = environment_timeout
+        self.notice_seconds = notice_seconds
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()  # every connection's task
         self._pending: dict[AgiChannel, None] = {}  # waiting for their environment, oldest first
@@ -303,6 +312,8 @@ class FastAgiServer:
         channel = AgiChannel(reader, writer, self.answer_timeout)
         try:
             await self._session(task, channel)
+        except asyncio.CancelledError:
+            pass  # stop() ended it; asyncio would log a cancelled connection task as an error
         except Exception:
             log.exception("FastAGI session failed")
         finally:
@@ -380,11 +391,11 @@ class FastAgiServer:
             channel.stopping = True
         if self._calls:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), NOTICE_SECONDS)
+                await asyncio.wait_for(self._idle.wait(), self.notice_seconds)
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=5)
+            await asyncio.wait(list(self._sessions), timeout=CLOSE_WAIT + 5)
         if self._server is not None:
             await self._server.wait_closed()
 

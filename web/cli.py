@@ -85,12 +85,16 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
     def shutdown(signum: int, _frame: object) -> None:
         if not stopping.is_set():
             stopping.set()
-            server.close()
+            # Waitress's own way out of run(): it lets its worker threads finish first
+            # (closing the server here races a worker still pulling its trigger).
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     except OSError:
         if not stopping.is_set():
             raise

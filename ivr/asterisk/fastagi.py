@@ -311,15 +311,17 @@ class FastAgiServer:
         self._idle.clear()
         channel = AgiChannel(reader, writer, self.answer_timeout)
         try:
-            await self._session(task, channel)
+            try:
+                await self._session(task, channel)
+            except Exception:
+                log.exception("FastAGI session failed")
+            finally:
+                self._pending.pop(channel, None)
+                self._calls.pop(task, None)
+                await channel.close()
         except asyncio.CancelledError:
-            pass  # stop() ended it; asyncio would log a cancelled connection task as an error
-        except Exception:
-            log.exception("FastAGI session failed")
+            channel.abort()  # stop() ended it; a cancelled connection task would be logged as an error
         finally:
-            self._pending.pop(channel, None)
-            self._calls.pop(task, None)
-            await channel.close()
             self._sessions.discard(task)
             if not self._sessions:
                 self._idle.set()

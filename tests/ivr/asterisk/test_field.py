@@ -504,3 +504,25 @@ def test_an_idle_connection_is_closed_after_the_environment_timeout(settings: Se
             await server.stop(grace=1)
 
     assert asyncio.run(main()) == b""
+
+
+def test_the_orphan_sweep_reads_and_deletes_only_recordings_inside_the_folder(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    from ivr.asterisk.orphans import import_orphans
+
+    # A real call whose recording was left behind (the database was down, say).
+    run_calls(settings, db, {"script": ["2", "1", Record(2.0, "dtmf")], "shared_folder": False})
+    folder = settings.agi_recordings_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"RIFF-outside")
+    (folder / "1700000000.0-2.wav").symlink_to(outside)  # a link named like this call's recording
+    stray = folder / "notes.wav"
+    stray.write_bytes(b"RIFF-notes")
+    store = CallStore(db, settings, BACKEND)
+    assert import_orphans(store, folder, min_age=0) == []
+    assert outside.read_bytes() == b"RIFF-outside" and (folder / "1700000000.0-2.wav").is_symlink()
+    assert stray.read_bytes() == b"RIFF-notes"
+    with db.session() as session:
+        assert session.scalars(select(Attachment)).all() == []

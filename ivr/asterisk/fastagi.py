@@ -46,6 +46,7 @@ DEFAULT_ANSWER_TIMEOUT = 60.0
 MAX_PENDING = 1024  # connections still to send their environment
 NOTICE_SECONDS = 10.0  # after the drain: time for each call to reach its next command
 CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
+DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
 
 
 class Stopping(AgiError):
@@ -79,11 +80,9 @@ class AgiChannel:
         """Asterisk said `HANGUP` (the caller is gone; answers may still follow)."""
         return self._replies.hung_up
 
-    async def _line(self, timeout: float | None = None) -> str:
+    async def _line(self) -> str:
         try:
-            raw = await asyncio.wait_for(self._reader.readline(), timeout)
-        except TimeoutError:
-            raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
+            raw = await self._reader.readline()
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"socket error: {exc}") from exc
         except (asyncio.LimitOverrunError, ValueError) as exc:
@@ -144,18 +143,14 @@ class AgiChannel:
         return reply
 
     async def _reply(self, timeout: float) -> Reply:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s")
-            try:
-                line = await self._line(left)
-            except AnswerTimeout:
-                raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
-            reply = self._replies.feed(line)
-            if reply is not None:
-                return reply
+        try:
+            async with asyncio.timeout(timeout):  # no task per line, unlike wait_for
+                while True:
+                    reply = self._replies.feed(await self._line())
+                    if reply is not None:
+                        return reply
+        except TimeoutError:
+            raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
 
     async def answer(self) -> None:
         if (await self.execute("ANSWER")).result == "-1":
@@ -179,8 +174,9 @@ class AgiChannel:
         if self.hung_up:
             return True
         try:
-            line = await self._line(timeout)
-        except AnswerTimeout:
+            async with asyncio.timeout(timeout):
+                line = await self._line()
+        except TimeoutError:
             return False
         except ChannelGone:
             return True
@@ -287,6 +283,8 @@ class FastAgiServer:
         self.served = 0  # calls run to their end
         self.refused = 0  # calls handed back over the cap
         self.dropped = 0  # connections closed before a call started (idle, not AGI)
+        self._drop_log_at = 0.0
+        self._drops_unlogged = 0
 
     async def start(self) -> int:
         """Listen; the port actually bound (port 0 picks one)."""
@@ -331,6 +329,7 @@ class FastAgiServer:
             oldest = next(iter(self._pending))
             self._pending.pop(oldest)
             oldest.abort()
+            self._dropped(f"more than {self.max_pending} connections without an AGI environment")
         self._pending[channel] = None
         try:
             env = await channel.read_environment(self.environment_timeout)
@@ -340,11 +339,9 @@ class FastAgiServer:
             await channel.hand_back()
             return
         except AgiProtocolError as exc:
-            self.dropped += 1
-            log.warning("FastAGI: %s; closing the connection", exc)
+            self._dropped(str(exc))
             return
         except ChannelGone:
-            self.dropped += 1
             return
         finally:
             self._pending.pop(channel, None)
@@ -373,6 +370,18 @@ class FastAgiServer:
             pass
         finally:
             self.served += 1
+
+    def _dropped(self, why: str) -> None:
+        """Count a connection dropped before its call; log at most one line a minute (a flood
+        of idle sockets must not become a flood of log lines)."""
+        self.dropped += 1
+        now = time.monotonic()
+        if now < self._drop_log_at:
+            self._drops_unlogged += 1
+            return
+        more = f" ({self._drops_unlogged} more dropped since the last report)" if self._drops_unlogged else ""
+        log.warning("FastAGI: %s; closing the connection%s", why, more)
+        self._drop_log_at, self._drops_unlogged = now + DROP_LOG_EVERY, 0
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop listening; give the calls in progress `grace` seconds, then hand them back.

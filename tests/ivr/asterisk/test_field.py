@@ -526,3 +526,29 @@ def test_the_orphan_sweep_reads_and_deletes_only_recordings_inside_the_folder(
     assert stray.read_bytes() == b"RIFF-notes"
     with db.session() as session:
         assert session.scalars(select(Attachment)).all() == []
+
+
+def test_a_flood_of_dropped_connections_is_one_log_line(settings: Settings, db: Database, caplog) -> None:
+    async def main() -> int:
+        server = FastAgiServer(
+            make_handler(CallStore(db, settings, BACKEND), settings), "127.0.0.1", 0, max_pending=10
+        )
+        port = await server.start()
+        try:
+            for _ in range(50):  # not AGI at all, each one
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\n\r\n")
+                await asyncio.wait_for(reader.read(), 10)
+                writer.close()
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]  # 20 pushed out
+            await asyncio.sleep(0.2)
+            for _, writer in idle:
+                writer.close()
+            return server.dropped
+        finally:
+            await server.stop(grace=1)
+
+    with caplog.at_level(logging.WARNING):
+        dropped = asyncio.run(main())
+    assert dropped >= 70
+    assert len([r for r in caplog.records if "closing the connection" in r.getMessage()]) == 1

@@ -112,7 +112,7 @@ def test_serve_survives_idle_connections_and_keeps_answering(serve: Running) -> 
         assert serve.proc.poll() is None
         assert serve.healthz() == 200  # HTTP still answers
         trace = asyncio.run(
-            FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="1700000000.1", script=["*", SILENCE]).run(30)
+            FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="1700000000.1", script=["*", SILENCE]).run(60)
         )
         # a new call is served: the menu, again after '*'
         assert trace.heard[:3] == ["hotline/ru/greeting", "hotline/ru/menu", "hotline/ru/menu"]
@@ -130,7 +130,7 @@ def test_serve_refuses_a_uniqueid_that_is_a_path(serve: Running, tmp_path: Path)
     secret.write_bytes(b"RIFF-secret")
     # The recordings folder is <tmp>/data/asterisk: ../../x/secret-1.wav would be that file.
     trace = asyncio.run(
-        FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="../../x/secret", script=["2", "1"]).run(30)
+        FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="../../x/secret", script=["2", "1"]).run(60)
     )
     assert trace.commands == ["FAILURE"] and trace.fallback
     assert secret.read_bytes() == b"RIFF-secret"
@@ -150,7 +150,7 @@ def test_agi_drains_on_sigterm_and_hands_the_rest_back(tmp_path: Path) -> None:
     async def call_then_sigterm() -> tuple[FakeAsterisk, FakeAsterisk]:
         quick = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(0.5), "1"])
         slow = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.2", script=[Hold(3.0), "1"])
-        runs = asyncio.gather(quick.run(30), slow.run(30))
+        runs = asyncio.gather(quick.run(60), slow.run(60))
         await asyncio.sleep(0.3)
         running.proc.send_signal(signal.SIGTERM)
         await runs

@@ -211,9 +211,9 @@ class AgiChannel:
         return await self.execute("EXEC", application, options, wait=wait)
 
     async def hangup(self) -> None:
-        """Hang up, unless the caller already did."""
-        with contextlib.suppress(ChannelGone, AgiProtocolError, AnswerTimeout, Stopping):
-            await self.execute("HANGUP")
+        """Hang up, unless the caller already did (also while the server stops: the call is over)."""
+        with contextlib.suppress(ChannelGone, AgiProtocolError, AnswerTimeout):
+            await self.execute("HANGUP", force=True)
 
     async def hand_back(self, *commands: str) -> None:
         """Send `commands` (lines whose answers are not awaited), then FAILURE: Asterisk ends

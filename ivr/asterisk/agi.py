@@ -123,8 +123,12 @@ class AgiEnvironment:
         return found
 
 
+MAX_CALLER = 40  # Call.from_number's column
+
+
 def _known(value: str) -> str | None:
-    value = value.strip()
+    """A caller id as stored: printable, at most MAX_CALLER characters; None when withheld."""
+    value = "".join(c for c in value if c.isprintable()).strip()[:MAX_CALLER].strip()
     return None if value.lower() in {"", "unknown", "anonymous"} else value
 
 

@@ -110,7 +110,7 @@ class AgiCall:
         status, cause = "completed", None
         try:
             await self._db(
-                self.store.log, self.call_id, AGI_STARTED, self.env.channel, uniqueid=self.env.uniqueid
+                self.store.log, self.call_id, AGI_STARTED, clip(self.env.channel), uniqueid=self.env.uniqueid
             )
             await self.channel.answer()
             self.answered = True

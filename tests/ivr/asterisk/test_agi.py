@@ -354,3 +354,9 @@ def test_clip() -> None:
     assert clip("a\nb\x00c") == "a b c"
     long = clip("z" * 10_000)
     assert len(long) == 200 and long.endswith("…")
+
+
+def test_caller_ids_are_cut_to_what_the_call_log_holds() -> None:
+    env = parse_environment(["agi_uniqueid: 1.2", "agi_callerid: " + "7" * 5000, "agi_calleridname: a\x07b"])
+    assert env.callerid == "7" * 40
+    assert env.calleridname == "ab"

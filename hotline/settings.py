@@ -93,6 +93,10 @@ class Settings:
     agi_recordings_dir: Path
     agi_sounds_prefix: str
     ami_callback_context: str
+    # FastAGI limits (ivr.asterisk.fastagi): calls at once, the restart drain, Asterisk's answers
+    agi_max_sessions: int
+    agi_drain_seconds: int
+    agi_answer_timeout: int
     # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
     prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -332,6 +336,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
         prompt_voice=r.get("HOTLINE_PROMPT_VOICE", _word, "anna"),
+        agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
+        agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
+        agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -91,9 +91,13 @@ class Recording:
     ref: str
     duration_seconds: float | None = None
     path: str | None = None
+    #: Whether the audio holds speech (`hotline.transcription.audio.has_speech`), None if unknown.
+    speech: bool | None = None
 
     @property
     def empty(self) -> bool:
+        if self.speech is False:  # decided from the audio: silence kept by a silence stop
+            return True
         return self.duration_seconds is not None and self.duration_seconds < 1.0
 
 
@@ -358,7 +362,10 @@ def reprompt(state: CallState, config: FlowConfig | None = None) -> list[Action]
 def save_recording(state: CallState, recording: Recording, port: CallPort) -> Step:
     """Save a recording whose file arrived apart from the call's progress; no actions."""
     flow = _Flow(CallState.from_json(state.to_json()), port, FlowConfig())
-    flow.save(recording)
+    if recording.empty and recording.ref not in state.recorded:
+        flow.log("recording_empty", recording.ref)  # silence makes no request
+    else:
+        flow.save(recording)  # a request made already keeps its file, whatever it holds
     return flow.step
 
 

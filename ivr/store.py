@@ -486,11 +486,18 @@ class CallStore:
         hangup_cause: str | None = None,
         from_number: str | None = None,
         to_number: str | None = None,
+        outcome: str | None = None,
     ) -> flow.Step:
-        """The backend reports the end of the call: close its log entry."""
+        """The backend reports the end of the call: close its log entry.
+
+        `outcome` names why the backend ended a call that achieved nothing (a service
+        restart, a refused session) instead of `abandoned`; an achieved outcome stays.
+        """
         with self._open(call_id, from_number, to_number) as opened:
             port = DbCallPort(opened.get_session, self.settings, opened.call)
             step = flow.handle(CallState.from_json(opened.call.flow_state), flow.Hangup(), port, self.config)
+            if outcome and step.state.outcome in (None, "abandoned"):
+                step.state.outcome = outcome
             self._apply(opened, step)
             calllog.end_call(
                 opened.session,

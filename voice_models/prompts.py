@@ -74,6 +74,12 @@ PHRASES: dict[str, str] = {
     "confirm_number": "Верно? Если да, нажмите 1 или скажите «да». Если нет, нажмите 2 или скажите «нет».",
     "days_daily": "ежедневно",
     "days_weekdays": "по будням",
+    # Asterisk: the call goes back to the dialplan, whose fallback takes a voice message.
+    "service_restart": "Извините, линия поддержки перезапускается.",
+    "recording_unavailable": "Извините, сейчас мы не можем записать ваше сообщение.",
+    "voicemail_fallback": "Служба поддержки сейчас не может принять ваш звонок. Оставьте, пожалуйста, "
+    "сообщение после сигнала: расскажите, что случилось, на какой линии, и как с вами связаться. "
+    "Инженер прослушает сообщение и перезвонит вам.",
 }
 
 #: What a caller hears for each kind: plain words, not the help desk's own terms.

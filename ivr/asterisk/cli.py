@@ -16,17 +16,31 @@ from hotline.cli import Context, pass_context
 @pass_context
 def agi(ctx: Context) -> None:
     """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline))."""
-    from ivr.asterisk.fastagi import FastAgiServer
+    from ivr.asterisk.fastagi import FastAgiServer, raise_fd_limit
+    from ivr.asterisk.service import warn_if_recordings_unwritable
     from ivr.asterisk.session import BACKEND, make_handler
     from ivr.store import CallStore
 
     settings = ctx.settings
     ctx.db.upgrade()
+    warn_if_recordings_unwritable(settings)
+    raise_fd_limit()
     handler = make_handler(CallStore(ctx.db, settings, BACKEND), settings)
 
     async def main() -> None:
-        server = FastAgiServer(handler, settings.agi_host, settings.agi_port)
-        port = await server.start()
+        server = FastAgiServer(
+            handler,
+            settings.agi_host,
+            settings.agi_port,
+            max_sessions=settings.agi_max_sessions,
+            answer_timeout=settings.agi_answer_timeout,
+        )
+        try:
+            port = await server.start()
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {exc.strerror or exc}"
+            ) from None
         click.echo(
             f"hotline: FastAGI on agi://{settings.agi_host}:{port}/hotline (data in {settings.data_dir})"
         )
@@ -35,7 +49,12 @@ def agi(ctx: Context) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await server.stop(grace=10)
+        if server.calls:
+            click.echo(
+                f"hotline: stopping; {server.calls} calls in progress get up to "
+                f"{settings.agi_drain_seconds} s to finish (HOTLINE_AGI_DRAIN_SECONDS)"
+            )
+        await server.stop(grace=settings.agi_drain_seconds)
         click.echo("hotline: stopped")
 
     with contextlib.suppress(KeyboardInterrupt):

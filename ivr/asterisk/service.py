@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
 from hotline.db import Database
 from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, parse_ami_url
@@ -9,14 +16,53 @@ from ivr.asterisk.amilog import AmiCallLog
 from ivr.asterisk.callback import CallBackRunner
 from ivr.asterisk.fastagi import AgiService
 
+log = logging.getLogger(__name__)
+
+
+def recordings_dir_problem(folder: Path) -> str | None:
+    """Why this process cannot write into the recordings folder (None if it can).
+
+    Asterisk writes there and the hotline reads and deletes its files; a folder this
+    process cannot write is likely one Asterisk cannot write either.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".hotline-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def warn_if_recordings_unwritable(settings: Settings) -> None:
+    """At start: say so when HOTLINE_AGI_RECORDINGS_DIR is not writable from here."""
+    folder = settings.agi_recordings_dir
+    problem = recordings_dir_problem(folder)
+    if problem is not None:
+        message = (
+            f"hotline: warning: HOTLINE_AGI_RECORDINGS_DIR {folder} is not writable from here ({problem}); "
+            "voice messages cannot be recorded or stored until it is"
+        )
+        log.warning("%s", message)
+        click.echo(message, err=True)
+
 
 def make_agi(settings: Settings, db: Database) -> AgiService:
     """The FastAGI server on HOTLINE_AGI_HOST:HOTLINE_AGI_PORT."""
     from ivr.asterisk.session import BACKEND, make_handler
     from ivr.store import CallStore
 
+    warn_if_recordings_unwritable(settings)
     handler = make_handler(CallStore(db, settings, BACKEND), settings)
-    return AgiService(handler, settings.agi_host, settings.agi_port)
+    return AgiService(
+        handler,
+        settings.agi_host,
+        settings.agi_port,
+        max_sessions=settings.agi_max_sessions,
+        answer_timeout=settings.agi_answer_timeout,
+        drain_seconds=settings.agi_drain_seconds,
+    )
 
 
 def make_ami(settings: Settings, db: Database) -> AmiService | None:

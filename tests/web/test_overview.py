@@ -61,6 +61,7 @@ def test_figures(db):
 def test_overview_page(engineer, voicemail):
     page = engineer.get("/").get_data(as_text=True)
     assert "Звонки по дням" in page and '<svg class="chart"' in page
-    assert "голосовых заявок ждут разбора" in page
+    assert "голосовая заявка ждёт разбора" in page and "голосовых заявок" not in page
+    assert "записей в очереди" in page  # 0 записей
     assert "оставил заявку" in page
     assert "Asia/Yekaterinburg" in page

@@ -23,7 +23,7 @@ def test_review_queue_lists_phone_requests_waiting(engineer, app, voicemail):
     page = engineer.get("/review").get_data(as_text=True)
     assert voicemail.number in page and "Письмо" not in page
     assert "линия три не читает коды" in page
-    assert "1 голосовых заявок ждут разбора" in engineer.get("/requests").get_data(as_text=True)
+    assert "1 голосовая заявка ждёт разбора" in engineer.get("/requests").get_data(as_text=True)
     post(engineer, f"/requests/{voicemail.number}/status", {"status": "in_progress"})
     assert "Все голосовые заявки разобраны" in engineer.get("/review").get_data(as_text=True)
 

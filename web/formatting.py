@@ -134,5 +134,6 @@ def init_app(app: Flask) -> None:
         NotificationKind=NotificationKind,
         NotificationState=NotificationState,
         NotifyChannel=NotifyChannel,
+        HistoryAction=HistoryAction,
         label_of=label_of,
     )

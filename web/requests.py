@@ -16,6 +16,8 @@ from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
 from hotline.transcription.pipeline import linked_requests
 from hotline.transcription.transcripts import correct_transcript
+from web import customer
+from web.asr import asr_problem
 from web.auth import me, require_login
 from web.db import session, settings
 
@@ -103,6 +105,10 @@ def show(number: str) -> str:
         engineers=_engineers(db),
         callback_enabled=bool(settings().ami_url),
         my_extension=db.get_one(User, me().user_id).extension,
+        reach=customer.reach(settings(), req),
+        phone_will_hear=customer.phone_will_hear(req),
+        notifications=customer.notifications(db, req),
+        asr_problem=asr_problem(settings()) if attachments else None,
     )
 
 
@@ -165,7 +171,7 @@ def add_note(number: str) -> Response:
 
 @bp.post("/requests/<number>/clarify")
 def clarify(number: str) -> Response:
-    def act(db: Session, req: Request) -> str:
+    def act(db: Session, req: Request) -> str | None:
         question = _form("question")
         if not question:
             raise UserError("напишите, какой информации не хватает")
@@ -174,7 +180,12 @@ def clarify(number: str) -> Response:
             # the lifecycle wants the request taken into work first, so do both.
             registry.change_status(db, req, RequestStatus.IN_PROGRESS, actor=me().actor)
         registry.ask_clarification(db, req, actor=me().actor, question=question)
-        return "Уточнение запрошено: заказчик получит уведомление."
+        reach = customer.reach(settings(), req)
+        if reach.possible:
+            return f"Вопрос сохранён в заявке и будет отправлен заказчику {reach.how}."
+        heard = " Звонивший услышит его, когда узнает статус заявки по телефону." if req.contact_phone else ""
+        flash(f"Вопрос сохранён в заявке, но заказчику не отправлен: {reach.why_not}.{heard}", "warn")
+        return None
 
     return _act(number, act)
 

@@ -45,6 +45,14 @@ class BusinessHours:
         return self.start <= local.time() < self.end
 
 
+#: How long a request of each kind may wait for an engineer (HOTLINE_RESPONSE_TARGETS).
+DEFAULT_RESPONSE_TARGETS: dict[str, dt.timedelta] = {
+    "incident": dt.timedelta(hours=4),
+    "problem": dt.timedelta(hours=24),
+    "service_request": dt.timedelta(hours=72),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -94,6 +102,8 @@ class Settings:
     agi_sounds_prefix: str
     ami_callback_context: str
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The dashboard: how long a request of each kind may wait for an engineer's answer.
+    response_targets: dict[str, dt.timedelta] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_TARGETS))
 
     @property
     def recordings_dir(self) -> Path:
@@ -218,6 +228,23 @@ def _word(raw: str) -> str:
     return raw
 
 
+_SPAN_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _response_targets(raw: str) -> dict[str, dt.timedelta]:
+    """`incident=4h,problem=1d,service_request=72h` (m, h, d); kinds not named keep the default."""
+    targets = dict(DEFAULT_RESPONSE_TARGETS)
+    for item in raw.split(","):
+        kind, _, span = item.strip().partition("=")
+        kind, span = kind.strip(), span.strip().lower()
+        if kind not in DEFAULT_RESPONSE_TARGETS:
+            raise ValueError(f"kinds are {', '.join(DEFAULT_RESPONSE_TARGETS)}, not {kind!r}")
+        if len(span) < 2 or span[-1] not in _SPAN_UNITS or not span[:-1].isdigit() or int(span[:-1]) == 0:
+            raise ValueError(f"{kind}: give a time such as 30m, 4h or 2d, not {span!r}")
+        targets[kind] = dt.timedelta(seconds=int(span[:-1]) * _SPAN_UNITS[span[-1]])
+    return targets
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -329,6 +356,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ),
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
+        response_targets=r.get("HOTLINE_RESPONSE_TARGETS", _response_targets, dict(DEFAULT_RESPONSE_TARGETS)),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, request
 
-from hotline.models import TranscriptionState
+from hotline.models import TranscriptionState, utcnow
 from hotline.users import ROLE_LABELS
 from hotline.vocabulary import (
     Backend,
@@ -72,8 +72,10 @@ def wait(span: dt.timedelta | None) -> str:
     if total < 3600:
         return f"{total // 60} мин"
     if total < 86400:
-        return f"{total // 3600} ч {total % 3600 // 60} мин"
-    return f"{total // 86400} д {total % 86400 // 3600} ч"
+        hours, minutes = total // 3600, total % 3600 // 60
+        return f"{hours} ч {minutes} мин" if minutes else f"{hours} ч"
+    days, hours = total // 86400, total % 86400 // 3600
+    return f"{days} д {hours} ч" if hours else f"{days} д"
 
 
 def actor(text: str) -> str:
@@ -110,6 +112,7 @@ def with_args(**changes: Any) -> str:
 
 
 def init_app(app: Flask) -> None:
+    app.context_processor(lambda: {"now": utcnow()})
     app.jinja_env.filters.update(
         local=local, duration=duration, wait=wait, actor=actor, size=size, plural=plural_filter, agree=agree
     )

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
-from hotline import registry
+from hotline import registry, reports
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
 from hotline.models import Attachment, Call, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
@@ -25,6 +25,12 @@ bp = Blueprint("requests", __name__)
 require_login(bp)
 
 PER_PAGE = 50
+SORTS = {
+    "": "сначала новые",
+    "age": "сначала старые",
+    "activity": "по последнему изменению",
+    "status": "по статусу",
+}
 
 
 def _engineers(db: Session) -> list[User]:
@@ -34,13 +40,15 @@ def _engineers(db: Session) -> list[User]:
 def _list(archived: bool) -> str:
     args = request.args
     assignee = args.get("assignee", "")
+    mine = bool(args.get("mine")) and not archived
     f = RequestFilter(
         status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
         kind=args.get("kind", "")[:20],
         channel=args.get("channel", "")[:10],
-        assignee_id=int(assignee) if assignee.isdigit() else None,
+        assignee_id=me().user_id if mine else int(assignee) if assignee.isdigit() else None,
         archived=archived,
         text=args.get("q", "")[:100],
+        sort=args.get("sort", "") if args.get("sort", "") in SORTS else "",
     )
     page = int(args["page"]) if args.get("page", "").isdigit() and int(args["page"]) > 0 else 1
     db = session()
@@ -51,9 +59,12 @@ def _list(archived: bool) -> str:
         more=more,
         page=page,
         f=f,
+        mine=mine,
+        sorts=SORTS,
         archived=archived,
         engineers=_engineers(db),
         waiting=review_waiting(db) if not archived else 0,
+        clocks=reports.request_clocks(db, list(rows), settings().response_targets),
     )
 
 
@@ -91,8 +102,12 @@ def show(number: str) -> str:
     ).all()
     calls = db.scalars(select(Call).where(Call.request_id == req.id).order_by(Call.started_at)).all()
     current = RequestStatus(req.status)
+    review_keys = any(a.is_audio for a in attachments)
     return render_template(
         "requests/show.html",
+        review_keys=review_keys,
+        next_voicemail=_next_voicemail(db, req) if review_keys else None,
+        clock=reports.request_clocks(db, [req], settings().response_targets)[req.id],
         req=req,
         links={a.id: linked_requests(db, a.transcript) for a in attachments if a.transcript},
         audio=[a for a in attachments if a.is_audio],
@@ -110,6 +125,14 @@ def show(number: str) -> str:
         notifications=customer.notifications(db, req),
         asr_problem=asr_problem(settings()) if attachments else None,
     )
+
+
+def _next_voicemail(db: Session, req: Request) -> Request | None:
+    """The voicemail to review after this one: the next oldest in the queue, else the oldest."""
+    others = [r for r in review_queue(db) if r.id != req.id]
+    later = [r for r in others if (r.created_at, r.id) > (req.created_at, req.id)]
+    candidates = later or others
+    return candidates[0] if candidates else None
 
 
 def _act(number: str, action: Callable[[Session, Request], str | None]) -> Response:

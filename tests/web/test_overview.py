@@ -62,6 +62,7 @@ def test_overview_page(engineer, voicemail):
     page = engineer.get("/").get_data(as_text=True)
     assert "Звонки по дням" in page and '<svg class="chart"' in page
     assert "голосовая заявка ждёт разбора" in page and "голосовых заявок" not in page
-    assert "записей в очереди" in page  # 0 записей
+    assert page.count("в очереди расшифровки") == 1 and "0 записей в очереди" not in page
+    assert "<b>0</b><span>записей в очереди расшифровки" in page
     assert "оставил заявку" in page
     assert "Asia/Yekaterinburg" in page

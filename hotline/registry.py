@@ -192,6 +192,17 @@ def ask_clarification(session: Session, request: Request, *, actor: str, questio
     return event
 
 
+def reply(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
+    """An engineer's free-text reply to the customer; the outbox sends it (hotline.mail.outbox)."""
+    if not text.strip():
+        raise UserError("the reply is empty")
+    now = utcnow()
+    if request.first_response_at is None and actor_is_engineer(actor):
+        request.first_response_at = now
+    request.updated_at = now
+    return _record(session, request, actor, HistoryAction.REPLY, text=text.strip())
+
+
 def add_information(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
     """The customer sent more information (a call, an e-mail); work on it resumes."""
     event = _record(session, request, actor, HistoryAction.INFORMATION_ADDED, text=text)
@@ -290,3 +301,31 @@ def _record(
 def record(session: Session, request: Request, *, actor: str, action: str, text: str = "") -> RequestEvent:
     """A free history entry (an attachment arrived, a transcript is ready, a call, ...)."""
     return _record(session, request, actor, action, text=text)
+
+
+#: The subject of a voicemail request until its transcript gives it words.
+VOICE_SUBJECT = "Голосовое сообщение"
+SUBJECT_WORDS = 8
+SUBJECT_CHARS = 80
+
+
+def subject_from_text(text: str) -> str:
+    """The first words of a transcript as a subject: «Линия 3 не читает коды после…»."""
+    words = text.split()
+    if not words:
+        return ""
+    subject = " ".join(words[:SUBJECT_WORDS])
+    if len(subject) > SUBJECT_CHARS:
+        subject = subject[:SUBJECT_CHARS].rsplit(" ", 1)[0] or subject[:SUBJECT_CHARS]
+        words = words[: len(subject.split())]
+    cut = len(words) > SUBJECT_WORDS or len(" ".join(text.split())) > len(subject)
+    subject = subject[:1].upper() + subject[1:]
+    return subject + "…" if cut else subject
+
+
+def follow_transcript(request: Request, text: str, previous: Sequence[str] = ()) -> None:
+    """A voicemail's subject follows its transcript (and its corrections), unless an engineer
+    has given the request a subject of their own. `previous`: the texts it may come from."""
+    derived = subject_from_text(text)
+    if derived and request.subject in {VOICE_SUBJECT, "", *(subject_from_text(p) for p in previous)}:
+        request.subject = derived

@@ -103,7 +103,10 @@ class Settings:
     ami_callback_context: str
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     # The dashboard: how long a request of each kind may wait for an engineer's answer.
-    response_targets: dict[str, dt.timedelta] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_TARGETS))
+    # (compare=False: a dict cannot be hashed, and settings are; the dashboard alone reads it.)
+    response_targets: dict[str, dt.timedelta] = field(
+        default_factory=lambda: dict(DEFAULT_RESPONSE_TARGETS), compare=False
+    )
 
     @property
     def recordings_dir(self) -> Path:

@@ -96,7 +96,7 @@ class DbCallPort:
             kind=kind,
             channel=Channel.PHONE,
             actor=self.actor,
-            subject="Голосовое сообщение",
+            subject=registry.VOICE_SUBJECT,
             phone=self.call.from_number,
             kind_confirmed=False,  # the caller's choice; an engineer confirms it
         )

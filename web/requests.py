@@ -92,8 +92,11 @@ def _load(number: str, db: Session, *, for_update: bool = False) -> Request:
 
 @bp.get("/requests/<number>")
 def show(number: str) -> str:
+    return _page(_load(number, session()))
+
+
+def _page(req: Request, *, reply_draft: str = "") -> str:
     db = session()
-    req = _load(number, db)
     attachments = db.scalars(
         select(Attachment)
         .options(selectinload(Attachment.transcript))
@@ -121,6 +124,7 @@ def show(number: str) -> str:
         callback_enabled=bool(settings().ami_url),
         my_extension=db.get_one(User, me().user_id).extension,
         reach=customer.reach(settings(), req),
+        reply_draft=reply_draft,
         phone_will_hear=customer.phone_will_hear(req),
         notifications=customer.notifications(db, req),
         asr_problem=asr_problem(settings()) if attachments else None,
@@ -209,6 +213,31 @@ def clarify(number: str) -> Response:
         heard = " Звонивший услышит его, когда узнает статус заявки по телефону." if req.contact_phone else ""
         flash(f"Вопрос сохранён в заявке, но заказчику не отправлен: {reach.why_not}.{heard}", "warn")
         return None
+
+    return _act(number, act)
+
+
+@bp.post("/requests/<number>/reply")
+def reply(number: str) -> Response | tuple[str, int]:
+    """The engineer's own words to the customer, by e-mail or SMS (the outbox sends them)."""
+    text = _form("text", 5000)
+    req = _load(number, session())
+    reach = customer.reach(settings(), req)
+    problem = (
+        "Напишите текст ответа."
+        if not text
+        else None
+        if reach.possible
+        else f"Ответ не отправить: {reach.why_not}."
+    )
+    if problem:
+        # The page again with the text in the form: nothing typed is lost.
+        flash(problem, "error")
+        return _page(req, reply_draft=text), 400
+
+    def act(db: Session, req: Request) -> str:
+        registry.reply(db, req, actor=me().actor, text=text)
+        return f"Ответ сохранён в истории и будет отправлен заказчику {reach.how}."
 
     return _act(number, act)
 

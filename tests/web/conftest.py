@@ -128,7 +128,7 @@ def voicemail(db: Database, settings: Settings) -> Voicemail:
             channel="phone",
             actor="caller:+79001234567",
             phone="+79001234567",
-            subject="Голосовая заявка",
+            subject=registry.VOICE_SUBJECT,
             kind_confirmed=False,
         )
         att = storage.store_attachment(

@@ -122,3 +122,22 @@ def test_call_page_tells_the_call_as_a_story(engineer, app, settings):
     assert "проверка из терминала" in page
     for code in ("console", "call_started", "lookup", "number_invalid", "hangup", "digits"):
         assert code not in re.sub(r"<[^>]+>", " ", page), code  # no codes in the text
+
+
+def test_every_outcome_can_be_named_and_picked(engineer, app):
+    from hotline.vocabulary import Outcome
+
+    with app.extensions["hotline.db"].session() as s:
+        for i, outcome in enumerate(Outcome):
+            call = calllog.start_call(
+                s, backend="asterisk", backend_call_id=f"oc{i}", from_number=f"+7900{i:07d}"
+            )
+            calllog.end_call(s, call, outcome=outcome)
+    page = engineer.get("/calls").get_data(as_text=True)
+    for outcome in Outcome:
+        assert f'<option value="{outcome.value}"' in page, outcome  # in the filter
+        assert f">{outcome.label}</span>" in page, outcome  # named in the list
+        assert _ids(engineer.get("/calls", query_string={"outcome": outcome.value}).get_data(as_text=True))
+    text = re.sub(r"<[^>]+>", " ", page)
+    for code in ("too_many_attempts", "duty_unavailable", "service_restart", "callback_failed"):
+        assert code not in text

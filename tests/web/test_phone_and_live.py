@@ -5,6 +5,8 @@ Set HOTLINE_TEST_SCREENSHOTS=/some/dir to keep the screenshots.
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 import pytest
 
 from hotline import registry
@@ -144,3 +146,97 @@ def test_a_voicemail_arriving_while_the_page_is_open(server, browser, app, accou
     page.wait_for_function("() => document.title.startsWith('Заявка')")  # nothing waits any more
     assert not [e for e in errors if "Content Security Policy" in e], errors
     context.close()
+
+
+def test_review_keys_clarification_truth_and_reply(server, browser, app, accounts, voicemail, tmp_path):  # noqa: F811
+    with app.extensions["hotline.db"].session() as s:
+        second = registry.open_request(
+            s, kind="problem", channel="phone", actor="caller:+79005550000", phone="+79005550000"
+        ).number
+    context = browser.new_context(locale="ru-RU", viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    _login(page, server, "ivanov")
+    page.goto(server + "/review")
+    page.keyboard.press("j")  # the first (oldest) voicemail
+    page.wait_for_url(f"{server}/requests/{voicemail.number}")
+
+    # K plays and pauses the recording.
+    page.keyboard.press("k")
+    page.wait_for_function("() => !document.querySelector('audio').paused")
+    page.keyboard.press("k")
+    page.wait_for_function("() => document.querySelector('audio').paused")
+    # Ctrl+Enter in the transcript saves it.
+    page.fill("form[data-save] textarea[name=text] >> nth=0", "Линия 3 не читает QR-коды")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("text=Исправленная расшифровка сохранена.")
+    assert page.inner_text("p.lead") == "Линия 3 не читает QR-коды"  # the subject follows
+
+    # Clarification without SMS: the page says so before anything is sent.
+    warning = page.inner_text("#no-reach")
+    assert "Заказчику вопрос не отправить: отправка SMS не настроена" in warning
+    assert "звонивший услышит его" in warning
+    page.fill("textarea[name=question]", "Какая модель камеры на линии 3?")
+    page.click("form[action$='/clarify'] button[type=submit]")
+    page.wait_for_selector(".flash.warn >> text=заказчику не отправлен")
+    assert "Какая модель камеры на линии 3?" in page.inner_text("#clarification")
+    assert "не будет отправлено" in page.inner_text("#live-history")
+    # The reply form is honest too: no way to write to this customer.
+    assert "Ответить отсюда нельзя: отправка SMS не настроена" in page.inner_text("#reply-impossible")
+    _shot(page, tmp_path, "clarification-truth")
+
+    # J goes on to the next voicemail.
+    page.keyboard.press("j")
+    page.wait_for_url(f"{server}/requests/{second}")
+    context.close()
+
+
+def test_reply_form_in_the_browser(browser, make_settings, db, accounts, tmp_path):  # noqa: F811
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from hotline.mail import outbox
+    from hotline.models import utcnow
+    from web import create_app
+
+    settings = make_settings(HOTLINE_SMTP_URL="smtp://127.0.0.1:2525")
+    app = create_app({"TESTING": True, "LIVE_POLL_MS": 300}, settings=settings, db=db)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        with db.session() as s:
+            number = registry.open_request(
+                s, kind="incident", channel="email", actor="email:master@zavod.ru", email="master@zavod.ru"
+            ).number
+        context = browser.new_context(locale="ru-RU", viewport=PHONE, is_mobile=True)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        _login(page, url, "ivanov")
+        page.goto(f"{url}/requests/{number}")
+        assert "Уйдёт по e-mail на master@zavod.ru" in page.inner_text("#reply")
+        page.fill("#reply textarea[name=text]", "Перезагрузите камеру, пожалуйста.")
+        page.click("text=Отправить ответ")
+        page.wait_for_selector("text=будет отправлен заказчику по e-mail на master@zavod.ru")
+        page.wait_for_selector("#live-history >> text=ждёт отправки")
+
+        class Mailer:
+            sent: list[EmailMessage] = []
+
+            def send(self, message: EmailMessage) -> None:
+                self.sent.append(message)
+
+        outbox.drain(settings, db, mailer=Mailer(), now=utcnow())
+        # The automatic reply with the number, then the engineer's own words.
+        bodies = [m.get_body().get_content() for m in Mailer.sent]
+        assert len(bodies) == 2 and "Перезагрузите камеру, пожалуйста." in bodies[1]
+        # The page learns of the delivery by itself.
+        page.wait_for_selector("#live-history >> text=отправлено")
+        _no_sideways_scroll(page)
+        _shot(page, tmp_path, "phone-reply")
+        context.close()
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)

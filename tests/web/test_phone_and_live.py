@@ -46,8 +46,23 @@ def _archived(app) -> str:
         return req.number
 
 
-def test_every_page_fits_a_phone(server, browser, app, accounts, voicemail, tmp_path):  # noqa: F811
+def _flow_call(app, settings) -> int:
+    """A call through the real flow: status lookup of an unknown number, then the menu."""
+    from hotline.models import Call
+    from ivr import flow
+    from ivr.store import CallStore
+
+    store = CallStore(app.extensions["hotline.db"], settings, "twilio")
+    for event in (flow.CallStarted("+79001112233"), flow.DigitsEntered("1"), flow.DigitsEntered("10019#")):
+        store.handle("CA" + "1" * 32, event, from_number="+79001112233", to_number="+73435674530")
+    store.hang_up("CA" + "1" * 32, backend_status="completed", duration_seconds=41)
+    with app.extensions["hotline.db"].session() as s:
+        return s.query(Call).filter_by(backend="twilio").one().id
+
+
+def test_every_page_fits_a_phone(server, browser, app, accounts, voicemail, settings, tmp_path):  # noqa: F811
     archived = _archived(app)
+    story = _flow_call(app, settings)
     context = browser.new_context(locale="ru-RU", viewport=PHONE, device_scale_factor=1, is_mobile=True)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -65,6 +80,7 @@ def test_every_page_fits_a_phone(server, browser, app, accounts, voicemail, tmp_
         "archived-request": f"/requests/{archived}",
         "calls": "/calls",
         "call": f"/calls/{voicemail.call_id}",
+        "call-story": f"/calls/{story}",
         "users": "/users",
         "not-found": "/no-such-page",
     }

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hotline.db import DatabaseUnavailable
 from hotline.errors import InvalidRequestNumber
-from hotline.models import Attachment, Notification, Request, RequestEvent, Transcript
+from hotline.models import Attachment, Notification, Request, RequestEvent
 from hotline.numbers import parse_request_number
 from hotline.vocabulary import Channel, RequestStatus
 from web.auth import require_login
@@ -44,13 +44,11 @@ def _waiting(db: Session) -> tuple[int, Request | None]:
 
 
 def _everything(db: Session) -> tuple[Any, ...]:
-    """What any list of requests shows: requests, their history, transcripts."""
+    """What any list of requests shows: a new request, or a new line in any history (a
+    status, an assignee, a transcript ready or corrected: each writes one)."""
     return (
         db.scalar(select(func.max(Request.id))),
         db.scalar(select(func.max(RequestEvent.id))),
-        db.scalar(select(func.max(Transcript.id))),
-        db.scalar(select(func.max(Transcript.corrected_at))),
-        db.scalar(select(func.count(Attachment.id)).where(Attachment.transcription_state == "done")),
     )
 
 

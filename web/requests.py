@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
 from hotline import registry, reports
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
-from hotline.models import Attachment, Call, Request, RequestKind, RequestStatus, Transcript, User
+from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
 from hotline.transcription.pipeline import linked_requests
@@ -133,10 +133,17 @@ def _page(req: Request, *, reply_draft: str = "") -> str:
 
 def _next_voicemail(db: Session, req: Request) -> Request | None:
     """The voicemail to review after this one: the next oldest in the queue, else the oldest."""
-    others = [r for r in review_queue(db) if r.id != req.id]
-    later = [r for r in others if (r.created_at, r.id) > (req.created_at, req.id)]
-    candidates = later or others
-    return candidates[0] if candidates else None
+    queue = select(Request).where(
+        Request.channel == Channel.PHONE, Request.status == RequestStatus.NEW, Request.id != req.id
+    )
+    later = or_(
+        Request.created_at > req.created_at, and_(Request.created_at == req.created_at, Request.id > req.id)
+    )
+    oldest_first = (Request.created_at.asc(), Request.id.asc())
+    return (
+        db.scalars(queue.where(later).order_by(*oldest_first).limit(1)).first()
+        or db.scalars(queue.order_by(*oldest_first).limit(1)).first()
+    )
 
 
 def _act(number: str, action: Callable[[Session, Request], str | None]) -> Response:

@@ -8,7 +8,7 @@ and cannot send a CSRF token).
 from __future__ import annotations
 
 from flask import Flask, Response, render_template, request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -42,6 +42,12 @@ class SessionInterface(SecureCookieSessionInterface):
         if request.path.startswith("/twilio/"):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        # A tab left open polls /live all day: that must not keep the session alive.
+        if request.endpoint == "live.live":
+            return session.modified
+        return super().should_set_cookie(app, session)
 
 
 def init_app(app: Flask) -> None:

@@ -253,3 +253,16 @@ def test_reply_without_a_channel_keeps_the_text(engineer, app):
         assert [e.action for e in registry.get_request(s, number).events] == ["created"]
     empty = post(engineer, f"/requests/{number}/reply", {"text": "  "})
     assert empty.status_code == 400
+
+
+def test_live_answers_the_waiting_voicemails_and_does_not_extend_the_session(engineer, app, voicemail):
+    first = engineer.get("/live?scope=requests")
+    assert first.status_code == 200 and "Set-Cookie" not in first.headers
+    assert first.json["waiting"] == 1 and first.json["newest"]["number"] == voicemail.number
+    page = engineer.get("/requests").get_data(as_text=True)
+    assert f'data-live-stamp="{first.json["stamp"]}"' in page  # the page starts where the poll is
+    assert "<title>(1) Заявки" in page
+    with app.extensions["hotline.db"].session() as s:
+        registry.add_note(s, registry.get_request(s, voicemail.number), actor="engineer:ivanov", text="x")
+    assert engineer.get("/live?scope=requests").json["stamp"] != first.json["stamp"]
+    assert engineer.get("/live?scope=request&number=bogus").json["waiting"] == 1

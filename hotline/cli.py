@@ -21,6 +21,7 @@ from hotline.db import Database, DatabaseUnavailable
 from hotline.errors import HotlineError
 from hotline.models import Request, RequestStatus
 from hotline.settings import Settings, load_settings
+from hotline.vocabulary import Channel, HistoryAction, RequestKind, label_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,10 +133,14 @@ def request_show(db: Database, number: str) -> None:
         click.echo(_describe(request))
         click.echo("История:")
         for event in request.events:
-            change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
+            change = ""
+            if event.to_status and event.from_status:
+                before, after = (label_of(RequestStatus, s) for s in (event.from_status, event.to_status))
+                change = f" {before} → {after}"
             # Multi-line texts (transcripts, letters) stay visibly inside their entry.
             text = ": " + event.text.replace("\n", "\n      ") if event.text else ""
-            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.actor} {event.action}{change}{text}")
+            action = label_of(HistoryAction, event.action)
+            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.actor} {action}{change}{text}")
         for att in request.attachments:
             click.echo(f"  вложение: {att.filename} ({att.content_type}, {att.size} байт)")
 
@@ -151,11 +156,12 @@ def request_list(db: Database, status: str | None, archived: bool | None, limit:
         requests = registry.list_requests(session, status=status, archived=archived, limit=limit)
         for request in requests:
             click.echo(
-                f"{request.number}\t{request.status}\t{request.kind}\t{request.channel}\t"
+                f"{request.number}\t{label_of(RequestStatus, request.status)}\t"
+                f"{label_of(RequestKind, request.kind)}\t{label_of(Channel, request.channel)}\t"
                 f"{request.created_at:%Y-%m-%d %H:%M}\t{request.subject}"
             )
         if not requests:
-            click.echo("no requests", err=True)
+            click.echo("заявок нет", err=True)
 
 
 @request_group.command("status")
@@ -173,13 +179,13 @@ def request_status(db: Database, number: str, status: str, note: str) -> None:
 
 
 def _describe(request: Request) -> str:
-    kind = registry.KIND_LABELS[registry.RequestKind(request.kind)]
-    status = registry.STATUS_LABELS[RequestStatus(request.status)]
+    kind = label_of(RequestKind, request.kind)
+    status = label_of(RequestStatus, request.status)
     lines = [
         f"Заявка {request.number}",
         f"  вид: {kind}{'' if request.kind_confirmed else ' (не подтверждён)'}",
         f"  статус: {status}{' (в архиве)' if request.archived else ''}",
-        f"  канал: {request.channel}",
+        f"  канал: {label_of(Channel, request.channel)}",
         f"  создана: {request.created_at:%Y-%m-%d %H:%M} UTC,"
         f" изменена: {request.status_changed_at:%Y-%m-%d %H:%M} UTC",
     ]

@@ -27,6 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The closed sets of values live in one place, with their Russian labels.
+# Re-exported (`as`) so that `from hotline.models import RequestStatus` keeps working.
+from hotline.vocabulary import Channel as Channel
+from hotline.vocabulary import RequestKind as RequestKind
+from hotline.vocabulary import RequestStatus as RequestStatus
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -62,25 +68,6 @@ class Base(DeclarativeBase):
         }
     )
     type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
-
-
-class RequestKind(enum.StrEnum):
-    INCIDENT = "incident"
-    PROBLEM = "problem"
-    SERVICE = "service_request"
-
-
-class RequestStatus(enum.StrEnum):
-    NEW = "new"
-    IN_PROGRESS = "in_progress"
-    AWAITING_INFO = "awaiting_info"
-    PROCESSED = "processed"
-
-
-class Channel(enum.StrEnum):
-    PHONE = "phone"
-    EMAIL = "email"
-    WEB = "web"
 
 
 class TranscriptionState(enum.StrEnum):

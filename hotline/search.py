@@ -12,9 +12,9 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from hotline.models import Attachment, Call, Channel, Request, RequestStatus, Transcript
@@ -184,6 +184,7 @@ class RequestFilter:
     assignee_id: int | None = None  # 0: nobody
     archived: bool = False
     text: str = ""
+    sort: str = ""  # a key of REQUEST_ORDERS; "" is newest first
 
 
 def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElement[bool]]:
@@ -223,15 +224,25 @@ def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElemen
     return cond
 
 
+_STATUS_ORDER = case({s.value: i for i, s in enumerate(RequestStatus)}, value=Request.status, else_=99)
+#: The dashboard's sort orders of the request list (webA): key → ORDER BY.
+REQUEST_ORDERS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "": (Request.created_at.desc(), Request.id.desc()),
+    "age": (Request.created_at.asc(), Request.id.asc()),
+    "activity": (Request.updated_at.desc(), Request.id.desc()),
+    "status": (_STATUS_ORDER, Request.created_at.asc(), Request.id.asc()),
+}
+
+
 def search_requests(
     session: Session, f: RequestFilter, *, page: int = 1, per_page: int = 50
 ) -> tuple[Sequence[Request], bool]:
-    """A page of requests (newest first) and whether there is a next page."""
+    """A page of requests (newest first, or as `f.sort` says) and whether there is a next page."""
     query = (
         select(Request)
         .options(selectinload(Request.assignee))
         .where(*_request_conditions(session, f))
-        .order_by(Request.created_at.desc(), Request.id.desc())
+        .order_by(*REQUEST_ORDERS.get(f.sort, REQUEST_ORDERS[""]))
         .limit(per_page + 1)
         .offset((max(page, 1) - 1) * per_page)
     )

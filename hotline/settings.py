@@ -45,6 +45,14 @@ class BusinessHours:
         return self.start <= local.time() < self.end
 
 
+#: How long a request of each kind may wait for an engineer (HOTLINE_RESPONSE_TARGETS).
+DEFAULT_RESPONSE_TARGETS: dict[str, dt.timedelta] = {
+    "incident": dt.timedelta(hours=4),
+    "problem": dt.timedelta(hours=24),
+    "service_request": dt.timedelta(hours=72),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -100,6 +108,11 @@ class Settings:
     # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
     prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The dashboard: how long a request of each kind may wait for an engineer's answer.
+    # (compare=False: a dict cannot be hashed, and settings are; the dashboard alone reads it.)
+    response_targets: dict[str, dt.timedelta] = field(
+        default_factory=lambda: dict(DEFAULT_RESPONSE_TARGETS), compare=False
+    )
 
     @property
     def recordings_dir(self) -> Path:
@@ -224,6 +237,23 @@ def _word(raw: str) -> str:
     return raw
 
 
+_SPAN_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _response_targets(raw: str) -> dict[str, dt.timedelta]:
+    """`incident=4h,problem=1d,service_request=72h` (m, h, d); kinds not named keep the default."""
+    targets = dict(DEFAULT_RESPONSE_TARGETS)
+    for item in raw.split(","):
+        kind, _, span = item.strip().partition("=")
+        kind, span = kind.strip(), span.strip().lower()
+        if kind not in DEFAULT_RESPONSE_TARGETS:
+            raise ValueError(f"kinds are {', '.join(DEFAULT_RESPONSE_TARGETS)}, not {kind!r}")
+        if len(span) < 2 or span[-1] not in _SPAN_UNITS or not span[:-1].isdigit() or int(span[:-1]) == 0:
+            raise ValueError(f"{kind}: give a time such as 30m, 4h or 2d, not {span!r}")
+        targets[kind] = dt.timedelta(seconds=int(span[:-1]) * _SPAN_UNITS[span[-1]])
+    return targets
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -339,6 +369,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
         agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
         agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
+        response_targets=r.get("HOTLINE_RESPONSE_TARGETS", _response_targets, dict(DEFAULT_RESPONSE_TARGETS)),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -37,8 +37,10 @@ from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, utcnow
 from hotline.settings import BusinessHours, Settings
+from hotline.vocabulary import CallEventKind, Channel, HistoryAction
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
+from ivr.speech import render_text
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,9 @@ class DbCallPort:
 
     def recent_lookups(self) -> int:
         since = utcnow() - dt.timedelta(hours=1)
-        query = select(func.count(CallEvent.id)).where(CallEvent.kind == "lookup", CallEvent.at >= since)
+        query = select(func.count(CallEvent.id)).where(
+            CallEvent.kind == CallEventKind.LOOKUP, CallEvent.at >= since
+        )
         if self.call.from_number:
             query = query.join(Call).where(Call.from_number == self.call.from_number)
         else:  # a withheld number: only this call's own lookups can be told apart
@@ -93,9 +97,9 @@ class DbCallPort:
         request = registry.open_request(
             self.session,
             kind=kind,
-            channel="phone",
+            channel=Channel.PHONE,
             actor=self.actor,
-            subject="Голосовое сообщение",
+            subject=registry.VOICE_SUBJECT,
             phone=self.call.from_number,
             kind_confirmed=False,  # the caller's choice; an engineer confirms it
         )
@@ -152,7 +156,7 @@ class DbCallPort:
             self.session,
             request,
             actor=self.actor,
-            action="attachment",
+            action=HistoryAction.ATTACHMENT,
             text=f"запись звонка{f', {seconds:.0f} с' if seconds else ''}",
         )
         self.stored.append(attachment.id)
@@ -447,7 +451,7 @@ class CallStore:
             call = opened.call
             state = CallState.from_json(call.flow_state)
             if seq is not None and seq != state.seq:
-                opened.log("stale_webhook", f"{seq} != {state.seq}")
+                opened.log(CallEventKind.STALE_WEBHOOK, f"{seq} != {state.seq}")
                 return flow.Step(state, flow.reprompt(state, self.config))
             port = DbCallPort(opened.get_session, self.settings, call)
             if isinstance(event, flow.CallStarted):
@@ -512,6 +516,10 @@ class CallStore:
         call = opened.call
         for entry in step.log:
             opened.log(entry.kind, entry.detail, **entry.data)
+        for action in step.actions:
+            if isinstance(action, flow.Speak):
+                # What the caller heard, word for word: the call's page tells it.
+                opened.log(CallEventKind.SAID, render_text(action.segments))
         call.flow_state = step.state.to_json()
         if step.state.outcome:
             call.outcome = step.state.outcome

@@ -100,6 +100,17 @@ def processed_text(request: Request, note: str, settings: Settings) -> str:
     )
 
 
+def reply_text(request: Request, text: str, engineer: str, settings: Settings) -> str:
+    """An engineer's own reply to the customer (written on the request's page)."""
+    return (
+        "Здравствуйте!\n\n"
+        f"{text.strip()}\n\n"
+        "Ответьте, пожалуйста, на это письмо: ответ и вложения будут добавлены к заявке.\n\n"
+        + _how_to_quote(request, settings)
+        + f"\n\n--\n{engineer + ', ' if engineer else ''}{SENDER_NAME}"
+    )
+
+
 def build_email(
     settings: Settings,
     *,
@@ -138,5 +149,7 @@ def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> st
     if kind == "clarification":
         head = f"ПСР QR: по заявке {request.number} нужна информация" + (f": {detail}" if detail else ".")
         return f"{head}\nПозвоните {phone}, нажмите 1, наберите {request.number}# и запишите ответ."
+    if kind == "reply":
+        return f"ПСР QR, заявка {request.number}: {detail}\nВопросы: {phone}, номер заявки {request.number}."
     head = f"ПСР QR: заявка {request.number} обработана." + (f" {detail}" if detail else "")
     return f"{head}\nВопросы: {phone}, номер заявки {request.number}."

@@ -39,6 +39,7 @@ from hotline.models import (
     Request,
     RequestEvent,
     RequestStatus,
+    User,
     utcnow,
 )
 from hotline.settings import Settings
@@ -64,6 +65,8 @@ def notification_kind(event: RequestEvent, request: Request) -> str | None:
     """Which notification a history entry calls for, if any."""
     if event.action == "clarification_requested":
         return "clarification"
+    if event.action == "reply":  # an engineer's free-text reply (web/requests.py)
+        return "reply"
     if event.to_status == RequestStatus.PROCESSED:
         return "processed"
     if event.action == "created" and request.channel == Channel.EMAIL:
@@ -81,7 +84,7 @@ def enqueue(session: Session, settings: Settings, now: dt.datetime) -> int:
             Notification.id.is_(None),
             RequestEvent.at >= now - NOTIFY_WITHIN,
             or_(
-                RequestEvent.action == "clarification_requested",
+                RequestEvent.action.in_(["clarification_requested", "reply"]),
                 RequestEvent.to_status == RequestStatus.PROCESSED,
                 and_(RequestEvent.action == "created", Request.channel == Channel.EMAIL),
             ),
@@ -247,6 +250,7 @@ _KIND_TEXT = {
     "created": "автоответ с номером заявки",
     "clarification": "запрос информации отправлен заказчику",
     "processed": "уведомление об обработке отправлено заказчику",
+    "reply": "ответ инженера отправлен заказчику",
 }
 
 
@@ -268,9 +272,12 @@ def _email(
         text = compose.auto_reply_text(request, settings)
     elif n.kind == "clarification":
         subject, text = "Re: " + subject, compose.clarification_text(request, event.text, settings)
+    elif n.kind == "reply":
+        engineer = session.scalar(select(User.name).where(User.login == event.actor.partition(":")[2]))
+        subject, text = "Re: " + subject, compose.reply_text(request, event.text, engineer or "", settings)
     else:
         subject, text = "Re: " + subject, compose.processed_text(request, event.text, settings)
-    return compose.build_email(
+    message = compose.build_email(
         settings,
         to=n.recipient,
         subject=subject,
@@ -279,6 +286,9 @@ def _email(
         in_reply_to=in_reply_to,
         references=references,
     )
+    if n.kind == "reply":  # written by a person: replies and receipts are welcome
+        del message["Auto-Submitted"], message["X-Auto-Response-Suppress"]
+    return message
 
 
 def _record_outgoing(session: Session, settings: Settings, message: MimeMessage, request: Request) -> None:

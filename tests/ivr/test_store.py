@@ -12,6 +12,7 @@ from hotline.db import Database
 from hotline.models import Attachment, Call, Request
 from ivr import flow
 from ivr.store import CallStore
+from voice_models.prompts import prompt_text
 
 
 def make_wav(path: Path, seconds: float = 2.0) -> Path:
@@ -49,8 +50,12 @@ def test_new_request_with_recording_and_call_log(store, tmp_path):
         call = s.scalars(select(Call)).one()
         assert call.request_id == request.id and call.outcome == "request_created"
         assert call.ended_at is not None and call.answered_at is not None
-        kinds = [e.kind for e in call.events]
+        kinds = [e.kind for e in call.events if e.kind != "said"]
         assert kinds == ["call_started", "digits", "menu", "digits", "kind", "request_created", "hangup"]
+        # What the caller heard, word for word, after each step (the call's page tells it).
+        said = [e.detail for e in call.events if e.kind == "said"]
+        assert said[0].startswith(prompt_text("greeting")) and len(said) == 4
+        assert said[-1].startswith(prompt_text("request_created"))  # the new number read back
     assert step.state.recorded["rec-1"]["number"] == request.number
 
 
@@ -133,7 +138,7 @@ def test_status_callback_first_fills_the_caller_later(store):
     with store.db.session() as s:
         call = s.scalars(select(Call)).one()
         assert (call.from_number, call.to_number) == ("+79007778899", "+73435674530")
-        assert [e.kind for e in call.events] == ["call_status", "call_started"]
+        assert [e.kind for e in call.events] == ["call_status", "call_started", "said"]
         assert call.flow_state["step"] == "menu" and call.flow_state["seq"] == 1
 
 

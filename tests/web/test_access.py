@@ -19,11 +19,14 @@ PAGES = [
     "/requests/10008",
     "/files/1",
     "/users",
+    "/live",
+    "/requests?mine=1",
 ]
 ACTIONS = [
     "/requests/10008/status",
     "/requests/10008/note",
     "/requests/10008/clarify",
+    "/requests/10008/reply",
     "/requests/10008/assign",
     "/requests/10008/kind",
     "/requests/10008/transcripts/1",

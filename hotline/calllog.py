@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline.db import Database
 from hotline.models import Call, CallEvent, utcnow
+from hotline.settings import Settings
+from hotline.sweeper import Sweeper
+
+log = logging.getLogger(__name__)
 
 
 def start_call(
@@ -76,3 +82,42 @@ def end_call(
     if outcome and not call.outcome:
         call.outcome = outcome
     return call
+
+
+#: The outcome of a call whose end the backend never reported (closed by the sweep).
+UNREPORTED_END = "unreported_end"
+
+
+def close_stale_calls(session: Session, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> int:
+    """Close the calls still open `older_than` after they started; how many.
+
+    A call's end may never come: the database was down when the status callback or
+    the AGI hangup arrived, or the callback was lost. Such a call would show as going
+    on for ever; it is closed with the reason in its hang-up cause and its timeline.
+    """
+    now = now or utcnow()
+    stale = session.scalars(
+        select(Call).where(Call.ended_at.is_(None), Call.started_at < now - older_than).limit(500)
+    ).all()
+    minutes = int(older_than.total_seconds() // 60)
+    reason = f"конец звонка не сообщён за {minutes} мин; закрыт автоматически"
+    for call in stale:
+        end_call(
+            session, call, hangup_cause=reason, outcome=UNREPORTED_END, ended_at=now, duration_seconds=None
+        )
+        call.duration_seconds = None  # not known: the time since the start says nothing
+        log_event(session, call, "closed_unreported", reason)
+    return len(stale)
+
+
+def make_sweeper(settings: Settings, db: Database) -> Sweeper:
+    """`hotline serve`'s sweep that closes calls whose end never came."""
+    after = dt.timedelta(minutes=settings.call_close_after_minutes)
+
+    def sweep() -> None:
+        with db.session() as session:
+            closed = close_stale_calls(session, after)
+        if closed:
+            log.info("closed %s calls whose end was never reported", closed)
+
+    return Sweeper("call-log sweep", 60.0, sweep)

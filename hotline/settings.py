@@ -93,6 +93,10 @@ class Settings:
     agi_recordings_dir: Path
     agi_sounds_prefix: str
     ami_callback_context: str
+    # Intake robustness (hotline.calllog sweep, ivr.twilio.recordings, caller data)
+    call_close_after_minutes: int
+    recording_fetch_tries: int
+    withheld_lookups_per_hour: int
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -329,6 +333,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ),
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
+        # Intake robustness: calls whose end never came are closed after this long;
+        # a recording is fetched this many times (with backoff) before it is shown as lost;
+        # status read-back to withheld numbers, all of them together, per hour.
+        call_close_after_minutes=r.get("HOTLINE_CALL_CLOSE_AFTER_MINUTES", _int(5, 10080), 240),
+        recording_fetch_tries=r.get("HOTLINE_RECORDING_FETCH_TRIES", _int(1, 100), 8),
+        withheld_lookups_per_hour=r.get("HOTLINE_WITHHELD_LOOKUPS_PER_HOUR", _int(1, 100000), 60),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -389,9 +389,18 @@ class CallStore:
 
     @contextmanager
     def _open(
-        self, call_id: str, from_number: str | None = None, to_number: str | None = None
+        self,
+        call_id: str,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        *,
+        starts: bool = False,
     ) -> Iterator[_OpenCall]:
-        """The call (made on first sight) in a transaction; its changes are written on success."""
+        """The call (made on first sight) in a transaction; its changes are written on success.
+
+        `starts`: the backend says a call begins; a call with this id that has ended is
+        an old one (a reused id), renamed out of the way so the new call starts afresh.
+        """
         # The connection is taken from the pool before queueing for the writer lock,
         # which every webhook of every worker waits for: keep the work under it short.
         with (
@@ -404,6 +413,9 @@ class CallStore:
                 _SqliteRows(conn, self._sqlite) if self._sqlite else _CoreRows(conn, self._find_call)
             )
             values = rows.find(self.backend, call_id)
+            if values is not None and starts and values["ended_at"] is not None:
+                rows.update_call(values["id"], {"backend_call_id": f"{call_id}#{values['id']}"[:120]})
+                values = None
             if values is None:
                 values = {c.key: None for c in _CALLS.c}
                 values.update(
@@ -437,7 +449,8 @@ class CallStore:
         seq: int | None = None,
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
-        with self._open(call_id, from_number, to_number) as opened:
+        starts = isinstance(event, flow.CallStarted)
+        with self._open(call_id, from_number, to_number, starts=starts) as opened:
             call = opened.call
             state = CallState.from_json(call.flow_state)
             if seq is not None and seq != state.seq:
@@ -459,6 +472,12 @@ class CallStore:
             self._apply(opened, step)
         self._after_commit(port)
         return step
+
+    def known(self, call_id: str) -> bool:
+        """True if a call with this id was ever seen (callbacks for others make no call row)."""
+        with self.db.transaction() as conn:
+            found = conn.execute(_FIND_CALL, {"backend": self.backend, "call_id": call_id}).first()
+            return found is not None
 
     def has_recording(self, ref: str) -> bool:
         """True if the file of this recording is stored already."""

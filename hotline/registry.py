@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from hotline.cleaning import clean_line, clean_text
 from hotline.errors import IllegalTransition, UnknownRequest, UserError
 from hotline.models import (
     Channel,
@@ -108,12 +109,13 @@ def open_request(
         kind_confirmed=kind_confirmed,
         channel=channel,
         status=S.NEW,
-        subject=subject.strip()[:300],
-        description=description,
-        contact_phone=phone,
-        contact_email=email,
-        contact_name=name,
-        organisation=organisation,
+        # The last guard of the columns, whatever channel the values came by.
+        subject=clean_line(subject, 300),
+        description=clean_text(description),
+        contact_phone=clean_line(phone, 40) or None,
+        contact_email=clean_line(email, 254) or None,
+        contact_name=clean_line(name, 200) or None,
+        organisation=clean_line(organisation, 200) or None,
     )
     session.add(request)
     session.flush()
@@ -277,9 +279,9 @@ def _record(
 ) -> RequestEvent:
     event = RequestEvent(
         request=request,
-        actor=actor,
+        actor=clean_line(actor, 200),
         action=action,
-        text=text,
+        text=clean_text(text),
         from_status=from_status,
         to_status=to_status,
         at=utcnow(),

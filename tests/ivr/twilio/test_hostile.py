@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures of test_webhooks, imported to run on both databases
 """Hostile and broken input on the Twilio webhooks, on SQLite and on PostgreSQL (issue 12).
 
 Whatever arrives is stored cleaned with a note, refused with a clear status, or

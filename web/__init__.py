@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.db import Database, DatabaseUnavailable
 from hotline.settings import Settings, load_settings
+from hotline.storage import data_dir_writable
 
 
 def create_app(
@@ -44,18 +45,26 @@ def create_app(
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    from web import bodylimit
+
+    bodylimit.init_app(app)  # before anything reads a body (CSRF checks read the form)
+
     from ivr.twilio.webhooks import bp as twilio_bp
 
     app.register_blueprint(twilio_bp)
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:
-        """For load balancers: 503 takes this node out while its database is unreachable."""
+        """For load balancers: 503 takes this node out while its database is unreachable
+        or its data dir cannot be written (recordings and letters would be lost)."""
         try:
             app.extensions["hotline.db"].ping()
         except DatabaseUnavailable as exc:
             app.logger.warning("health check: %s", exc)
             return {"status": "database unavailable"}, 503
+        if not data_dir_writable(settings.data_dir):
+            app.logger.warning("health check: data dir %s is not writable", settings.data_dir)
+            return {"status": "data dir not writable"}, 503
         return {"status": "ok"}, 200
 
     # --- the dashboard ---

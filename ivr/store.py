@@ -82,9 +82,14 @@ class DbCallPort:
         query = select(func.count(CallEvent.id)).where(CallEvent.kind == "lookup", CallEvent.at >= since)
         if self.call.from_number:
             query = query.join(Call).where(Call.from_number == self.call.from_number)
-        else:  # a withheld number: only this call's own lookups can be told apart
-            query = query.where(CallEvent.call_id == self.call.id)
-        return self.session.scalar(query) or 0
+            return self.session.scalar(query) or 0
+        # A withheld number: one caller cannot be told from another, so all of them
+        # share HOTLINE_WITHHELD_LOOKUPS_PER_HOUR across calls; within it, each call
+        # has the per-caller limit of its own lookups.
+        withheld = self.session.scalar(query.join(Call).where(Call.from_number.is_(None))) or 0
+        if withheld >= self.settings.withheld_lookups_per_hour:
+            return max(withheld, self.settings.lookups_per_hour)
+        return self.session.scalar(query.where(CallEvent.call_id == self.call.id)) or 0
 
     def open_voice_request(self, kind: str, recording: Recording) -> str:
         request = registry.open_request(
@@ -102,8 +107,8 @@ class DbCallPort:
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)
-        registry.add_information(
-            self.session, request, actor=self.actor, text="голосовое сообщение с недостающей информацией"
+        registry.add_caller_information(
+            self.session, request, caller=self.call.from_number, actor=self.actor, what="голосовое сообщение"
         )
         self.call.request_id = self.call.request_id or request.id
         self._store(request, recording)

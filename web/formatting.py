@@ -21,6 +21,7 @@ OUTCOME_LABELS = {
     "abandoned": "положил трубку",
     "no_input": "нет ввода",
     "failed": "сбой",
+    "unreported_end": "конец звонка не сообщён",
 }
 BACKEND_LABELS = {"twilio": "Twilio", "asterisk": "Asterisk"}
 ACTION_LABELS = {
@@ -37,6 +38,7 @@ ACTION_LABELS = {
     "email_in": "входящее письмо",
     "email_out": "исходящее письмо",
     "call": "звонок",
+    "information_unverified": "информация с чужого номера (проверить)",
 }
 TRANSCRIPTION_LABELS = {
     TranscriptionState.PENDING: "ждёт расшифровки",

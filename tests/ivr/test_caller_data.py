@@ -1,4 +1,4 @@
-"""Callers' data (issue 12.7): information only from the contact phone; withheld lookups capped across calls."""
+"""Callers' data (issue 12.7): information only from the contact phone; withheld lookups capped."""
 
 from __future__ import annotations
 

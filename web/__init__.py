@@ -45,9 +45,9 @@ def create_app(
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from web import bodylimit
+    from web import boundary
 
-    bodylimit.init_app(app)  # before anything reads a body (CSRF checks read the form)
+    boundary.init_app(app)  # before any route (bounded ids) and any body read (CSRF reads forms)
 
     from ivr.twilio.webhooks import bp as twilio_bp
 
@@ -71,4 +71,7 @@ def create_app(
     from web import dashboard
 
     dashboard.init_app(app)
+    from web import intake
+
+    app.register_blueprint(intake.bp)
     return app

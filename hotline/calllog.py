@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline.cleaning import clean_line
 from hotline.db import Database
 from hotline.models import Call, CallEvent, utcnow
+from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.sweeper import Sweeper
 
@@ -29,6 +31,8 @@ def start_call(
 ) -> Call:
     """The call with this backend id, made on first sight (webhooks and AMI repeat themselves)."""
     call = find_call(session, backend, backend_call_id)
+    from_number, to_number = stored_phone(from_number), stored_phone(to_number)
+    caller_name = clean_line(caller_name, 200) or None
     if call is None:
         call = Call(
             backend=backend,
@@ -77,8 +81,9 @@ def end_call(
         duration_seconds = max(0, int((call.ended_at - call.started_at).total_seconds()))
     if duration_seconds is not None:
         call.duration_seconds = duration_seconds
-    call.backend_status = backend_status or call.backend_status
-    call.hangup_cause = hangup_cause or call.hangup_cause
+    # What backends report is cleaned to its column (an AGI error text is long and odd).
+    call.backend_status = clean_line(backend_status, 40) or call.backend_status
+    call.hangup_cause = clean_line(hangup_cause, 80) or call.hangup_cause
     if outcome and not call.outcome:
         call.outcome = outcome
     return call

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hotline.db import DatabaseUnavailable
+from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.storage import wav_duration
 from ivr import flow
@@ -84,8 +85,8 @@ class AgiCall:
             step = await self._db(
                 self.store.handle,
                 self.call_id,
-                flow.CallStarted(self.env.callerid),
-                from_number=self.env.callerid,
+                flow.CallStarted(caller := stored_phone(self.env.callerid)),  # hotline.phones: E.164 or ≤ 40
+                from_number=caller,
                 to_number=self.settings.support_number,
             )
             while True:

@@ -4,7 +4,7 @@ One message, one transaction: the request (or the addition to it), its attachmen
 and the EmailMessage row keyed by Message-ID are committed together, and only then
 is the message marked done in the mailbox. A crash in between leaves it unread: the
 next poll sees it again, finds its Message-ID and just marks it. The automatic reply
-is not sent here: the 'created' history entry puts it in the outbox (hotline.mail.outbox).
+is not sent here: the 'created' history entry puts it in the outbox (hotline.notify.outbox).
 
 Every header and the text are cleaned to fit their columns (`clean_mail`: no NUL or
 control characters, an address over 254 characters is not made a contact), with a

@@ -12,11 +12,11 @@ from hotline import registry
 from hotline.db import Database
 from hotline.jobs import queue_for
 from hotline.mail.intake import poll_once
-from hotline.mail.outbox import drain
 from hotline.mail.service import mailbox_for
 from hotline.mail.transport import MailboxError
 from hotline.models import Attachment, Request, RequestStatus
 from hotline.models import EmailMessage as EmailRow
+from hotline.notify.outbox import drain
 from hotline.storage import resolve
 from tests.hotline.mail.conftest import deliver, folder_state
 

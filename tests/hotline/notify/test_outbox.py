@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from hotline import registry
 from hotline.mail.intake import ingest
-from hotline.mail.outbox import _claim, drain, enqueue
 from hotline.models import EmailMessage as EmailRow
 from hotline.models import Notification, RequestEvent, utcnow
+from hotline.notify.outbox import _claim, drain, enqueue
 from tests.helpers import free_port
 from tests.hotline.mail.test_intake import customer_mail
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hotline.errors import SettingsError
+from hotline.phones import parse_phone  # the one parser of phone numbers
 
 T = TypeVar("T")
 
@@ -150,10 +151,10 @@ def _database_url(raw: str) -> str:
 
 
 def _e164(raw: str) -> str:
-    cleaned = raw.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
-    if not (cleaned.startswith("+") and cleaned[1:].isdigit() and 8 <= len(cleaned) <= 16):
+    phone = parse_phone(raw)
+    if phone is None or not phone.is_number:
         raise ValueError("must be a phone number in E.164 form, such as +73435674530")
-    return cleaned
+    return phone.stored
 
 
 def _dial_target(raw: str) -> str:

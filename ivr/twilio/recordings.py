@@ -5,7 +5,7 @@ once within about 15 s on an error). A `RecordingFetch` row is committed before 
 download starts; the file is then fetched (only from HOTLINE_TWILIO_API_BASE) and
 stored with its request through the call store, and the row is marked done. A crash
 or an outage anywhere in between leaves the row pending: the sweep of `hotline
-serve` fetches it again with backoff (1, 2, 4 … minutes, at most an hour apart) and,
+serve` fetches it again with backoff (30 s, 1, 2, 4 … minutes, at most an hour apart) and,
 after HOTLINE_RECORDING_FETCH_TRIES tries, marks it failed, says so in the call's
 timeline and the request's history, and lists it on the dashboard's intake page.
 """
@@ -159,7 +159,8 @@ def download(settings: Settings, url: str) -> str:
 
 
 def _backoff(attempts: int) -> dt.timedelta:
-    return min(dt.timedelta(minutes=2 ** max(0, attempts - 1)), MAX_BACKOFF)
+    # 30 s covers a download (10 s timeout), so the sweep never starts one that runs.
+    return min(dt.timedelta(seconds=30 * 2 ** max(0, attempts - 1)), MAX_BACKOFF)
 
 
 def _failed_try(

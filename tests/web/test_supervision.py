@@ -102,7 +102,7 @@ def test_kill_9_of_serve_takes_gunicorn_with_it_and_a_restart_works(serve_env, t
             proc.wait(60)
 
 
-def test_temporary_files_are_removed_only_when_old(tmp_path):
+def test_temporary_files_left_by_a_crash_are_removed(tmp_path):
     data = tmp_path / "data"
     old_tmp, young_tmp = data / "tmp" / "a.wav", data / "tmp" / "b.wav"
     old_part = data / "recordings" / "2026" / "11" / "x.wav.part"
@@ -112,8 +112,12 @@ def test_temporary_files_are_removed_only_when_old(tmp_path):
         path.write_bytes(b"x")
     for path in (old_tmp, old_part, kept):
         os.utime(path, (time.time() - 3600, time.time() - 3600))
-    assert remove_temporary_files(data) == 2
-    assert young_tmp.exists() and kept.exists() and not old_tmp.exists() and not old_part.exists()
+    young_part = data / "attachments" / "2026" / "11" / "y.pdf.part"  # another process writes it now
+    young_part.parent.mkdir(parents=True, exist_ok=True)
+    young_part.write_bytes(b"x")
+    assert remove_temporary_files(data) == 3
+    assert kept.exists() and young_part.exists()
+    assert not old_tmp.exists() and not young_tmp.exists() and not old_part.exists()
 
 
 @pytest.fixture

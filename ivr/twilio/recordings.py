@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hotline import registry
 from hotline.cleaning import clean_line
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.models import Call, RecordingFetch, Request, utcnow
 from hotline.settings import Settings
 from hotline.sweeper import Sweeper
@@ -105,6 +105,12 @@ def fetch(settings: Settings, db: Database, store: CallStore, fetch_id: int) -> 
                 os.unlink(path)
     except FetchError as exc:
         _failed_try(settings, db, store, fetch_id, attempts, str(exc))
+        return False
+    except DatabaseUnavailable:
+        raise  # the row waits; the next sweep after the database is back takes it
+    except Exception as exc:  # a file that cannot be stored: counted like a failed download
+        log.exception("recording %s fetched but not stored", sid)
+        _failed_try(settings, db, store, fetch_id, attempts, f"запись не сохранена: {type(exc).__name__}")
         return False
     with db.session() as session:
         row = session.get(RecordingFetch, fetch_id)

@@ -50,3 +50,9 @@ def test_int_arg_is_range_checked():
     assert int_arg({"page": "9" * 30}, "page") is None
     assert int_arg({"page": "-1"}, "page") is None
     assert int_arg({"page": "١٢"}, "page") is None
+
+
+@pytest.mark.parametrize("query", ["page=99999999999999999999", "page=0", "assignee=99999999999999999999"])
+def test_huge_numbers_in_queries_are_not_errors(engineer, query):
+    assert engineer.get(f"/requests?{query}").status_code == 200
+    assert engineer.get("/calls?before=99999999999999999999").status_code == 200

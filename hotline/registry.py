@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from hotline.cleaning import clean_line, clean_text
 from hotline.errors import IllegalTransition, UnknownRequest, UserError
 from hotline.models import (
     Channel,
@@ -24,6 +25,7 @@ from hotline.models import (
     utcnow,
 )
 from hotline.numbers import make_request_number, parse_request_number
+from hotline.phones import stored_phone
 from hotline.vocabulary import HistoryAction, labels
 
 S = RequestStatus
@@ -102,12 +104,13 @@ def open_request(
         kind_confirmed=kind_confirmed,
         channel=channel,
         status=S.NEW,
-        subject=subject.strip()[:300],
-        description=description,
-        contact_phone=phone,
-        contact_email=email,
-        contact_name=name,
-        organisation=organisation,
+        # The last guard of the columns, whatever channel the values came by.
+        subject=clean_line(subject, 300),
+        description=clean_text(description),
+        contact_phone=stored_phone(phone),
+        contact_email=clean_line(email, 254) or None,
+        contact_name=clean_line(name, 200) or None,
+        organisation=clean_line(organisation, 200) or None,
     )
     session.add(request)
     session.flush()
@@ -212,6 +215,30 @@ def add_information(session: Session, request: Request, *, actor: str, text: str
     return event
 
 
+def add_caller_information(
+    session: Session, request: Request, *, caller: str | None, actor: str, what: str
+) -> RequestEvent:
+    """Information a caller left on the phone for a request, by its number.
+
+    Request numbers are short and easy to guess: only a caller whose number is the
+    request's contact phone adds information as the customer (and the request goes
+    back to work). From any other or a withheld number it is kept as a note for the
+    engineer to check and accept; the status does not change.
+    """
+    if caller and request.contact_phone and stored_phone(caller) == stored_phone(request.contact_phone):
+        return add_information(session, request, actor=actor, text=f"{what} с недостающей информацией")
+    source = f"с номера {caller}" if caller else "со скрытого номера"
+    request.updated_at = utcnow()
+    return _record(
+        session,
+        request,
+        actor,
+        "information_unverified",
+        text=f"{what} {source}, не совпадающего с контактным телефоном заявки: "
+        "прослушайте и примите, если оно от заказчика",
+    )
+
+
 def assign(session: Session, request: Request, user: User | None, *, actor: str) -> RequestEvent:
     """Give the request to an engineer (or to nobody)."""
     request.assignee = user
@@ -287,9 +314,9 @@ def _record(
 ) -> RequestEvent:
     event = RequestEvent(
         request=request,
-        actor=actor,
+        actor=clean_line(actor, 200),
         action=action,
-        text=text,
+        text=clean_text(text),
         from_status=from_status,
         to_status=to_status,
         at=utcnow(),

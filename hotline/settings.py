@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hotline.errors import SettingsError
+from hotline.phones import parse_phone  # the one parser of phone numbers
 
 T = TypeVar("T")
 
@@ -105,6 +106,10 @@ class Settings:
     agi_max_sessions: int
     agi_drain_seconds: int
     agi_answer_timeout: int
+    # Intake robustness (hotline.calllog sweep, ivr.twilio.recordings, caller data)
+    call_close_after_minutes: int
+    recording_fetch_tries: int
+    withheld_lookups_per_hour: int
     # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
     prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -165,10 +170,10 @@ def _database_url(raw: str) -> str:
 
 
 def _e164(raw: str) -> str:
-    cleaned = raw.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
-    if not (cleaned.startswith("+") and cleaned[1:].isdigit() and 8 <= len(cleaned) <= 16):
+    phone = parse_phone(raw)
+    if phone is None or not phone.is_number:
         raise ValueError("must be a phone number in E.164 form, such as +73435674530")
-    return cleaned
+    return phone.stored
 
 
 def _dial_target(raw: str) -> str:
@@ -370,6 +375,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
         agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
         response_targets=r.get("HOTLINE_RESPONSE_TARGETS", _response_targets, dict(DEFAULT_RESPONSE_TARGETS)),
+        # Intake robustness: calls whose end never came are closed after this long;
+        # a recording is fetched this many times (with backoff) before it is shown as lost;
+        # status read-back to withheld numbers, all of them together, per hour.
+        call_close_after_minutes=r.get("HOTLINE_CALL_CLOSE_AFTER_MINUTES", _int(5, 10080), 240),
+        recording_fetch_tries=r.get("HOTLINE_RECORDING_FETCH_TRIES", _int(1, 100), 8),
+        withheld_lookups_per_hour=r.get("HOTLINE_WITHHELD_LOOKUPS_PER_HOUR", _int(1, 100000), 60),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

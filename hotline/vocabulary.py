@@ -106,6 +106,7 @@ class HistoryAction(Labelled):
     NOTE = "note", "заметка"
     CLARIFICATION_REQUESTED = "clarification_requested", "запрошено уточнение"
     INFORMATION_ADDED = "information_added", "получена информация"
+    INFORMATION_UNVERIFIED = "information_unverified", "информация с чужого номера (проверить)"
     ATTACHMENT = "attachment", "вложение"
     TRANSCRIPT = "transcript", "расшифровка"
     TRANSCRIPT_CORRECTED = "transcript_corrected", "исправлена расшифровка"
@@ -176,6 +177,8 @@ class Outcome(Labelled):
     CALLBACK = "callback", "обратный звонок"
     CALLBACK_FAILED = "callback_failed", "обратный звонок не удался"
     SERVICE_RESTART = "service_restart", "прерван перезапуском линии"
+    SESSION_REFUSED = "session_refused", "линия перегружена, звонок передан на автоответчик"
+    UNREPORTED_END = "unreported_end", "конец звонка не сообщён"
     FAILED = "failed", "технический сбой"
 
 
@@ -226,6 +229,12 @@ class CallEventKind(Labelled):
     AMI_DIAL_END = "ami_dial_end", "Asterisk закончил набор"
     AMI_HANGUP = "ami_hangup", "канал Asterisk закрыт"
     AMI_CDR = "ami_cdr", "запись CDR Asterisk"
+    CALLER_ID_CLEANED = "caller_id_cleaned", "номер звонящего очищен"
+    CLOSED_UNREPORTED = "closed_unreported", "звонок закрыт автоматически"
+    RECORDING_LOST = "recording_lost", "запись не удалось получить"
+    RECORDING_SILENT = "recording_silent", "в записи тишина"
+    SERVICE_RESTART = "service_restart", "линия перезапускалась"
+    CALLBACK_ORIGINATE = "callback_originate", "Asterisk набирает инженера для обратного звонка"
     CALLBACK = "callback", "обратный звонок"
 
 

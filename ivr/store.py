@@ -89,9 +89,14 @@ class DbCallPort:
         )
         if self.call.from_number:
             query = query.join(Call).where(Call.from_number == self.call.from_number)
-        else:  # a withheld number: only this call's own lookups can be told apart
-            query = query.where(CallEvent.call_id == self.call.id)
-        return self.session.scalar(query) or 0
+            return self.session.scalar(query) or 0
+        # A withheld number: one caller cannot be told from another, so all of them
+        # share HOTLINE_WITHHELD_LOOKUPS_PER_HOUR across calls; within it, each call
+        # has the per-caller limit of its own lookups.
+        withheld = self.session.scalar(query.join(Call).where(Call.from_number.is_(None))) or 0
+        if withheld >= self.settings.withheld_lookups_per_hour:
+            return max(withheld, self.settings.lookups_per_hour)
+        return self.session.scalar(query.where(CallEvent.call_id == self.call.id)) or 0
 
     def open_voice_request(self, kind: str, recording: Recording) -> str:
         request = registry.open_request(
@@ -109,8 +114,8 @@ class DbCallPort:
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)
-        registry.add_information(
-            self.session, request, actor=self.actor, text="голосовое сообщение с недостающей информацией"
+        registry.add_caller_information(
+            self.session, request, caller=self.call.from_number, actor=self.actor, what="голосовое сообщение"
         )
         self.call.request_id = self.call.request_id or request.id
         self._store(request, recording)
@@ -399,9 +404,18 @@ class CallStore:
 
     @contextmanager
     def _open(
-        self, call_id: str, from_number: str | None = None, to_number: str | None = None
+        self,
+        call_id: str,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        *,
+        starts: bool = False,
     ) -> Iterator[_OpenCall]:
-        """The call (made on first sight) in a transaction; its changes are written on success."""
+        """The call (made on first sight) in a transaction; its changes are written on success.
+
+        `starts`: the backend says a call begins; a call with this id that has ended is
+        an old one (a reused id), renamed out of the way so the new call starts afresh.
+        """
         # The connection is taken from the pool before queueing for the writer lock,
         # which every webhook of every worker waits for: keep the work under it short.
         with (
@@ -414,6 +428,9 @@ class CallStore:
                 _SqliteRows(conn, self._sqlite) if self._sqlite else _CoreRows(conn, self._find_call)
             )
             values = rows.find(self.backend, call_id)
+            if values is not None and starts and values["ended_at"] is not None:
+                rows.update_call(values["id"], {"backend_call_id": f"{call_id}#{values['id']}"[:120]})
+                values = None
             if values is None:
                 values = {c.key: None for c in _CALLS.c}
                 values.update(
@@ -447,7 +464,8 @@ class CallStore:
         seq: int | None = None,
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
-        with self._open(call_id, from_number, to_number) as opened:
+        starts = isinstance(event, flow.CallStarted)
+        with self._open(call_id, from_number, to_number, starts=starts) as opened:
             call = opened.call
             state = CallState.from_json(call.flow_state)
             if seq is not None and seq != state.seq:
@@ -469,6 +487,12 @@ class CallStore:
             self._apply(opened, step)
         self._after_commit(port)
         return step
+
+    def known(self, call_id: str) -> bool:
+        """True if a call with this id was ever seen (callbacks for others make no call row)."""
+        with self.db.transaction() as conn:
+            found = conn.execute(_FIND_CALL, {"backend": self.backend, "call_id": call_id}).first()
+            return found is not None
 
     def has_recording(self, ref: str) -> bool:
         """True if the file of this recording is stored already."""

@@ -11,6 +11,7 @@ from hotline.models import Attachment, Call
 from hotline.search import CallFilter, search_calls
 from web import callstory
 from web.auth import require_login
+from web.boundary import int_arg
 from web.db import session, settings
 
 bp = Blueprint("calls", __name__, url_prefix="/calls")
@@ -33,8 +34,7 @@ def _local_day(text: str | None, *, next_day: bool = False) -> dt.datetime | Non
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int_arg(request.args, name)
 
 
 @bp.get("")

@@ -19,6 +19,7 @@ from hotline.transcription.transcripts import correct_transcript
 from web import customer
 from web.asr import asr_problem
 from web.auth import me, require_login
+from web.boundary import int_arg
 from web.db import session, settings
 
 bp = Blueprint("requests", __name__)
@@ -39,18 +40,17 @@ def _engineers(db: Session) -> list[User]:
 
 def _list(archived: bool) -> str:
     args = request.args
-    assignee = args.get("assignee", "")
     mine = bool(args.get("mine")) and not archived
     f = RequestFilter(
         status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
         kind=args.get("kind", "")[:20],
         channel=args.get("channel", "")[:10],
-        assignee_id=me().user_id if mine else int(assignee) if assignee.isdigit() else None,
+        assignee_id=me().user_id if mine else int_arg(args, "assignee"),
         archived=archived,
         text=args.get("q", "")[:100],
         sort=args.get("sort", "") if args.get("sort", "") in SORTS else "",
     )
-    page = int(args["page"]) if args.get("page", "").isdigit() and int(args["page"]) > 0 else 1
+    page = int_arg(args, "page", low=1, high=100_000) or 1
     db = session()
     rows, more = search_requests(db, f, page=page, per_page=PER_PAGE)
     return render_template(
@@ -254,7 +254,8 @@ def assign(number: str) -> Response:
     choice = _form("user_id", 20)
 
     def act(db: Session, req: Request) -> str:
-        user = db.get(User, int(choice)) if choice.isdigit() else None
+        user_id = int_arg({"user_id": choice}, "user_id")  # a huge id is "no such engineer", not a 500
+        user = db.get(User, user_id) if user_id is not None else None
         if choice and (user is None or not user.active):
             raise UserError("такого инженера нет")
         registry.assign(db, req, user, actor=me().actor)

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from hotline.models import Request, RequestKind, utcnow
+from hotline.phones import international_phone
 from hotline.registry import KIND_LABELS
 from hotline.settings import Settings
 
@@ -21,14 +22,6 @@ SENDER_NAME = "Техническая поддержка ПСР QR"
 MAX_REFERENCES = 20
 _NUMBER_TAG = re.compile(r"\[\s*Заявка\s+\d+\s*\]\s*", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|ha|отв|ответ)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-def format_phone(e164: str) -> str:
-    """+73435674530 → +7 (343) 567-45-30; other numbers unchanged."""
-    if e164.startswith("+7") and len(e164) == 12:
-        d = e164[2:]
-        return f"+7 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
-    return e164
 
 
 def mail_domain(settings: Settings) -> str:
@@ -51,7 +44,7 @@ def tagged_subject(request: Request) -> str:
 
 
 def _how_to_quote(request: Request, settings: Settings) -> str:
-    phone = format_phone(settings.support_number)
+    phone = international_phone(settings.support_number)
     return (
         f"Указывайте номер заявки {request.number} во всех письмах и звонках по ней: "
         "просто ответьте на это письмо, номер уже стоит в теме.\n"
@@ -142,7 +135,7 @@ def build_email(
 
 def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> str:
     """The SMS of a notification: short, with the number and the hotline phone."""
-    phone = format_phone(settings.support_number)
+    phone = international_phone(settings.support_number)
     detail = detail.strip()
     if len(detail) > 300:
         detail = detail[:297] + "..."

@@ -76,7 +76,9 @@ def test_recording_file_names_have_one_suffix(ref, suffix, expected):
 
 def test_information_for_awaiting_request(store, tmp_path):
     with store.db.session() as s:
-        request = registry.open_request(s, kind="incident", channel="web", actor="cli")
+        request = registry.open_request(
+            s, kind="incident", channel="web", actor="cli", phone="8 900 555-66-77"
+        )
         registry.change_status(s, request, "in_progress", actor="engineer:ivan")
         registry.ask_clarification(s, request, actor="engineer:ivan", question="Какая линия?")
         number = request.number

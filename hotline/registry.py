@@ -196,7 +196,7 @@ def ask_clarification(session: Session, request: Request, *, actor: str, questio
 
 
 def reply(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
-    """An engineer's free-text reply to the customer; the outbox sends it (hotline.mail.outbox)."""
+    """An engineer's free-text reply to the customer; the outbox sends it (hotline.notify.outbox)."""
     if not text.strip():
         raise UserError("the reply is empty")
     now = utcnow()

@@ -1,8 +1,8 @@
 """What the dashboard may truthfully say about reaching the customer.
 
-The outbox (hotline.mail.outbox) decides how a notification goes: by e-mail when the
-request has an address and SMTP is configured, else by SMS when it has a phone number
-and Twilio SMS is configured, else not at all. The page says the same before the
+The outbox (hotline.notify.outbox) decides how a notification goes: on the first
+configured channel that can reach the customer (e-mail, then SMS to a mobile number),
+else not at all. The page says the same before the
 engineer acts, and the history shows each notification with its delivery state.
 """
 
@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline.models import Notification, Request
+from hotline.notify.registry import channel_classes
+from hotline.phones import sms_number
 from hotline.settings import Settings
 from hotline.vocabulary import Channel
 
@@ -34,24 +36,24 @@ class Reach:
         return f"{'по e-mail' if self.channel == 'email' else 'по SMS'} на {self.recipient}"
 
 
-def sms_configured(settings: Settings) -> bool:
-    # The same test as hotline.mail.transport.sms_configured (kept here so the page
-    # does not depend on where the outbox lives).
-    return bool(settings.sms_from and settings.twilio_account_sid and settings.twilio_auth_token)
+def reach(settings: Settings, request: Request, kind: str = "clarification") -> Reach:
+    """How a message to this request's customer would go, or why it cannot.
 
-
-def reach(settings: Settings, request: Request) -> Reach:
-    """How a message to this request's customer would go, or why it cannot."""
-    if request.contact_email and settings.smtp_url:
-        return Reach("email", request.contact_email, None)
-    if request.contact_phone and sms_configured(settings):
-        return Reach("sms", request.contact_phone, None)
-    if request.contact_email and request.contact_phone:
+    The same choice the outbox makes: the first configured channel (hotline.notify.registry)
+    that has an address of the customer.
+    """
+    for cls in channel_classes():
+        if cls.configured(settings) and (recipient := cls.recipient(request, kind)):
+            return Reach(cls.name, recipient, None)
+    mobile = sms_number(request.contact_phone)
+    if request.contact_email and mobile:
         why = "отправка писем и SMS не настроена"
     elif request.contact_email:
         why = "отправка писем не настроена (HOTLINE_SMTP_URL)"
-    elif request.contact_phone:
+    elif mobile:
         why = "отправка SMS не настроена (HOTLINE_SMS_FROM и учётные данные Twilio)"
+    elif request.contact_phone:
+        why = "у заявки нет e-mail, а её телефон не мобильный: SMS не отправить"
     else:
         why = "у заявки нет ни e-mail, ни телефона заказчика"
     return Reach("none", "", why)

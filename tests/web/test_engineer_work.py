@@ -9,9 +9,9 @@ from email.message import EmailMessage
 import pytest
 
 from hotline import registry, reports
-from hotline.mail import outbox
 from hotline.models import EmailMessage as StoredEmail
 from hotline.models import Request, utcnow
+from hotline.notify import outbox
 from hotline.settings import SettingsError
 from tests.web.conftest import login, post
 from web import create_app

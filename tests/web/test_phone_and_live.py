@@ -212,8 +212,8 @@ def test_reply_form_in_the_browser(browser, make_settings, db, accounts, tmp_pat
 
     from werkzeug.serving import make_server
 
-    from hotline.mail import outbox
     from hotline.models import utcnow
+    from hotline.notify import outbox
     from web import create_app
 
     settings = make_settings(HOTLINE_SMTP_URL="smtp://127.0.0.1:2525")

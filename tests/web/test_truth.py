@@ -8,9 +8,10 @@ from email.message import EmailMessage
 import pytest
 
 from hotline import registry
-from hotline.mail import outbox
-from hotline.mail.transport import DeliveryError
 from hotline.models import Request
+from hotline.notify import outbox
+from hotline.notify.channel import DeliveryError
+from hotline.notify.registry import active_channels
 from tests.web.conftest import post
 from web import create_app
 from web.customer import reach
@@ -133,8 +134,10 @@ def test_reach_follows_the_outbox_rules(make_settings):
     assert reach(full, phone).how == "по SMS на +79001234567"
     assert reach(plain, both).why_not == "отправка писем и SMS не настроена"
     assert reach(plain, Request(channel="web")).why_not == "у заявки нет ни e-mail, ни телефона заказчика"
+    assert "не мобильный" in reach(full, Request(contact_phone="+73435674530", channel="phone")).why_not
     for settings, req in ((full, both), (full, phone), (plain, both), (plain, phone)):
-        channel, recipient, why_not = outbox._route(settings, req, "clarification")
+        active = {c.name: c for c in active_channels(settings)}
+        channel, recipient, why_not = outbox._route(active, req, "clarification")
         assert (channel, recipient, why_not is None) == (
             reach(settings, req).channel,
             reach(settings, req).recipient,

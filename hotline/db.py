@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.errors import HotlineError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["Database", "DatabaseUnavailable", "alembic_config", "unavailable", "upgrade"]
 
@@ -110,8 +113,11 @@ class Database:
             yield conn
 
     def upgrade(self) -> None:
+        """Apply the migrations; a database already at the head costs one query, no Alembic."""
         with translate_errors():
-            upgrade(self.engine)
+            head = head_revision()
+            if head is None or current_revision(self.engine) != head:
+                upgrade(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -152,6 +158,8 @@ def unavailable(exc: DBAPIError) -> DatabaseUnavailable | None:
 
 def alembic_config(engine: Engine | None = None, url: str | None = None) -> Config:
     """An Alembic config pointing at the migrations shipped in this package."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(files("hotline") / "migrations"))
     if url:
@@ -163,6 +171,8 @@ def alembic_config(engine: Engine | None = None, url: str | None = None) -> Conf
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply the migrations up to `revision`."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
@@ -172,3 +182,21 @@ def current_revision(engine: Engine) -> str | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+_REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+
+
+@cache
+def head_revision() -> str | None:
+    """The last revision shipped, read from the migration files without importing Alembic
+    (which costs a command a third of a second); None if it cannot be told that way."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (files("hotline") / "migrations" / "versions").iterdir():
+        if not path.name.endswith(".py"):
+            continue
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None

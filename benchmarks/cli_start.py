@@ -86,15 +86,13 @@ def main() -> None:
                 walls[name].append(wall)
                 cpus[name].append(cpu)
     load = os.getloadavg()[0]
-    print(
-        f"`hotline` start to exit, median of {args.runs} runs (load average {load:.1f}, {os.cpu_count()} CPUs)"
-    )
+    cpus_n = os.cpu_count()
+    print(f"`hotline` start to exit, median of {args.runs} runs (load average {load:.1f}, {cpus_n} CPUs)")
     floor = statistics.median(walls["python -c pass (floor)"])
     for name in commands:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
-        print(
-            f"  {name:<40} wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:6.0f} ms  ({wall / floor:4.1f}x python)"
-        )
+        ratio = wall / floor
+        print(f"  {name:<40} wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:6.0f} ms  ({ratio:4.1f}x python)")
 
 
 if __name__ == "__main__":

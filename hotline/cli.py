@@ -39,9 +39,9 @@ class Context:
 
     @cached_property
     def db(self) -> Database:
-        from hotline.db import Database
+        from hotline.db import database_for
 
-        return Database(self.settings.database_url)
+        return database_for(self.settings.database_url)
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -20,7 +21,7 @@ from hotline.errors import HotlineError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["Database", "DatabaseUnavailable", "alembic_config", "unavailable", "upgrade"]
+__all__ = ["Database", "DatabaseUnavailable", "alembic_config", "database_for", "unavailable", "upgrade"]
 
 
 class DatabaseUnavailable(HotlineError):
@@ -121,6 +122,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_databases: dict[str, Database] = {}
+_databases_lock = threading.Lock()
+
+
+def database_for(url: str) -> Database:
+    """This process's database for `url`, made on first use: one engine (and one pool) per
+    process, shared by `hotline serve`'s HTTP threads, its services and its queued jobs."""
+    with _databases_lock:
+        database = _databases.get(url)
+        if database is None:
+            database = _databases[url] = Database(url)
+        return database
 
 
 #: Lower-case fragments of driver messages that mean "no connection", not "bad SQL".

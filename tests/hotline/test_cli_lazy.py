@@ -99,3 +99,17 @@ def test_head_revision_is_the_one_alembic_applies(db: Database):
     db.upgrade()
     assert head_revision() is not None
     assert current_revision(db.engine) == head_revision()
+
+
+def test_commands_services_and_jobs_share_one_database(tmp_path, monkeypatch):
+    """`hotline serve` hands its one Database to HTTP and services; queued jobs find the same one."""
+    from hotline.cli import Context
+    from hotline.db import database_for
+    from hotline.transcription.pipeline import database_for as jobs_database
+
+    url = f"sqlite:///{tmp_path}/hotline.sqlite3"
+    monkeypatch.setenv("HOTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOTLINE_DATABASE_URL", url)
+    database = Context().db
+    assert database is database_for(url) is jobs_database(url)
+    assert database_for(f"sqlite:///{tmp_path}/other.sqlite3") is not database

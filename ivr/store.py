@@ -16,6 +16,7 @@ the changed columns); the ORM session is used only by the port's rare writes
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import mimetypes
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -37,6 +38,22 @@ from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# Every status lookup runs these two: Core statements made once (the ORM's per-query
+# overhead was most of a lookup's cost under a burst of calls).
+_FIND_REQUEST = select(
+    Request.number, Request.kind, Request.status, Request.updated_at, Request.status_changed_at
+).where(Request.number == bindparam("number"))
+# `kind || ''` keeps SQLite off the (kind, at) index, which holds every caller's lookups
+# of the hour (thousands in a burst): the caller's own calls, then their events, are a
+# few rows (measured: 1.3 ms → 0.02 ms a query with 1,000 lookups in the hour).
+_LOOKUPS = select(func.count(CallEvent.id)).where(
+    CallEvent.kind.concat("") == "lookup", CallEvent.at >= bindparam("since")
+)
+_LOOKUPS_BY_NUMBER = _LOOKUPS.join(Call).where(Call.from_number == bindparam("number"))
+_LOOKUPS_OF_CALL = _LOOKUPS.where(CallEvent.call_id == bindparam("call_id"))
 
 
 class DbCallPort:
@@ -61,26 +78,32 @@ class DbCallPort:
     def today(self) -> dt.date:
         return utcnow().astimezone(self.settings.business_hours.timezone).date()
 
+    def _reads(self) -> Connection:
+        """Where the port's reads run (the live store reads elsewhere)."""
+        return self.session.connection()
+
     def find_request(self, number: str) -> RequestInfo | None:
-        request = self.session.scalars(select(Request).where(Request.number == number)).one_or_none()
-        if request is None:
-            return None
-        changed = max(request.updated_at, request.status_changed_at)
+        row = self._reads().execute(_FIND_REQUEST, {"number": number}).first()
+        return None if row is None else self._request_info(*row)
+
+    def _request_info(
+        self, number: str, kind: str, status: str, updated_at: dt.datetime, status_changed_at: dt.datetime
+    ) -> RequestInfo:
+        changed = max(updated_at, status_changed_at)
+        timezone = self.settings.business_hours.timezone
         return RequestInfo(
-            number=request.number,
-            kind=request.kind,
-            status=request.status,
-            changed_on=changed.astimezone(self.settings.business_hours.timezone).date(),
+            number=number, kind=kind, status=status, changed_on=changed.astimezone(timezone).date()
         )
 
     def recent_lookups(self) -> int:
         since = utcnow() - dt.timedelta(hours=1)
-        query = select(func.count(CallEvent.id)).where(CallEvent.kind == "lookup", CallEvent.at >= since)
         if self.call.from_number:
-            query = query.join(Call).where(Call.from_number == self.call.from_number)
+            found = self._reads().execute(
+                _LOOKUPS_BY_NUMBER, {"since": since, "number": self.call.from_number}
+            )
         else:  # a withheld number: only this call's own lookups can be told apart
-            query = query.where(CallEvent.call_id == self.call.id)
-        return self.session.scalar(query) or 0
+            found = self._reads().execute(_LOOKUPS_OF_CALL, {"since": since, "call_id": self.call.id})
+        return found.scalar() or 0
 
     def open_voice_request(self, kind: str, recording: Recording) -> str:
         request = registry.open_request(
@@ -249,6 +272,10 @@ class CallStore:
             self._apply(opened, step)
         self._after_commit(port)
         return step
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn` (a store method, or other blocking work) for an event loop: in a thread."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def save_recording(self, call_id: str, recording: Recording) -> flow.Step:
         """A recording's file arrived apart from the call (Twilio's status callback)."""

@@ -17,11 +17,12 @@ def agi(ctx: Context) -> None:
     """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline))."""
     from ivr.asterisk.fastagi import FastAgiServer
     from ivr.asterisk.session import BACKEND, make_handler
-    from ivr.store import CallStore
+    from ivr.livecalls import LiveCallStore
 
     settings = ctx.settings
     ctx.db.upgrade()
-    handler = make_handler(CallStore(ctx.db, settings, BACKEND), settings)
+    store = LiveCallStore(ctx.db, settings, BACKEND)  # the call log written behind the calls
+    handler = make_handler(store, settings)
 
     async def main() -> None:
         server = FastAgiServer(handler, settings.agi_host, settings.agi_port)
@@ -35,6 +36,7 @@ def agi(ctx: Context) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await server.stop(grace=10)
+        store.close()
         click.echo("hotline: stopped")
 
     with contextlib.suppress(KeyboardInterrupt):

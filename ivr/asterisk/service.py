@@ -12,9 +12,10 @@ from ivr.asterisk.fastagi import AgiService
 def make_agi(settings: Settings, db: Database) -> AgiService:
     """The FastAGI server on HOTLINE_AGI_HOST:HOTLINE_AGI_PORT."""
     from ivr.asterisk.session import BACKEND, make_handler
-    from ivr.store import CallStore
+    from ivr.livecalls import LiveCallStore
 
-    handler = make_handler(CallStore(db, settings, BACKEND), settings)
+    # Calls run in memory, the call log written behind them (written at exit too).
+    handler = make_handler(LiveCallStore(db, settings, BACKEND), settings)
     return AgiService(handler, settings.agi_host, settings.agi_port)
 
 

@@ -10,7 +10,6 @@ really happened, and a recording already on disk is kept and becomes its request
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -70,7 +69,8 @@ class AgiCall:
         self.unsaved: str | None = None  # a recording on disk whose step is not committed yet
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # The store runs it: in a thread, or on the loop when it needs no I/O (ivr.livecalls).
+        return await self.store.run(fn, *args, **kwargs)
 
     async def run(self) -> None:
         """The whole call, from the greeting to the closed call-log entry."""

@@ -526,6 +526,10 @@ class _Writer:
                         op(opened)
                     opened.write()
                     live.id = values["id"]
+                    # Give the GIL back after each call: the event loop gives it up at every
+                    # socket write and would otherwise wait out the writer's whole time slice
+                    # for each one (the convoy effect), which is silence on every line.
+                    time.sleep(0)
             finally:
                 for opened in sessions:
                     if opened._session is not None:

@@ -1,14 +1,20 @@
-"""FastAGI load: N concurrent fake Asterisk sessions walking the status path.
+"""FastAGI load: N concurrent fake Asterisk sessions walking the status path, next to a
+bare FastAGI app under the same load generator.
 
 Starts `hotline agi` in a subprocess (temporary data dir, SQLite by default, or
 --database-url for PostgreSQL), opens a request, then runs `--rounds` waves of
-`--calls` concurrent sessions that speak AGI as Asterisk does: the greeting and menu,
-"1", a request number and "#", the read-back, hang up. Prints calls per second, the
-p50/p99 command round-trip (Asterisk's answer sent → the next command received, so
-it includes the hotline's database work), and checks that no session was lost: every
-call heard its status and every call-log entry was closed.
+`--calls` sessions arriving at once that speak AGI as Asterisk does: the greeting and
+menu, "1", a request number and "#", the read-back, hang up. The bare peer is a
+panoramisk FastAGI application (no database, no call flow) that sends the very
+commands the hotline sent in a first call, in the same order, so both answer the same
+number of commands per call; the waves alternate between the two. Prints commands per
+second, the p50/p99 time from Asterisk's answer to the next command (the silence a
+caller hears, database work included) of both and their ratios, and checks that no
+session was lost: every call heard its status and every call-log entry was closed.
 
-    .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2]
+    .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL]
+
+panoramisk is a benchmark-only dependency (`pip install -e '.[bench]'`).
 
 With `--idle N` it measures a connection flood instead: `hotline serve` (single
 process, HTTP on waitress, started with the 1024 open-file soft limit systemd gives)
@@ -29,6 +35,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import json  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -38,6 +45,7 @@ import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from sqlalchemy import func, select  # noqa: E402
 
@@ -53,7 +61,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_listening(port: int, timeout: float = 30) -> None:
+BARE_APP = """
+import asyncio, json, sys
+from panoramisk.fast_agi import Application
+
+COMMANDS = json.load(open(sys.argv[2]))
+
+async def replay(request):
+    for command in COMMANDS:
+        await request.send_command(command)
+
+async def main():
+    app = Application()
+    app.add_route("hotline", replay)
+    server = await asyncio.start_server(app.handler, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    print("ready", flush=True)  # panoramisk spins on a probe connection: never connect to check
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+async def wait_listening(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -66,28 +96,50 @@ async def wait_listening(port: int, timeout: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
-async def run_load(port: int, number: str, calls: int, rounds: int) -> tuple[float, list[float], int]:
-    round_trips: list[float] = []
-    lost = 0
+class Wave:
+    """What one wave of calls gave: the round-trips, the commands, the lost calls, the time."""
+
+    def __init__(self) -> None:
+        self.round_trips: list[float] = []
+        self.commands = 0
+        self.lost = 0
+        self.elapsed = 0.0
+
+
+async def wave(port: int, number: str, calls: int, tag: str) -> Wave:
+    result = Wave()
+    fakes = [
+        FakeAsterisk(
+            "127.0.0.1",
+            port,
+            uniqueid=f"{tag}.{i}",
+            callerid=f"79{abs(hash(tag)) % 100:02d}{i:07d}",
+            script=["1", number + "#"],
+        )
+        for i in range(calls)
+    ]
     started = time.perf_counter()
-    for r in range(rounds):
-        fakes = [
-            FakeAsterisk(
-                "127.0.0.1",
-                port,
-                uniqueid=f"{1700000000 + r}.{i}",
-                callerid=f"79{r:02d}{i:07d}",
-                script=["1", number + "#"],
-            )
-            for i in range(calls)
-        ]
-        results = await asyncio.gather(*(f.run(timeout=300) for f in fakes), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) or "hotline/ru/status_new" not in result.heard:
-                lost += 1
-            else:
-                round_trips.extend(result.round_trips)
-    return time.perf_counter() - started, round_trips, lost
+    traces = await asyncio.gather(*(f.run(timeout=300) for f in fakes), return_exceptions=True)
+    result.elapsed = time.perf_counter() - started
+    for trace in traces:
+        if isinstance(trace, BaseException) or "hotline/ru/status_new" not in trace.heard:
+            result.lost += 1
+        else:
+            result.round_trips.extend(trace.round_trips)
+            result.commands += len(trace.commands)
+    return result
+
+
+def summary(waves: list[Wave]) -> dict[str, float]:
+    trips = sorted(t for w in waves for t in w.round_trips)
+    commands = sum(w.commands for w in waves)
+    return {
+        "cps": commands / sum(w.elapsed for w in waves),
+        "p50": statistics.median(trips) * 1000 if trips else float("nan"),
+        "p99": trips[max(0, int(len(trips) * 0.99) - 1)] * 1000 if trips else float("nan"),
+        "commands": commands,
+        "lost": sum(w.lost for w in waves),
+    }
 
 
 def _systemd_fd_limit() -> None:
@@ -136,13 +188,13 @@ async def run_flood(agi_port: int, http_port: int, number: str, idle: int, calls
 
     poller = asyncio.create_task(poll_http())
     try:
-        elapsed, trips, lost = await run_load(agi_port, number, calls, 1)
+        result = await wave(agi_port, number, calls, "flood")
     finally:
         done.set()
         await poller
         for s in sockets:
             s.close()
-    return Flood(len(sockets), opened, elapsed, lost, sorted(trips), answers)
+    return Flood(len(sockets), opened, result.elapsed, result.lost, sorted(result.round_trips), answers)
 
 
 def flood(args: argparse.Namespace) -> None:
@@ -193,9 +245,9 @@ def flood(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=500, help="concurrent sessions per round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--calls", type=int, default=500, help="sessions arriving at once in a wave")
+    parser.add_argument("--rounds", type=int, default=2, help="waves of each app")
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument("--idle", type=int, default=0, help="flood mode: idle sockets on the FastAGI port")
     args = parser.parse_args()
     if args.idle:
@@ -209,7 +261,7 @@ def main() -> None:
         with db.session() as session:
             number = registry.open_request(session, kind="incident", channel="web", actor="system").number
             before = session.scalar(select(func.count()).select_from(Call)) or 0
-        port = free_port()
+        port, bare_port = free_port(), free_port()
         env = {
             **os.environ,
             "HOTLINE_DATA_DIR": data_dir,
@@ -220,13 +272,37 @@ def main() -> None:
         }
         hotline = os.path.join(os.path.dirname(sys.executable), "hotline")
         server = subprocess.Popen([hotline, "agi"], env=env, stdout=subprocess.DEVNULL)
+        bare = None
         try:
             asyncio.run(wait_listening(port))
-            elapsed, trips, lost = asyncio.run(run_load(port, number, args.calls, args.rounds))
+            # One call first: the commands the bare app will replay.
+            probe = FakeAsterisk("127.0.0.1", port, uniqueid="probe.1", script=["1", number + "#"])
+            commands = asyncio.run(probe.run()).commands
+            assert "hotline/ru/status_new" in probe.trace.heard, "the first call did not hear its status"
+            (Path(data_dir) / "bare_app.py").write_text(BARE_APP)
+            (Path(data_dir) / "commands.json").write_text(json.dumps(commands))
+            bare = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(data_dir) / "bare_app.py"),
+                    str(bare_port),
+                    f"{data_dir}/commands.json",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+            hot_waves, bare_waves = [], []
+            for r in range(args.rounds):  # alternate: the machine's other load falls on both alike
+                bare_waves.append(asyncio.run(wave(bare_port, number, args.calls, f"bare{r}")))
+                hot_waves.append(asyncio.run(wave(port, number, args.calls, f"{1700000000 + r}")))
         finally:
             server.terminate()
             server.wait(timeout=60)
-        total = args.calls * args.rounds
+            if bare is not None:
+                bare.terminate()
+                bare.wait(timeout=60)
+        total = args.calls * args.rounds + 1
         with db.session() as session:
             closed = session.scalar(
                 select(func.count())
@@ -234,14 +310,18 @@ def main() -> None:
                 .where(Call.ended_at.is_not(None), Call.outcome == "status_heard")
             )
         db.dispose()
-    trips.sort()
-    p99 = trips[int(len(trips) * 0.99) - 1] * 1000 if trips else float("nan")
-    p50 = statistics.median(trips) * 1000 if trips else float("nan")
-    print(f"FastAGI, {args.calls} concurrent sessions x {args.rounds} rounds on {url.split(':')[0]}")
-    print(f"  calls/s: {total / elapsed:.1f}   ({total} calls in {elapsed:.1f} s)")
-    print(f"  command round-trip: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(trips)} commands")
-    print(f"  sessions lost: {lost}; call-log entries closed: {closed - before}/{total}")
-    if lost or closed - before != total:
+    hot, peer = summary(hot_waves), summary(bare_waves)
+    database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}")
+    for name, r in (("bare panoramisk", peer), ("hotline agi    ", hot)):
+        print(
+            f"  {name}: {r['cps']:7.0f} commands/s  answer→next command p50 {r['p50']:6.1f} ms"
+            f"  p99 {r['p99']:7.1f} ms  ({r['commands']:.0f} commands, {r['lost']:.0f} calls lost)"
+        )
+    cps, p99 = hot["cps"] / peer["cps"], hot["p99"] / peer["p99"]
+    print(f"  ratio hotline/bare: commands/s {cps:.2f}x, p99 {p99:.2f}x")
+    print(f"  call-log entries closed: {closed - before}/{total}")
+    if hot["lost"] or peer["lost"] or closed - before != total:
         raise SystemExit(1)
 
 

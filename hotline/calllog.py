@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline import callrows
 from hotline.cleaning import clean_line
 from hotline.db import Database
 from hotline.models import Call, CallEvent, utcnow
-from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.sweeper import Sweeper
 from hotline.vocabulary import Outcome
@@ -33,25 +33,20 @@ def start_call(
     started_at: dt.datetime | None = None,
 ) -> Call:
     """The call with this backend id, made on first sight (webhooks and AMI repeat themselves)."""
-    call = find_call(session, backend, backend_call_id)
-    from_number, to_number = stored_phone(from_number), stored_phone(to_number)
-    caller_name = clean_line(caller_name, 200) or None
-    if call is None:
-        call = Call(
-            backend=backend,
-            backend_call_id=backend_call_id,
-            from_number=from_number,
-            to_number=to_number,
-            caller_name=caller_name,
-            started_at=started_at or utcnow(),
-            flow_state={},
-        )
-        session.add(call)
-        session.flush()
-    else:
-        call.from_number = call.from_number or from_number
-        call.to_number = call.to_number or to_number
-        call.caller_name = call.caller_name or caller_name
+    # The row is found or made by the one write path of `calls` (hotline.callrows), on
+    # the session's connection; the session's own changes go first, then it reads the row.
+    session.flush()
+    values = callrows.start_call(
+        callrows.call_rows(session.connection(), lock=False),
+        backend,
+        backend_call_id,
+        from_number=from_number,
+        to_number=to_number,
+        caller_name=caller_name,
+        started_at=started_at,
+    )
+    call = session.get(Call, values["id"], populate_existing=True)
+    assert call is not None
     return call
 
 

@@ -10,20 +10,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
-from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy.exc import OperationalError
 
 from hotline import registry
 from hotline.cleaning import clean_line, clean_text, printable
-from hotline.db import Database, DatabaseUnavailable
+from hotline.db import DatabaseUnavailable
 from hotline.errors import HotlineError, UserError
 from hotline.models import Request, RequestStatus
 from hotline.phones import display_phone, require_phone
-from hotline.settings import Settings, load_settings
 from hotline.vocabulary import Channel, HistoryAction, RequestKind, label_of
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from hotline.db import Database
+    from hotline.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,11 +36,15 @@ class Context:
 
     @cached_property
     def settings(self) -> Settings:
+        from hotline.settings import load_settings
+
         return load_settings()
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url)
+        from hotline.db import database_for
+
+        return database_for(self.settings.database_url)
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
@@ -55,24 +62,50 @@ def with_db(f: F) -> F:
 
 
 class HotlineGroup(click.Group):
-    """The root group: loads the commands other packages register."""
+    """The root group: other packages' commands are imported only when one of them runs.
 
-    _loaded = False
+    Each entry of the `hotline.commands` entry-point group names one command and the
+    object that is it (click's "lazy group" pattern): `hotline request show` imports
+    none of them, `hotline user add` only `hotline.users.cli`. An entry may also be a
+    `register(group)` function, and a loaded module's own `register` is called as
+    well, so commands added there are never lost; listing (`--help`) loads them all.
+    """
 
-    def _load_plugins(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for ep in entry_points(group="hotline.commands"):
-            register = ep.load()
-            register(self)
+    _entries: dict[str, EntryPoint] | None = None
+    _all_loaded = False
+
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        if self._entries is None:
+            from importlib.metadata import entry_points
+
+            self._entries = {ep.name: ep for ep in entry_points(group="hotline.commands")}
+        return self._entries
+
+    def _load(self, ep: EntryPoint) -> None:
+        obj = ep.load()
+        if isinstance(obj, click.Command):
+            self.commands.setdefault(ep.name, obj)
+            obj = getattr(sys.modules[ep.module], "register", None)
+        if callable(obj):
+            obj(self)
+
+    def _load_all(self) -> None:
+        if not self._all_loaded:
+            self._all_loaded = True
+            for ep in self._entry_points().values():
+                self._load(ep)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_plugins()
+        self._load_all()
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self._load_plugins()
+        if cmd_name not in self.commands:
+            ep = self._entry_points().get(cmd_name)
+            if ep is not None:
+                self._load(ep)
+            if cmd_name not in self.commands:
+                self._load_all()
         return super().get_command(ctx, cmd_name)
 
 
@@ -245,11 +278,15 @@ def main(argv: list[str] | None = None) -> None:
     except DatabaseUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(3)
-    except OperationalError as exc:
-        click.echo(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", err=True)
-        sys.exit(3)
     except HotlineError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        from sqlalchemy.exc import OperationalError  # imported already if a command used the database
+
+        if not isinstance(exc, OperationalError):
+            raise
+        click.echo(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", err=True)
+        sys.exit(3)

@@ -23,13 +23,12 @@ import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import cache
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline import registry
-from hotline.db import Database, DatabaseUnavailable
+from hotline.db import Database, DatabaseUnavailable, database_for
 from hotline.errors import StorageError
 from hotline.models import Attachment, Request, RequestKind, Transcript, TranscriptionState, utcnow
 from hotline.numbers import find_request_numbers
@@ -95,12 +94,6 @@ def linked_requests(session: Session, transcript: Transcript) -> list[Request]:
     found = {r.number: r for r in session.scalars(select(Request).where(Request.number.in_(numbers)))}
     own = transcript.attachment.request_id if transcript.attachment else None
     return [found[n] for n in numbers if n in found and found[n].id != own]
-
-
-@cache
-def database_for(url: str) -> Database:
-    """The database of this worker process, made once."""
-    return Database(url)
 
 
 def run_transcription_job(

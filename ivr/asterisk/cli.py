@@ -19,13 +19,14 @@ def agi(ctx: Context) -> None:
     from ivr.asterisk.fastagi import FastAgiServer, raise_fd_limit
     from ivr.asterisk.service import warn_if_recordings_unwritable
     from ivr.asterisk.session import BACKEND, make_handler
-    from ivr.store import CallStore
+    from ivr.livecalls import LiveCallStore
 
     settings = ctx.settings
     ctx.db.upgrade()
     warn_if_recordings_unwritable(settings)
     raise_fd_limit()
-    handler = make_handler(CallStore(ctx.db, settings, BACKEND), settings)
+    store = LiveCallStore(ctx.db, settings, BACKEND)  # the call log written behind the calls
+    handler = make_handler(store, settings)
 
     async def main() -> None:
         server = FastAgiServer(
@@ -55,6 +56,7 @@ def agi(ctx: Context) -> None:
                 f"{settings.agi_drain_seconds} s to finish (HOTLINE_AGI_DRAIN_SECONDS)"
             )
         await server.stop(grace=settings.agi_drain_seconds)
+        store.close()
         click.echo("hotline: stopped")
 
     with contextlib.suppress(KeyboardInterrupt):

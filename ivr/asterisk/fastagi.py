@@ -440,7 +440,10 @@ class AgiService:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
         drain_seconds: float = 5.0,
+        after_stop: Callable[[], None] | None = None,
     ):
+        """`after_stop` runs once the calls in progress are drained (the store's close)."""
+        self._after_stop = after_stop
         self._server = FastAgiServer(
             handler, host, port, max_sessions=max_sessions, answer_timeout=answer_timeout
         )
@@ -467,8 +470,12 @@ class AgiService:
         self.name = f"FastAGI on agi://{self._host}:{self.port}"
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._server.stop(grace=self._drain))
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._server.stop(grace=self._drain))
+        finally:
+            self._loop.close()
+            if self._after_stop is not None:
+                self._after_stop()
 
     def start(self) -> None:
         raise_fd_limit()

@@ -51,17 +51,20 @@ def warn_if_recordings_unwritable(settings: Settings) -> None:
 def make_agi(settings: Settings, db: Database) -> AgiService:
     """The FastAGI server on HOTLINE_AGI_HOST:HOTLINE_AGI_PORT."""
     from ivr.asterisk.session import BACKEND, make_handler
-    from ivr.store import CallStore
+    from ivr.livecalls import LiveCallStore
 
     warn_if_recordings_unwritable(settings)
-    handler = make_handler(CallStore(db, settings, BACKEND), settings)
+    # Calls run in memory, the call log written behind them: on stop, the calls in
+    # progress are drained, then the store writes what is queued (at exit too).
+    store = LiveCallStore(db, settings, BACKEND)
     return AgiService(
-        handler,
+        make_handler(store, settings),
         settings.agi_host,
         settings.agi_port,
         max_sessions=settings.agi_max_sessions,
         answer_timeout=settings.agi_answer_timeout,
         drain_seconds=settings.agi_drain_seconds,
+        after_stop=store.close,
     )
 
 

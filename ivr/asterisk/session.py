@@ -106,7 +106,8 @@ class AgiCall:
         self.missing: set[str] = set()  # prompts Asterisk could not play in this call
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # The store runs it: in a thread, or on the loop when it needs no I/O (ivr.livecalls).
+        return await self.store.run(fn, *args, **kwargs)
 
     async def run(self) -> None:
         """The whole call, from the greeting to the closed call-log entry."""

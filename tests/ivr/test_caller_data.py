@@ -6,18 +6,23 @@ import pytest
 
 from hotline import registry
 from ivr import flow
+from ivr.livecalls import LiveCallStore
 from ivr.store import CallStore
 from tests.ivr.test_store import make_wav
 
 
-@pytest.fixture
-def store(any_db, make_settings):
+@pytest.fixture(params=[CallStore, LiveCallStore])
+def store(request, any_db, make_settings):
+    """The in-line store and the live one (FastAGI's: calls in memory, log written behind)."""
     settings = make_settings(
         HOTLINE_DATABASE_URL=any_db.url,
         HOTLINE_LOOKUPS_PER_HOUR="3",
         HOTLINE_WITHHELD_LOOKUPS_PER_HOUR="4",
     )
-    return CallStore(any_db, settings, "asterisk")
+    store = request.param(any_db, settings, "asterisk")
+    yield store
+    if isinstance(store, LiveCallStore):
+        store.close()
 
 
 def _awaiting(store, phone: str | None) -> str:

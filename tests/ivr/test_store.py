@@ -149,10 +149,10 @@ def test_writers_of_one_sqlite_file_queue_across_stores(db, make_settings):
     first = CallStore(db, make_settings(HOTLINE_DATABASE_URL=db.url), "twilio")
     second = CallStore(Database(db.url), make_settings(HOTLINE_DATABASE_URL=db.url), "twilio")
     entered = threading.Event()
-    with first._writing:
-        worker = threading.Thread(target=lambda: (second._writing.__enter__(), entered.set()))
+    with first.rows.writer_lock:
+        worker = threading.Thread(target=lambda: (second.rows.writer_lock.__enter__(), entered.set()))
         worker.start()
         assert not entered.wait(0.3)  # held by the first store's lock file
     assert entered.wait(10)
-    second._writing.__exit__(None, None, None)
+    second.rows.writer_lock.__exit__(None, None, None)
     worker.join(10)

@@ -1,0 +1,99 @@
+"""`hotline` start time: how long request and user commands take, start to exit.
+
+Runs each command `--runs` times in turns (like hyperfine, one after the other so
+the machine's other load falls on all alike) against a temporary data dir with one
+request and one engineer, and prints the median wall and CPU time of each, next to
+two floors measured in the same run: the bare interpreter and `import sqlalchemy.orm`
+(which a command that reads the database cannot avoid). `--hotline PATH` (repeatable)
+compares several installs, e.g. an older checkout's venv.
+
+    .venv/bin/python benchmarks/cli_start.py [--runs 15] [--hotline .venv/bin/hotline]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of `command`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--hotline", action="append", help="a `hotline` executable (default: this venv's)")
+    args = parser.parse_args()
+    executables = args.hotline or [os.path.join(os.path.dirname(sys.executable), "hotline")]
+    with tempfile.TemporaryDirectory(prefix="hotline-cli-bench-") as tmp:
+        env = {**os.environ, "HOTLINE_DATA_DIR": tmp, "HOTLINE_SECRET_KEY": "bench"}
+        env.pop("HOTLINE_DATABASE_URL", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # an operator's install keeps its compiled modules
+        first = executables[0]
+        subprocess.run([first, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        opened = subprocess.run(
+            [first, "request", "open", "--kind", "incident", "--phone", "+79001234567", "--text", "Линия 3"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        number = opened.stdout.strip()
+        subprocess.run(
+            [first, "user", "add", "ivanov", "--name", "Иван Иванов", "--role", "admin"],
+            env=env,
+            input="пароль-для-замера-1\nпароль-для-замера-1\n",
+            text=True,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        python = str(Path(first).with_name("python"))
+        commands: dict[str, list[str]] = {
+            "python -c pass (floor)": [python, "-c", "pass"],
+            "import sqlalchemy.orm (floor)": [python, "-c", "import sqlalchemy.orm"],
+        }
+        for exe in executables:
+            tag = f" [{exe}]" if len(executables) > 1 else ""
+            commands[f"hotline request show{tag}"] = [exe, "request", "show", number]
+            commands[f"hotline request list{tag}"] = [exe, "request", "list"]
+            commands[f"hotline user list{tag}"] = [exe, "user", "list"]
+        for command in commands.values():  # compile and cache once
+            timed(command, env)
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, command in commands.items():
+                wall, cpu = timed(command, env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    load = os.getloadavg()[0]
+    cpus_n = os.cpu_count()
+    print(f"`hotline` start to exit, median of {args.runs} runs (load average {load:.1f}, {cpus_n} CPUs)")
+    floor = statistics.median(walls["python -c pass (floor)"])
+    for name in commands:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        ratio = wall / floor
+        print(f"  {name:<40} wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:6.0f} ms  ({ratio:4.1f}x python)")
+
+
+if __name__ == "__main__":
+    main()

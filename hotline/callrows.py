@@ -1,0 +1,325 @@
+"""Call rows: the one write path of the `calls` table and its `call_events`.
+
+`CallRows` is the small protocol: find a call by its backend id, insert one, update
+the columns that changed, insert events. Two implementations hold to it (one contract
+test, on SQLite and PostgreSQL): `CoreRows` with SQLAlchemy Core on any database, and
+`SqliteRows` on the sqlite3 driver's own cursor, with the columns' own conversions,
+because every webhook and FastAGI step writes a call row and Core's per-statement
+overhead was most of their cost. `call_rows(conn)` picks the right one.
+
+`start_call` is the find-or-make rule every writer of a call shares (the store, the
+AMI log, call-backs through `hotline.calllog`). `CallRowStore` opens the transaction
+these statements run in: on SQLite one writer at a time (`WriterLock`) and a
+transaction begun on the driver (`driver_transaction`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from hotline.cleaning import clean_line
+from hotline.models import Call, CallEvent, utcnow
+from hotline.phones import stored_phone
+
+CALLS = cast(Table, Call.__table__)
+EVENTS = cast(Table, CallEvent.__table__)
+EVENT_COLUMNS = ("call_id", "at", "kind", "detail", "data")
+FIND_CALL = select(*CALLS.c).where(
+    CALLS.c.backend == bindparam("backend"), CALLS.c.backend_call_id == bindparam("call_id")
+)
+_FIND_CALL_LOCKED = FIND_CALL.with_for_update()
+_INSERT_CALL = insert(CALLS)
+_INSERT_EVENTS = insert(EVENTS)
+# The SET clause follows the parameters given (the columns a step changed).
+_UPDATE_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id_"))
+
+
+class CallRows(Protocol):
+    """The call rows and their events on one connection, inside its transaction."""
+
+    def find(self, backend: str, backend_call_id: str) -> dict[str, Any] | None:
+        """The call's columns by key, None if there is no such call (locked on PostgreSQL)."""
+
+    def insert_call(self, values: dict[str, Any]) -> int:
+        """Insert a call (`values` has every column; a None id is the database's); its id."""
+
+    def update_call(self, id_: int, changed: dict[str, Any]) -> None:
+        """Set these columns of the call."""
+
+    def insert_events(self, events: list[dict[str, Any]]) -> None:
+        """Insert events, each with the keys of EVENT_COLUMNS."""
+
+
+class CoreRows:
+    """Call rows through SQLAlchemy Core (any database)."""
+
+    def __init__(self, conn: Connection, *, lock: bool = True):
+        self.conn = conn
+        # The row lock serialises the steps of one call on PostgreSQL (webhooks of one
+        # call may arrive together); SQLite's BEGIN IMMEDIATE already serialises writers.
+        self.find_call = _FIND_CALL_LOCKED if lock and conn.dialect.name != "sqlite" else FIND_CALL
+
+    def find(self, backend: str, backend_call_id: str) -> dict[str, Any] | None:
+        found = self.conn.execute(self.find_call, {"backend": backend, "call_id": backend_call_id})
+        row = found.mappings().first()
+        return dict(row) if row is not None else None
+
+    def insert_call(self, values: dict[str, Any]) -> int:
+        given = {k: v for k, v in values.items() if v is not None}  # the id comes from the database
+        return cast(int, self.conn.execute(_INSERT_CALL, given).inserted_primary_key[0])  # type: ignore[index]
+
+    def update_call(self, id_: int, changed: dict[str, Any]) -> None:
+        if changed:
+            self.conn.execute(_UPDATE_CALL, {**changed, "call_id_": id_})
+
+    def insert_events(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self.conn.execute(_INSERT_EVENTS, events)
+
+
+class _SqliteStatements:
+    """The statements as SQL for the sqlite3 driver, with the columns' own conversions
+    (SQLAlchemy's bind and result processors), made once per dialect."""
+
+    def __init__(self, dialect: Dialect):
+        quote = dialect.identifier_preparer.quote
+        self.keys = [c.key for c in CALLS.c]
+        names = ", ".join(quote(c.name) for c in CALLS.c)
+        self.find = f"SELECT {names} FROM calls WHERE backend = ? AND backend_call_id = ?"
+        self.insert_call = f"INSERT INTO calls ({names}) VALUES ({', '.join('?' for _ in CALLS.c)})"
+        event_names = ", ".join(quote(EVENTS.c[k].name) for k in EVENT_COLUMNS)
+        self.insert_events = f"INSERT INTO call_events ({event_names}) VALUES (?, ?, ?, ?, ?)"
+        self.quote = quote
+        self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in CALLS.c]
+        self.binds = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in CALLS.c}
+        self.event_binds = [
+            EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS
+        ]
+        self.names = {c.key: c.name for c in CALLS.c}
+
+    def bind(self, key: str, value: Any) -> Any:
+        process = self.binds[key]
+        return process(value) if process is not None and value is not None else value
+
+
+_statements: dict[int, _SqliteStatements] = {}
+
+
+class SqliteRows:
+    """Call rows on the sqlite3 connection under SQLAlchemy's (or the driver's) transaction."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        key = id(conn.dialect)
+        if key not in _statements:  # a dialect lives as long as its engine
+            _statements[key] = _SqliteStatements(conn.dialect)
+        self.s = _statements[key]
+
+    def _run(self, sql: str, params: Any, many: bool = False) -> Any:
+        try:
+            return (self.cursor.executemany if many else self.cursor.execute)(sql, params)
+        except self.conn.dialect.loaded_dbapi.Error as exc:  # as Core would raise it
+            raise driver_error(self.conn, sql, params, exc) from exc
+
+    def find(self, backend: str, backend_call_id: str) -> dict[str, Any] | None:
+        row = self._run(self.s.find, (backend, backend_call_id)).fetchone()
+        if row is None:
+            return None
+        return {
+            key: process(value) if process is not None else value
+            for key, process, value in zip(self.s.keys, self.s.results, row, strict=True)
+        }
+
+    def insert_call(self, values: dict[str, Any]) -> int:
+        self._run(self.s.insert_call, [self.s.bind(k, values.get(k)) for k in self.s.keys])
+        return cast(int, self.cursor.lastrowid)
+
+    def update_call(self, id_: int, changed: dict[str, Any]) -> None:
+        if not changed:
+            return
+        sets = ", ".join(f"{self.s.quote(self.s.names[k])} = ?" for k in changed)
+        params = [self.s.bind(k, v) for k, v in changed.items()]
+        self._run(f"UPDATE calls SET {sets} WHERE id = ?", [*params, id_])
+
+    def insert_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        binds = self.s.event_binds
+        rows = [
+            [
+                p(e[k]) if p is not None and e[k] is not None else e[k]
+                for k, p in zip(EVENT_COLUMNS, binds, strict=True)
+            ]
+            for e in events
+        ]
+        self._run(self.s.insert_events, rows, many=True)
+
+
+def call_rows(conn: Connection, *, lock: bool = True) -> CallRows:
+    """The fastest CallRows for this connection's database (in a transaction already)."""
+    return SqliteRows(conn) if conn.dialect.name == "sqlite" else CoreRows(conn, lock=lock)
+
+
+def new_call(
+    backend: str,
+    backend_call_id: str,
+    *,
+    from_number: str | None = None,
+    to_number: str | None = None,
+    caller_name: str | None = None,
+    started_at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """A call's columns before its insert: every column, the id still None."""
+    values: dict[str, Any] = {c.key: None for c in CALLS.c}
+    values.update(
+        backend=backend,
+        backend_call_id=backend_call_id,
+        from_number=from_number,
+        to_number=to_number,
+        caller_name=caller_name,
+        started_at=started_at or utcnow(),
+        flow_state={},
+    )
+    return values
+
+
+def start_call(
+    rows: CallRows,
+    backend: str,
+    backend_call_id: str,
+    *,
+    from_number: str | None = None,
+    to_number: str | None = None,
+    caller_name: str | None = None,
+    started_at: dt.datetime | None = None,
+    starts: bool = False,
+) -> dict[str, Any]:
+    """The call with this backend id, made on first sight (webhooks and AMI repeat
+    themselves); a number or name that comes late fills its gap.
+
+    What the backend says is untrusted: phones are stored as `hotline.phones` keeps
+    them (E.164, or the cleaned text), the name cleaned to one line. `starts`: the
+    backend says a call begins; a call with this id that has ended is an old one (a
+    reused id), renamed out of the way so the new call starts afresh.
+    """
+    from_number, to_number = stored_phone(from_number), stored_phone(to_number)
+    caller_name = clean_line(caller_name, 200) or None
+    values = rows.find(backend, backend_call_id)
+    if values is not None and starts and values["ended_at"] is not None:
+        rows.update_call(values["id"], {"backend_call_id": f"{backend_call_id}#{values['id']}"[:120]})
+        values = None
+    if values is None:
+        values = new_call(
+            backend,
+            backend_call_id,
+            from_number=from_number,
+            to_number=to_number,
+            caller_name=caller_name,
+            started_at=started_at,
+        )
+        values["id"] = rows.insert_call(values)
+        return values
+    given = {"from_number": from_number, "to_number": to_number, "caller_name": caller_name}
+    gaps = {k: v for k, v in given.items() if v and not values[k]}
+    if gaps:
+        rows.update_call(values["id"], gaps)
+        values.update(gaps)
+    return values
+
+
+def driver_error(conn: Connection, sql: str, params: Any, exc: Exception) -> DBAPIError:
+    """A driver's error as SQLAlchemy would raise it."""
+    return cast(DBAPIError, DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error))
+
+
+@contextmanager
+def driver_transaction(conn: Connection) -> Iterator[None]:
+    """One SQLite transaction begun and ended on the driver's connection.
+
+    SQLAlchemy's begin and commit cost as much as a step's statements; a session
+    made later in it joins it (see `hotline.db`) and then commits through SQLAlchemy.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(conn, "BEGIN IMMEDIATE", (), exc) from exc
+    try:
+        yield
+    except BaseException:
+        driver.rollback()
+        raise
+    try:
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            driver.commit()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        driver.rollback()
+        raise driver_error(conn, "COMMIT", (), exc) from exc
+
+
+class WriterLock:
+    """One SQLite writer at a time among this process's threads and, for a database
+    file, every process using it (an flock on a file beside it)."""
+
+    def __init__(self, database: str | None):
+        self._threads = threading.Lock()
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+class CallRowStore:
+    """Transactions for call rows on one engine: `with store.transaction() as (conn, rows)`."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time and makes the others sleep and poll
+        # (busy_timeout), which turns contention into second-long stalls; queueing
+        # the writers of every process on a lock is much fairer and faster.
+        self.writer_lock: AbstractContextManager[object] = (
+            WriterLock(engine.url.database) if self.sqlite else nullcontext()
+        )
+
+    @contextmanager
+    def transaction(self, *, lock: bool = True) -> Iterator[tuple[Connection, CallRows]]:
+        """A connection in one write transaction and the call rows on it; committed on success."""
+        # The connection is taken from the pool before queueing for the writer lock,
+        # which every step of every process waits for: keep the work under it short.
+        with (
+            self.engine.connect() as conn,
+            self.writer_lock,
+            driver_transaction(conn) if self.sqlite else conn.begin(),
+        ):
+            yield conn, call_rows(conn, lock=lock)

@@ -1,0 +1,599 @@
+"""Calls in progress held in memory, their call log written behind them.
+
+`LiveCallStore` is the `CallStore` of a backend whose calls stay with one process
+from start to end (FastAGI: the call is one socket). It keeps each call's flow state
+in memory and runs the flow there, so a caller never waits on a database write
+between two prompts: a step's call-log writes (events, flow state, outcome, the end
+of the call) are queued, and one writer thread per store writes the queue of every
+call in one transaction at a time (with 500 calls arriving at once, tens of
+transactions instead of thousands, and no caller queued behind another's commit).
+
+What still reaches the database on the caller's path is what the caller waits for
+anyway: reading a request's status (a read, no write lock), and the rare steps that
+write a request or store a recording — those wait for the call's queued log, then
+run as one `CallStore` transaction, as every step did before. The call log survives
+a hang-up at any step: the hang-up is one more queued write; the queue is written
+before the process exits (`close`, also at interpreter exit), and while the database
+is down the writer keeps the queue and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import datetime as dt
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from hotline import calllog, callrows
+from hotline.db import Database, DatabaseUnavailable, translate_errors
+from hotline.models import utcnow
+from hotline.phones import stored_phone
+from hotline.settings import Settings
+from hotline.vocabulary import CallEventKind, Outcome
+from ivr import flow
+from ivr.flow import CallState, Recording, RequestInfo
+from ivr.speech import render_text
+from ivr.store import (
+    _FIND_REQUEST,
+    _LOOKUPS_BY_NUMBER,
+    _LOOKUPS_OF_CALL,
+    _LOOKUPS_WITHHELD,
+    CallStore,
+    DbCallPort,
+    _CallRow,
+    _OpenCall,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Calls written in one transaction at most (the writer lock is held that long).
+BATCH_CALLS = 500
+#: Seconds the writer lets writes gather after a transaction.
+GATHER_SECONDS = 0.02
+#: Seconds between two tries while the database is down.
+RETRY_SECONDS = 1.0
+#: Seconds a writing step waits for its call's queued writes.
+WAIT_SECONDS = 30.0
+
+Op = Callable[[_OpenCall], None]
+
+
+@dataclass(eq=False)
+class LiveCall:
+    """One call in progress: what the flow needs between steps, and its unwritten log."""
+
+    call_id: str
+    from_number: str | None
+    to_number: str | None
+    state: CallState = field(default_factory=lambda: CallState.from_json({}))  # flow.handle never changes it
+    id: int | None = None  # the row's id, once written
+    ops: list[Op] = field(default_factory=list)  # queued writes, in order
+    queued: int = 0  # writes queued so far
+    written: int = 0  # writes committed so far
+    pending_lookups: int = 0  # status lookups queued, not yet committed
+    starts: bool = False  # its start is queued: a call with its id that has ended is an old one
+
+
+class _SqliteQuery:
+    """A Core SELECT as SQL for the sqlite3 driver, with its columns' own conversions."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect):
+        self.compiled = statement.compile(dialect=dialect)
+        self.sql = str(self.compiled)
+        self.names = list(self.compiled.positiontup or [])
+        self.binds: dict[str, Any] = dict(self.compiled._bind_processors)
+        self.results = [
+            c.type._cached_result_processor(dialect, None)  # type: ignore[attr-defined]
+            for c in statement.selected_columns
+        ]
+
+    def run(self, cursor: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        values = self.compiled.construct_params(params)
+        args = []
+        for name in self.names:
+            value, process = values[name], self.binds.get(name)
+            args.append(process(value) if process is not None and value is not None else value)
+        row = cursor.execute(self.sql, args).fetchone()
+        if row is None:
+            return None
+        return tuple(p(v) if p is not None else v for p, v in zip(self.results, row, strict=True))
+
+
+class _SqliteReads:
+    """The status lookup's reads on one sqlite3 connection (the event loop's)."""
+
+    def __init__(self, driver: Any, dialect: Dialect):
+        self.cursor = driver.cursor()
+        self.find_request = _SqliteQuery(_FIND_REQUEST, dialect)  # type: ignore[arg-type]
+        self.counts = {
+            id(query): _SqliteQuery(query, dialect)
+            for query in (_LOOKUPS_BY_NUMBER, _LOOKUPS_OF_CALL, _LOOKUPS_WITHHELD)
+        }
+
+
+class _NeedsIO(Exception):
+    """The step reads or writes the database: it runs in a thread, not on the event loop."""
+
+
+class _NeedsWrite(Exception):
+    """The step writes a request or a file: it runs in a transaction of its own."""
+
+
+class _LivePort(DbCallPort):
+    """The port of an in-memory step: reads through a read-only session, no writes."""
+
+    def __init__(self, store: LiveCallStore, live: LiveCall, session: Callable[[], Session], io: bool):
+        row = _CallRow({"id": live.id, "from_number": live.from_number, "backend": store.backend})
+        super().__init__(session, store.settings, row)  # type: ignore[arg-type]
+        self.store = store
+        self.live = live
+        self.io = io
+
+    def find_request(self, number: str) -> RequestInfo | None:
+        fast = self.store._sqlite_reads(self.io)
+        if fast is None:
+            return super().find_request(number)
+        row = fast.find_request.run(fast.cursor, {"number": number})
+        return None if row is None else self._request_info(*row)
+
+    def _count(self, query: Select[Any], **params: Any) -> int:
+        # Lookups still in the queue count too (read first: at worst one is counted twice).
+        if query is _LOOKUPS_BY_NUMBER:
+            queued = self.store.writer.queued_lookups(params["number"])
+        elif query is _LOOKUPS_WITHHELD:
+            queued = self.store.writer.queued_lookups(None)
+        else:
+            queued = self.live.pending_lookups
+        fast = self.store._sqlite_reads(self.io)
+        if fast is None:
+            return queued + super()._count(query, **params)
+        row = fast.counts[id(query)].run(fast.cursor, params)
+        return queued + ((row[0] if row else 0) or 0)
+
+    def open_voice_request(self, kind: str, recording: Recording) -> str:
+        raise _NeedsWrite
+
+    def add_information(self, number: str, recording: Recording) -> None:
+        raise _NeedsWrite
+
+    def attach_recording(self, number: str, recording: Recording) -> None:
+        raise _NeedsWrite
+
+
+class LiveCallStore(CallStore):
+    """A `CallStore` whose calls run in memory and whose call log is written behind."""
+
+    def __init__(self, db: Database, settings: Settings, backend: str):
+        super().__init__(db, settings, backend)
+        self._calls: dict[str, LiveCall] = {}
+        self._lock = threading.Lock()
+        self._loop_conn: Any = None  # a pooled DBAPI connection, the loop's alone
+        self._loop_reads: _SqliteReads | None = None
+        self.writer = _Writer(self)
+
+    # --- the CallStore interface ----------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store method for the event loop: a step that needs no I/O (most of them)
+        runs right there; one that reads or writes the database goes to a thread."""
+        if fn in (self.handle, self.hang_up):
+            try:
+                return cast(T, fn(*args, _io=False, **kwargs))
+            except _NeedsIO:
+                pass
+        elif fn == self.log:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
+        """Queue an event of the call."""
+        live = self._live(call_id)
+        at = utcnow()
+        self.writer.submit(live, lambda o: _log(o, at, kind, detail, data))
+
+    def handle(
+        self,
+        call_id: str,
+        event: flow.Event,
+        *,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        seq: int | None = None,
+        _io: bool = True,
+    ) -> flow.Step:
+        """Apply one event in memory; its writes are queued (a writing step runs at once)."""
+        live = self._live(call_id, from_number, to_number)
+        if seq is None:
+            step = self._in_memory(live, event, _io)
+            if step is not None:
+                starts = isinstance(event, flow.CallStarted)
+                answered = utcnow() if starts else None
+                if starts and live.id is None:
+                    with self.writer._cond:
+                        live.starts = True  # the writer makes it a new call if the id was used
+                self._queue_step(live, step, answered=answered)
+                return step
+        if not _io:
+            raise _NeedsIO
+        self._wait_written(live)
+        step = super().handle(call_id, event, from_number=from_number, to_number=to_number, seq=seq)
+        live.state = step.state
+        return step
+
+    def hang_up(
+        self,
+        call_id: str,
+        *,
+        backend_status: str | None = None,
+        duration_seconds: int | None = None,
+        hangup_cause: str | None = None,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        outcome: str | None = None,
+        _io: bool = True,
+    ) -> flow.Step:
+        """The end of the call: its last writes are queued, and memory lets it go.
+
+        `outcome` as in `CallStore.hang_up`: it replaces only no outcome or `abandoned`.
+        """
+        live = self._live(call_id, from_number, to_number)
+        try:
+            step = self._in_memory(live, flow.Hangup(), _io)
+        except _NeedsIO:
+            raise  # tried again in a thread: the call stays
+        except BaseException:
+            self._forget(call_id)
+            raise
+        try:
+            if step is None:
+                self._wait_written(live)
+                return super().hang_up(
+                    call_id,
+                    backend_status=backend_status,
+                    duration_seconds=duration_seconds,
+                    hangup_cause=hangup_cause,
+                    from_number=from_number,
+                    to_number=to_number,
+                    outcome=outcome,
+                )
+            if outcome and step.state.outcome in (None, Outcome.ABANDONED):
+                step.state.outcome = outcome
+            ended = utcnow()
+            self._queue_step(live, step)
+
+            def end(o: _OpenCall) -> None:
+                calllog.end_call(
+                    o.session,
+                    o.call,
+                    backend_status=backend_status,
+                    duration_seconds=duration_seconds,
+                    hangup_cause=hangup_cause,
+                    ended_at=ended,
+                )
+
+            self.writer.submit(live, end)
+            return step
+        finally:
+            self._forget(call_id)
+
+    def save_recording(self, call_id: str, recording: Recording) -> flow.Step:
+        live = self._calls.get(call_id)
+        if live is not None:
+            self._wait_written(live)
+        step = super().save_recording(call_id, recording)
+        if live is not None:
+            live.state = step.state
+        return step
+
+    def known(self, call_id: str) -> bool:
+        """True if a call with this id was ever seen: in memory, queued, or in the log."""
+        with self._lock:
+            if call_id in self._calls:
+                return True
+        return self.writer.has_queued(call_id) or super().known(call_id)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every write queued so far is committed; False if the time ran out."""
+        return self.writer.flush(None, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (trying for `timeout` seconds) and stop the writer."""
+        self.writer.close(timeout)
+
+    # --- in memory --------------------------------------------------------------------
+
+    def _wait_written(self, live: LiveCall) -> None:
+        """Before a step of its own transaction: the call's queued writes, committed."""
+        if not self.writer.flush(live, WAIT_SECONDS):
+            raise self.writer.down or DatabaseUnavailable("database unavailable: the call log is not written")
+
+    def _live(self, call_id: str, from_number: str | None = None, to_number: str | None = None) -> LiveCall:
+        # As the call row will hold them (hotline.callrows cleans them again, at no cost).
+        from_number, to_number = stored_phone(from_number), stored_phone(to_number)
+        with self._lock:
+            live = self._calls.get(call_id)
+            if live is None:
+                live = self._calls[call_id] = LiveCall(call_id, from_number, to_number)
+        live.from_number = live.from_number or from_number
+        live.to_number = live.to_number or to_number
+        return live
+
+    def _sqlite_reads(self, io: bool) -> _SqliteReads | None:
+        """On the event loop and SQLite: the loop's own sqlite3 connection, each read in
+        autocommit (a local file read under WAL waits for no writer and costs tens of
+        microseconds, less than the trip to a thread). Otherwise None: a thread's session."""
+        if io:
+            return None
+        if not self.rows.sqlite:
+            raise _NeedsIO  # a server's round trip must not stop the loop
+        if self._loop_reads is None:
+            self._loop_conn = self.db.engine.raw_connection()
+            self._loop_reads = _SqliteReads(self._loop_conn.driver_connection, self.db.engine.dialect)
+        return self._loop_reads
+
+    def _forget(self, call_id: str) -> None:
+        with self._lock:
+            self._calls.pop(call_id, None)
+
+    def _in_memory(self, live: LiveCall, event: flow.Event, io: bool) -> flow.Step | None:
+        """The step run in memory, reading through its own session; None if it must write.
+
+        Without `io` (on the event loop) a step that would read raises _NeedsIO.
+        """
+        if not io:  # on the loop: no session (a read goes through _sqlite_reads)
+            port = _LivePort(self, live, _no_session, io)
+            try:
+                step = flow.handle(live.state, event, port, self.config)
+            except _NeedsWrite:
+                raise _NeedsIO from None
+        else:
+            with _read_session(self.db) as session:
+                port = _LivePort(self, live, session, io)
+                try:
+                    step = flow.handle(live.state, event, port, self.config)
+                except _NeedsWrite:
+                    return None
+        live.state = step.state
+        return step
+
+    def _queue_step(self, live: LiveCall, step: flow.Step, answered: dt.datetime | None = None) -> None:
+        at = utcnow()
+        state = step.state.to_json()
+        lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
+        # What the caller heard, word for word (as CallStore._apply logs it).
+        said = [render_text(a.segments) for a in step.actions if isinstance(a, flow.Speak)]
+        numbers = (live.from_number, live.to_number)
+
+        def write(o: _OpenCall) -> None:
+            call = o.call
+            call.from_number = call.from_number or numbers[0]
+            call.to_number = call.to_number or numbers[1]
+            if answered is not None:
+                call.answered_at = call.answered_at or answered
+            for entry in step.log:
+                _log(o, at, entry.kind, entry.detail, entry.data)
+            for text in said:
+                _log(o, at, CallEventKind.SAID, text, {})
+            call.flow_state = state
+            if step.state.outcome:
+                call.outcome = step.state.outcome
+            if step.state.step == flow.StepName.ENDED and call.ended_at is None:
+                calllog.end_call(o.session, call, ended_at=at)
+
+        self.writer.submit(live, write, lookups)
+
+
+def _log(opened: _OpenCall, at: dt.datetime, kind: str, detail: str, data: dict[str, Any]) -> None:
+    opened.events.append({"call_id": opened.call.id, "at": at, "kind": kind, "detail": detail, "data": data})
+
+
+def _no_session() -> Session:
+    raise _NeedsIO
+
+
+@contextmanager
+def _read_session(db: Database) -> Iterator[Callable[[], Session]]:
+    """What makes a read-only session on first use (most steps read nothing), closed after.
+
+    On SQLite the transaction is begun deferred on the driver, so a reader never waits
+    for the write lock the writer holds (WAL lets readers read beside it).
+    """
+    made: list[tuple[Connection, Session]] = []
+
+    def session() -> Session:
+        if not made:
+            conn = db.engine.connect()
+            if conn.dialect.name == "sqlite":
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                driver.execute("BEGIN")  # SQLAlchemy's "begin" then joins it (hotline.db)
+            made.append((conn, Session(bind=conn, expire_on_commit=False)))
+        return made[0][1]
+
+    try:
+        with translate_errors():
+            yield session
+    finally:
+        for conn, s in made:
+            s.close()
+            conn.rollback()
+            conn.close()
+
+
+def _close_at_exit(ref: weakref.ref[_Writer]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()
+
+
+class _Writer:
+    """The one thread that writes a store's queued call-log writes, many calls a transaction."""
+
+    def __init__(self, store: LiveCallStore):
+        self.store = store
+        self._cond = threading.Condition()
+        self._dirty: dict[LiveCall, None] = {}  # calls with queued writes, in arrival order
+        self._writing: list[LiveCall] = []  # the calls of the transaction under way
+        self._stopping = False
+        self._idle = False  # the writer waits for work (a submit wakes it)
+        self._thread: threading.Thread | None = None
+        self._lookups: dict[str | None, int] = {}  # queued, uncommitted lookups by number (None: withheld)
+        self.down: DatabaseUnavailable | None = None  # why the last write failed, until one succeeds
+        self.batches = 0
+        # The queue is written before the interpreter exits, however the process stops.
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def submit(self, live: LiveCall, op: Op, lookups: int = 0) -> None:
+        with self._cond:
+            live.ops.append(op)
+            live.queued += 1
+            live.pending_lookups += lookups
+            if lookups:
+                self._lookups[live.from_number] = self._lookups.get(live.from_number, 0) + lookups
+            self._dirty[live] = None
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="call-log writer", daemon=True)
+                self._thread.start()
+            if self._idle:  # a busy writer takes it with its next batch: no wake-up per write
+                self._idle = False
+                self._cond.notify_all()
+
+    def queued_lookups(self, number: str | None) -> int:
+        """Lookups queued and not yet committed by this number (None: by withheld numbers)."""
+        with self._cond:
+            return self._lookups.get(number, 0)
+
+    def has_queued(self, call_id: str) -> bool:
+        """True if writes of a call with this id are queued or being written."""
+        with self._cond:
+            return any(c.call_id == call_id for c in [*self._dirty, *self._writing])
+
+    def flush(self, live: LiveCall | None, timeout: float = 60.0) -> bool:
+        """Wait until the call's (or every call's) queued writes are committed."""
+        with self._cond:
+            if live is not None:
+                target = live.queued
+                return self._cond.wait_for(
+                    lambda: live.written >= target or self.down is not None, timeout
+                ) and (live.written >= target)
+            targets = [(c, c.queued) for c in [*self._dirty, *self._writing]]
+            return self._cond.wait_for(lambda: all(c.written >= n for c, n in targets), timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.flush(None, timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._dirty and not self._stopping:
+                    self._idle = True
+                    self._cond.wait_for(lambda: self._dirty or self._stopping)
+                    self._idle = False
+                if not self._dirty:
+                    return
+                batch = list(self._dirty)[:BATCH_CALLS]
+                taken = []
+                for live in batch:
+                    del self._dirty[live]
+                    taken.append((live, live.ops, live.pending_lookups, live.starts))
+                    live.ops = []
+                self._writing = batch
+            try:
+                self._write(taken)
+            except DatabaseUnavailable as exc:
+                log.warning("call log not written yet (%s); trying again", exc)
+                self._requeue(taken, exc)
+                with self._cond:
+                    if self._cond.wait_for(lambda: self._stopping, RETRY_SECONDS):
+                        queued = sum(len(c.ops) for c in self._dirty)
+                        log.error("stopping with %d call-log writes unwritten: %s", queued, exc)
+                        return
+                continue
+            except Exception:  # noqa: BLE001 - one bad call must not keep the others from the log
+                log.exception("call-log batch failed; writing its calls one by one")
+                for one in taken:
+                    try:
+                        self._write([one])
+                    except DatabaseUnavailable as exc:
+                        self._requeue([one], exc)
+                    except Exception:  # noqa: BLE001 - as the same step would have failed in line
+                        log.exception("call %s: call-log writes lost", one[0].call_id)
+                        self._done([one])
+                continue
+            self._done(taken)
+            if self._stopping:
+                continue
+            time.sleep(GATHER_SECONDS)  # let writes gather: fewer, larger transactions
+
+    def _write(self, taken: list[tuple[LiveCall, list[Op], int, bool]]) -> None:
+        store = self.store
+        with translate_errors(), store.rows.transaction() as (conn, rows):
+            sessions: list[_OpenCall] = []
+            try:
+                for live, ops, _, starts in taken:
+                    values = callrows.start_call(
+                        rows,
+                        store.backend,
+                        live.call_id,
+                        from_number=live.from_number,
+                        to_number=live.to_number,
+                        starts=starts,
+                    )
+                    opened = _OpenCall(conn, rows, _CallRow(values), dict(values))  # type: ignore[arg-type]
+                    sessions.append(opened)
+                    for op in ops:
+                        op(opened)
+                    opened.write()
+                    live.id = values["id"]
+                    # Give the GIL back after each call: the event loop gives it up at every
+                    # socket write and would otherwise wait out the writer's whole time slice
+                    # for each one (the convoy effect), which is silence on every line.
+                    time.sleep(0)
+            finally:
+                for opened in sessions:
+                    if opened._session is not None:
+                        opened._session.close()
+        self.batches += 1
+
+    def _requeue(self, taken: list[tuple[LiveCall, list[Op], int, bool]], down: DatabaseUnavailable) -> None:
+        with self._cond:
+            for live, ops, _, _ in taken:
+                live.ops[:0] = ops
+                self._dirty[live] = None
+            self._writing = []
+            self.down = down
+            self._cond.notify_all()
+
+    def _done(self, taken: list[tuple[LiveCall, list[Op], int, bool]]) -> None:
+        with self._cond:
+            for live, ops, lookups, starts in taken:
+                live.written += len(ops)
+                live.pending_lookups -= lookups
+                if starts:
+                    live.starts = False  # written: the row is this call's now
+                if lookups:
+                    left = self._lookups.get(live.from_number, 0) - lookups
+                    if left > 0:
+                        self._lookups[live.from_number] = left
+                    else:
+                        self._lookups.pop(live.from_number, None)
+            self._writing = []
+            self.down = None
+            self._cond.notify_all()

@@ -1,0 +1,172 @@
+"""The call-row contract: every CallRows implementation, on SQLite and PostgreSQL."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from hotline import callrows
+from hotline.callrows import CallRowStore, CoreRows, SqliteRows
+from hotline.db import Database
+from hotline.models import Call, utcnow
+from tests.conftest import _reset_postgres
+
+IMPLEMENTATIONS = {"core": CoreRows, "sqlite": SqliteRows}  # by the name in the parameters
+
+
+@pytest.fixture(
+    params=[
+        ("sqlite", "sqlite"),
+        ("sqlite", "core"),
+        pytest.param(("postgres", "core"), marks=pytest.mark.postgres),
+    ],
+    ids=["sqlite-fast-path", "sqlite-core", "postgres-core"],
+)
+def any_db(request, _sqlite_template, tmp_path):
+    """A migrated database, with the name of the implementation to test on it."""
+    database_name, request.node.implementation = request.param
+    if database_name == "sqlite":
+        yield request.getfixturevalue("db")
+        return
+    url = request.getfixturevalue("_postgres_database")
+    _reset_postgres(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def rows_in(request, any_db):
+    """A function giving the rows of one implementation in a write transaction."""
+    implementation = IMPLEMENTATIONS[request.node.implementation]
+    store = CallRowStore(any_db.engine)
+
+    def rows_in():
+        class Transaction:
+            def __enter__(self):
+                self.cm = store.transaction()
+                conn, _ = self.cm.__enter__()
+                return implementation(conn)
+
+            def __exit__(self, *exc):
+                return self.cm.__exit__(*exc)
+
+        return Transaction()
+
+    return rows_in
+
+
+def test_a_call_written_is_read_back_as_written(rows_in, any_db):
+    started = dt.datetime(2026, 3, 2, 9, 15, 30, 123456, tzinfo=dt.UTC)
+    values = callrows.new_call("twilio", "CA1", from_number="+79001112233", started_at=started)
+    values["flow_state"] = {"step": "menu", "seq": 2, "typed": "Ш"}
+    with rows_in() as rows:
+        assert rows.find("twilio", "CA1") is None
+        values["id"] = rows.insert_call(values)
+    with rows_in() as rows:
+        found = rows.find("twilio", "CA1")
+    assert found == values
+    assert found["started_at"] == started and found["started_at"].tzinfo is not None
+    with any_db.session() as s:  # and the ORM reads what the rows wrote
+        call = s.scalars(select(Call)).one()
+        assert (call.id, call.from_number, call.flow_state) == (
+            values["id"],
+            "+79001112233",
+            values["flow_state"],
+        )
+        assert call.started_at == started
+
+
+def test_update_sets_only_the_columns_given(rows_in):
+    with rows_in() as rows:
+        id_ = rows.insert_call(callrows.new_call("asterisk", "1700.1", from_number="+79001112233"))
+        ended = utcnow()
+        rows.update_call(id_, {"outcome": "status_heard", "ended_at": ended, "flow_state": {"seq": 5}})
+        rows.update_call(id_, {})  # nothing changed: nothing written
+    with rows_in() as rows:
+        found = rows.find("asterisk", "1700.1")
+    assert found is not None
+    assert (found["outcome"], found["ended_at"], found["flow_state"]) == ("status_heard", ended, {"seq": 5})
+    assert found["from_number"] == "+79001112233" and found["hangup_cause"] is None
+
+
+def test_events_keep_their_order_and_data(rows_in, any_db):
+    with rows_in() as rows:
+        id_ = rows.insert_call(callrows.new_call("twilio", "CA2"))
+        at = utcnow()
+        rows.insert_events(
+            [
+                {"call_id": id_, "at": at, "kind": "digits", "detail": "1", "data": {"digits": "1"}},
+                {"call_id": id_, "at": at, "kind": "lookup", "detail": "10008", "data": {}},
+            ]
+        )
+        rows.insert_events([])
+    with any_db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert [(e.kind, e.detail, e.data, e.at) for e in call.events] == [
+            ("digits", "1", {"digits": "1"}, at),
+            ("lookup", "10008", {}, at),
+        ]
+
+
+def test_start_call_makes_once_and_fills_gaps_only(rows_in):
+    with rows_in() as rows:
+        first = callrows.start_call(rows, "asterisk", "1700.2", to_number="+73435674530")
+        again = callrows.start_call(
+            rows,
+            "asterisk",
+            "1700.2",
+            from_number="+79005550000",
+            to_number="+70000000000",
+            caller_name="Иван",
+        )
+    assert again["id"] == first["id"]
+    assert (again["from_number"], again["to_number"], again["caller_name"]) == (
+        "+79005550000",
+        "+73435674530",  # a number known already is not replaced
+        "Иван",
+    )
+    with rows_in() as rows:
+        assert rows.find("asterisk", "1700.2") == again
+
+
+def test_start_call_stores_what_the_backend_says_cleaned(rows_in):
+    with rows_in() as rows:
+        values = callrows.start_call(
+            rows, "asterisk", "1700.3", from_number="8 (900) 555-00-00", caller_name=" Иван\nПетров\x00"
+        )
+    assert values["from_number"] == "+79005550000"
+    assert values["caller_name"] == "Иван Петров"
+    with rows_in() as rows:
+        assert rows.find("asterisk", "1700.3") == values
+
+
+def test_a_start_with_the_id_of_an_ended_call_makes_a_new_call(rows_in):
+    with rows_in() as rows:
+        old = callrows.start_call(rows, "twilio", "CA1", starts=True)
+        rows.update_call(old["id"], {"ended_at": utcnow()})
+    with rows_in() as rows:
+        assert callrows.start_call(rows, "twilio", "CA1")["id"] == old["id"]  # a late report: the old call
+        new = callrows.start_call(rows, "twilio", "CA1", starts=True)
+    assert new["id"] != old["id"] and new["ended_at"] is None
+    with rows_in() as rows:
+        assert rows.find("twilio", "CA1") == new
+        renamed = rows.find("twilio", f"CA1#{old['id']}")
+    assert renamed is not None and renamed["id"] == old["id"]
+
+
+def test_a_failed_transaction_writes_nothing(rows_in):
+    with pytest.raises(RuntimeError), rows_in() as rows:
+        rows.insert_call(callrows.new_call("twilio", "CA3"))
+        raise RuntimeError("the step failed")
+    with rows_in() as rows:
+        assert rows.find("twilio", "CA3") is None
+
+
+def test_a_duplicate_call_is_refused_as_core_would(rows_in):
+    from sqlalchemy.exc import IntegrityError
+
+    with rows_in() as rows:
+        rows.insert_call(callrows.new_call("twilio", "CA4"))
+    with pytest.raises(IntegrityError), rows_in() as rows:
+        rows.insert_call(callrows.new_call("twilio", "CA4"))

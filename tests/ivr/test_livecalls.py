@@ -1,0 +1,231 @@
+"""Calls in memory, call log written behind: the same call log as the in-line store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hotline import registry
+from hotline.db import Database
+from hotline.models import Call, Request
+from hotline.settings import Settings
+from hotline.vocabulary import CallEventKind, Outcome
+from ivr import flow
+from ivr.asterisk.amilog import AGI_STARTED
+from ivr.asterisk.fake_agi import HANGUP, CallTrace, FakeAsterisk, Record
+from ivr.asterisk.fastagi import FastAgiServer
+from ivr.asterisk.session import BACKEND, make_handler
+from ivr.livecalls import LiveCallStore
+from ivr.store import CallStore
+
+
+def serve(
+    store: CallStore, settings: Settings, *calls: dict[str, Any], prefix: str = "1700000000"
+) -> list[CallTrace]:
+    """Run a FastAGI server on `store` and the fake calls one after the other."""
+
+    async def main() -> list[CallTrace]:
+        server = FastAgiServer(make_handler(store, settings), "127.0.0.1", 0)
+        port = await server.start()
+        traces = []
+        try:
+            for i, c in enumerate(calls):
+                fake = FakeAsterisk("127.0.0.1", port, **{"uniqueid": f"{prefix}.{i}", **c})
+                traces.append(await fake.run(timeout=30))
+        finally:
+            await server.stop(grace=30)
+        return traces
+
+    return asyncio.run(main())
+
+
+def call_log(db: Database, prefix: str) -> list[dict[str, Any]]:
+    """The calls of one run with their events, comparable between runs (no ids, no times)."""
+
+    def same(value: Any) -> Any:  # each run makes requests of its own (said in words too)
+        if not isinstance(value, str):
+            return value
+        return SPOKEN_DIGIT.sub("D", REQUEST_NUMBER.sub("N", value.replace(prefix, "P")))
+
+    with db.session() as session:
+        calls = session.scalars(
+            select(Call).where(Call.backend_call_id.startswith(prefix)).order_by(Call.backend_call_id)
+        ).all()
+        return [
+            {
+                "call": same(c.backend_call_id),
+                "from": c.from_number,
+                "outcome": c.outcome,
+                "ended": c.ended_at is not None,
+                "answered": c.answered_at is not None,
+                "status": c.backend_status,
+                "cause": c.hangup_cause,
+                "state": {k: same(v) for k, v in c.flow_state.items() if k != "recorded"},
+                "request": c.request is not None,
+                "events": [
+                    (e.kind, same(e.detail), {k: same(v) for k, v in e.data.items()})
+                    for e in c.events
+                    if e.kind != AGI_STARTED
+                ],
+            }
+            for c in calls
+        ]
+
+
+def open_request(db: Database) -> str:
+    with db.session() as session:
+        return registry.open_request(session, kind="incident", channel="web", actor="system").number
+
+
+REQUEST_NUMBER = re.compile(r"\b1\d{4,}\b")
+DIGIT = re.compile(r"digit_\d$")
+SPOKEN_DIGIT = re.compile(r"\b(?:ноль|один|два|три|четыре|пять|шесть|семь|восемь|девять)\b")
+
+SCRIPTS = {
+    "status": lambda number: ["1", number + "#"],
+    "voice request": lambda number: ["2", "1", Record(2.0, "dtmf")],
+    "information": lambda number: ["1", number + "#", "1", Record(2.0, "dtmf")],
+    "wrong numbers": lambda number: ["1", "100#", "1", "12345#", "1", "99999#"],
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_the_live_store_writes_the_call_log_the_inline_store_writes(name, any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    logs = []
+    number = open_request(any_db)
+    for prefix, make_store in (("1700000001", LiveCallStore), ("1700000002", CallStore)):
+        store = make_store(any_db, settings, BACKEND)
+        call = {"script": SCRIPTS[name](number), "callerid": "79001112233"}
+        traces = serve(store, settings, call, prefix=prefix)
+        if isinstance(store, LiveCallStore):
+            assert store.flush(), "the queued call log was not written"
+            store.close()
+        heard = [[DIGIT.sub("digit", p) for p in t.heard] for t in traces]  # new requests' numbers
+        logs.append((call_log(any_db, prefix), heard))
+    (live, live_heard), (inline, inline_heard) = logs
+    assert live_heard == inline_heard
+    assert live == inline
+    assert live[0]["ended"] and live[0]["outcome"]
+
+
+def test_a_voice_request_is_stored_with_its_recording(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    [trace] = serve(store, settings, {"script": ["2", "1", Record(2.0, "dtmf")], "callerid": "79001112233"})
+    store.flush()
+    with any_db.session() as session:
+        request = session.scalars(select(Request)).one()
+        call = session.scalars(select(Call)).one()
+        assert request.contact_phone == "+79001112233" or request.contact_phone.endswith("9001112233")
+        assert [a.external_id for a in request.attachments] == [f"asterisk:{trace.recordings[0].stem}"]
+        assert call.request_id == request.id and call.outcome == "request_created" and call.ended_at
+
+
+def status_keys(number: str) -> list[str]:
+    return ["1", *number, "#"]
+
+
+def test_a_hang_up_at_any_step_leaves_a_closed_call_log(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    number = open_request(any_db)
+    keys = status_keys(number)
+    calls = [{"script": [*keys[:n], HANGUP], "callerid": f"7900111{n:04d}"} for n in range(len(keys) + 1)]
+    traces = serve(store, settings, *calls)
+    assert all(t.ended_by in {"hangup", "hotline"} for t in traces)
+    store.close()
+    with any_db.session() as session:
+        rows = session.scalars(select(Call).order_by(Call.id)).all()
+        assert len(rows) == len(calls)
+        for row in rows:
+            assert row.ended_at is not None and row.hangup_cause, row.backend_call_id
+            assert row.events[0].kind == AGI_STARTED
+            assert row.events[-1].kind == "hangup"
+
+
+def test_queued_lookups_count_against_the_callers_limit(any_db, make_settings, monkeypatch):
+    """Calls from one number, their lookups still in the queue, are held to the limit."""
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url, HOTLINE_LOOKUPS_PER_HOUR="2")
+    store = LiveCallStore(any_db, settings, BACKEND)
+    number = open_request(any_db)
+    release = threading.Event()
+    write = store.writer._write
+
+    def held(taken):  # the database is slow: every write stays queued during the calls
+        release.wait(30)
+        write(taken)
+
+    monkeypatch.setattr(store.writer, "_write", held)
+    try:
+        traces = serve(store, settings, *[{"script": ["1", number + "#"], "callerid": "79005550000"}] * 3)
+    finally:
+        release.set()
+    heard = [[p.removeprefix("hotline/ru/") for p in t.heard] for t in traces]
+    assert "lookup_limit" not in heard[0] and "lookup_limit" not in heard[1]
+    assert "lookup_limit" in heard[2]
+    store.close()
+    with any_db.session() as session:
+        outcomes = [c.outcome for c in session.scalars(select(Call).order_by(Call.id))]
+    assert outcomes == ["status_heard", "status_heard", "lookup_limit"]
+
+
+def test_close_writes_what_is_queued(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    store.log("c1", AGI_STARTED, "PJSIP/trunk-1")
+    store.handle("c1", flow.CallStarted("79001112233"), from_number="79001112233")
+    store.hang_up("c1", backend_status="completed", hangup_cause="caller hung up")
+    store.close()
+    with any_db.session() as session:
+        call = session.scalars(select(Call)).one()
+        assert call.ended_at and call.hangup_cause == "caller hung up" and call.answered_at
+        assert [e.kind for e in call.events][:2] == [AGI_STARTED, "call_started"]
+
+
+def test_a_reused_call_id_is_a_new_call(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    for _ in range(2):
+        store.handle("c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
+        store.hang_up("c1", backend_status="completed")
+    store.close()
+    with any_db.session() as session:
+        rows = session.scalars(select(Call).order_by(Call.id)).all()
+    assert len(rows) == 2 and all(r.ended_at is not None for r in rows)
+    assert rows[0].backend_call_id != "c1" and rows[1].backend_call_id == "c1"
+
+
+def test_a_hang_up_outcome_replaces_only_an_achieved_nothing(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    number = open_request(any_db)
+    store.handle("c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
+    store.hang_up("c1", backend_status="completed", outcome=Outcome.SERVICE_RESTART)
+    store.handle("c2", flow.CallStarted("+79001112244"), from_number="+79001112244")
+    store.handle("c2", flow.DigitsEntered("1"))
+    store.handle("c2", flow.DigitsEntered(number + "#"))
+    store.hang_up("c2", backend_status="completed", outcome=Outcome.SERVICE_RESTART)
+    store.close()
+    with any_db.session() as session:
+        outcomes = {c.backend_call_id: c.outcome for c in session.scalars(select(Call))}
+    assert outcomes == {"c1": Outcome.SERVICE_RESTART, "c2": Outcome.STATUS_HEARD}
+
+
+def test_the_log_says_what_the_caller_heard_and_numbers_are_stored_cleaned(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    store.handle("c1", flow.CallStarted("8 (900) 111-22-33"), from_number="8 (900) 111-22-33")
+    assert store.known("c1") and not store.known("c2")  # in memory, not written yet
+    store.close()
+    assert store.known("c1")  # written
+    with any_db.session() as session:
+        call = session.scalars(select(Call)).one()
+        said = [e.detail for e in call.events if e.kind == CallEventKind.SAID]
+    assert call.from_number == "+79001112233"
+    assert said and "Здравствуйте" in said[0]

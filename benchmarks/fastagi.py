@@ -112,7 +112,7 @@ async def wave(port: int, number: str, calls: int, tag: str) -> Wave:
         FakeAsterisk(
             "127.0.0.1",
             port,
-            uniqueid=f"{tag}.{i}",
+            uniqueid=f"{tag}-1700000000.{i}",  # an Asterisk uniqueid (ivr.asterisk.agi)
             callerid=f"79{abs(hash(tag)) % 100:02d}{i:07d}",
             script=["1", number + "#"],
         )
@@ -276,7 +276,7 @@ def main() -> None:
         try:
             asyncio.run(wait_listening(port))
             # One call first: the commands the bare app will replay.
-            probe = FakeAsterisk("127.0.0.1", port, uniqueid="probe.1", script=["1", number + "#"])
+            probe = FakeAsterisk("127.0.0.1", port, uniqueid="probe-1700000000.1", script=["1", number + "#"])
             commands = asyncio.run(probe.run()).commands
             assert "hotline/ru/status_new" in probe.trace.heard, "the first call did not hear its status"
             (Path(data_dir) / "bare_app.py").write_text(BARE_APP)

@@ -237,6 +237,9 @@ class Transcript(Base):
     corrected_text: Mapped[str | None] = mapped_column(Text)
     corrected_by: Mapped[str | None] = mapped_column(String(80))
     corrected_at: Mapped[dt.datetime | None]
+    # Where the text comes from: offline (the job decoded the file), live (decoded while
+    # the caller spoke, stream complete), live_partial (the stream broke: the job replaces it).
+    source: Mapped[str] = mapped_column(String(20), default="offline", server_default="offline")
 
     attachment: Mapped[Attachment] = relationship(back_populates="transcript")
 
@@ -338,3 +341,31 @@ class Notification(Base):
     # message; SMS: Twilio's Message SID once sent.
     external_id: Mapped[str | None] = mapped_column(String(998))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LiveTranscript(Base):
+    """A call's audio decoded while it streams in (AudioSocket, Twilio Media Streams).
+
+    One row per stretch of audio that becomes a transcript (a voicemail being
+    recorded): its partial text while the caller speaks (the dashboard's call page
+    reads it), then the final words. `recording_ref` is the peer's id of the
+    recording it belongs to (Attachment.external_id = backend:ref), so the stored
+    recording takes this transcript at once instead of waiting for the offline job.
+    """
+
+    __tablename__ = "live_transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_key: Mapped[str] = mapped_column(String(200), unique=True)
+    backend: Mapped[str] = mapped_column(String(20))
+    backend_call_id: Mapped[str] = mapped_column(String(120), index=True)
+    recording_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    # open (audio coming), complete (the stream covered the whole recording), broken
+    state: Mapped[str] = mapped_column(String(10), default="open")
+    text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[Any]] = mapped_column(default=list)
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(120), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]

@@ -93,6 +93,10 @@ class Settings:
     agi_recordings_dir: Path
     agi_sounds_prefix: str
     ami_callback_context: str
+    # Speech on the line (hotline.transcription.live): AudioSocket listener, Twilio Media Streams.
+    live_speech: bool
+    audiosocket_host: str
+    audiosocket_port: int
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -329,6 +333,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ),
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
+        # Speech on the line (hotline.transcription.live)
+        live_speech=r.get("HOTLINE_LIVE_SPEECH", _bool, False),
+        audiosocket_host=r.get("HOTLINE_AUDIOSOCKET_HOST", str, "127.0.0.1"),
+        audiosocket_port=r.get("HOTLINE_AUDIOSOCKET_PORT", _int(0, 65535), 4574),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -37,6 +37,7 @@ from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, utcnow
 from hotline.settings import Settings
+from hotline.transcription.live_store import apply_live
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
 
@@ -507,6 +508,12 @@ class CallStore:
 
     def _after_commit(self, port: DbCallPort) -> None:
         for attachment_id in port.stored:
+            try:
+                # A live transcript already made while the caller spoke is the transcript now;
+                # the queued job then finds the recording done (or replaces a partial one).
+                apply_live(self.db, attachment_id)
+            except Exception:  # noqa: BLE001 - the offline job still transcribes it
+                log.exception("could not apply the live transcript of attachment %s", attachment_id)
             try:
                 enqueue_transcription(self.settings, attachment_id)
             except Exception:  # noqa: BLE001 - the row stays 'pending' and is found again

@@ -25,6 +25,7 @@ from ivr import flow
 from ivr.asterisk.agi import ESCAPE_DIGITS, AgiCommandError, AgiError, AgiProtocolError, ChannelGone
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.fastagi import AgiChannel
+from ivr.livecall import begin_live_recording, live_stream_id
 from ivr.speech import render_keys
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class AgiCall:
         # The dialplan passes ${CHANNEL(linkedid)} so the AMI call log and we share one row.
         linked = env.args[0] if env.args else ""
         self.call_id = linked if _CALL_ID.match(linked) else env.uniqueid
+        # The AudioSocket UUID of the call's live audio stream, when the dialplan starts one.
+        self.stream_id = live_stream_id(env.args)
         self.carried = ""  # keys typed over a prompt: the start of the next input
         self.recordings = 0
         self.gone: str | None = None  # why the channel is gone, once it is
@@ -190,6 +193,7 @@ class AgiCall:
         name = f"{self.env.uniqueid}-{self.recordings}"
         folder = self.settings.agi_recordings_dir
         await self._db(folder.mkdir, parents=True, exist_ok=True)
+        live = await self._db(begin_live_recording, self.stream_id, self.call_id, name)
         outcome = await self.channel.record_file(
             str(folder / name),
             max_ms=action.max_seconds * 1000,
@@ -197,6 +201,8 @@ class AgiCall:
             escape_digits=action.finish_on_key,
             beep=action.beep,
         )
+        if live is not None:  # before the step that stores the file, which then takes these words
+            await self._db(live.end_recording)
         if outcome.how == "hangup":
             self.gone = "caller hung up while recording"
         elif outcome.how == "error":

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
 from types import SimpleNamespace
 
 import jiwer
 import numpy as np
 import pytest
-import soundfile
-import soxr
 
 from hotline.transcription.audio import pcm16_chunks
 from hotline.transcription.korean_numbers import words_to_digits as korean_digits
@@ -31,8 +26,7 @@ from hotline.transcription.live import (
     spoken_answer,
     spoken_number,
 )
-from tests.conftest import missing_service
-from tests.hotline.transcription.conftest import ko_model_path, write_wav
+from tests.hotline.transcription.conftest import ko_model_path, phone_audio, write_wav
 
 NATIVE = ("공", "하나", "둘", "셋", "넷", "다섯", "여섯", "일곱", "여덟", "아홉")
 
@@ -40,16 +34,6 @@ NATIVE = ("공", "하나", "둘", "셋", "넷", "다섯", "여섯", "일곱", "�
 @pytest.fixture(scope="module")
 def ko():
     return live_model(ko_model_path())
-
-
-def phone_audio(text: str) -> bytes:
-    """Korean speech by espeak-ng as a telephone line carries it: 8 kHz s16le, 2 s of silence after."""
-    if shutil.which("espeak-ng") is None:
-        missing_service("espeak-ng is not installed")
-    wav = subprocess.run(["espeak-ng", "-v", "ko", "--stdout", text], capture_output=True, check=True).stdout
-    samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-    phone = soxr.resample(samples, rate, 8000)
-    return (np.clip(phone, -1, 1) * 32767).astype("<i2").tobytes() + bytes(2 * 8000 * 2)
 
 
 def frames(pcm: bytes, size: int = 320):

@@ -205,6 +205,9 @@ class CallPort(Protocol):
     def duty_target(self) -> str | None:
         """Where to transfer to the duty engineer, None if not configured."""
 
+    def number_sms_queued(self, number: str) -> bool:
+        """True if the new request's number is on its way to the caller by SMS."""
+
 
 # --- state -------------------------------------------------------------------------
 
@@ -539,11 +542,13 @@ class _Flow:
             self.ask()
         elif "new" in saved:
             number = saved["number"]
+            sms = (Prompt("sms_sent"),) if self.port.number_sms_queued(number) else ()
             self.goodbye(
                 Prompt("request_created"),
                 Number(number),
                 Prompt("repeat_number"),
                 Number(number),
+                *sms,
                 outcome="request_created",
             )
         else:

@@ -36,6 +36,7 @@ from hotline import calllog, registry, storage
 from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, utcnow
+from hotline.number_sms import queue_number_sms
 from hotline.settings import Settings
 from hotline.transcription.live_store import apply_live
 from ivr import flow
@@ -52,6 +53,7 @@ class DbCallPort:
         self.settings = settings
         self.call = call
         self.stored: list[int] = []  # attachment ids to transcribe after the commit
+        self.sms_numbers: set[str] = set()  # new requests whose number goes to the caller by SMS
 
     @property
     def session(self) -> Session:
@@ -99,7 +101,12 @@ class DbCallPort:
         )
         self.call.request_id = request.id
         self._store(request, recording)
+        if queue_number_sms(self.session, self.settings, request):
+            self.sms_numbers.add(request.number)
         return request.number
+
+    def number_sms_queued(self, number: str) -> bool:
+        return number in self.sms_numbers
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)

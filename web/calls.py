@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from hotline.models import Attachment, Call
 from hotline.search import CallFilter, search_calls
+from hotline.transcription.live_store import call_live_text
 from web.auth import require_login
 from web.db import session, settings
 
@@ -60,4 +61,5 @@ def show(call_id: int) -> str:
     recordings = db.scalars(
         select(Attachment).where(Attachment.call_id == call.id).order_by(Attachment.id)
     ).all()
-    return render_template("calls/show.html", call=call, recordings=recordings)
+    live = call_live_text(db, call.backend, call.backend_call_id)  # speech decoded during the call
+    return render_template("calls/show.html", call=call, recordings=recordings, live=live)

@@ -122,6 +122,7 @@ class FakeAsterisk:
         script_path: str = "hotline",
         gate: Callable[[], Awaitable[None]] | None = None,
         shared_folder: bool = True,
+        stream: str | None = None,  # the AudioSocket UUID the dialplan passes as the second argument
     ):
         self.host, self.port = host, port
         self.uniqueid = uniqueid
@@ -140,6 +141,7 @@ class FakeAsterisk:
         self.variables: dict[str, str] = {}
         self.shared_folder = shared_folder  # False: Asterisk writes on a disk the hotline cannot see
         self.gate = gate  # awaited before the first answer (hold many calls open at once)
+        self.stream = stream
 
     def environment(self) -> bytes:
         lines = {
@@ -165,6 +167,9 @@ class FakeAsterisk:
         }
         if self.linkedid:
             lines["agi_arg_1"] = self.linkedid
+        if self.stream:
+            lines["agi_arg_1"] = self.linkedid or self.uniqueid
+            lines["agi_arg_2"] = self.stream
         return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
 
     def _next(self) -> Step | None:

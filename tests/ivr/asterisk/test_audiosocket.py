@@ -220,3 +220,43 @@ def test_a_broken_stream_leaves_the_offline_job_to_do_it(settings, db, ko):
 def test_no_stream_no_live_transcript(settings, db):
     _, attachment_id = voicemail(settings, db, "1700000000.1-3")
     assert apply_live(db, attachment_id) is None
+
+
+@pytest.mark.slow
+def test_a_fastagi_voicemail_has_its_live_transcript_at_hang_up(make_settings, db, ko):
+    from hotline.models import Request
+    from ivr.asterisk.fake_agi import Record
+    from ivr.livecall import ASTERISK_STREAMS
+    from tests.ivr.asterisk.test_fastagi import serve as serve_agi
+
+    settings = make_settings()
+    live = live_call(db, ko)
+    ASTERISK_STREAMS.add(live)
+    speech = phone_audio("기계가 고장났어요 빨리 와 주세요")
+    try:
+        # The caller speaks while RECORD FILE runs: the stream's audio reaches the live call.
+        script = ["2", "1", Record(3.0, "hangup", then=lambda: live.audio(speech))]
+        serve_agi(settings, db, {"script": script, "stream": str(CALL), "linkedid": "1700000000.5"})
+    finally:
+        ASTERISK_STREAMS.remove(str(CALL))
+    with db.session() as s:
+        (request,) = s.scalars(select(Request)).all()
+        (attachment,) = request.attachments
+        assert attachment.transcription_state == "done"  # no offline job has run
+        assert attachment.transcript.source == "live" and attachment.transcript.text
+        assert request.description == attachment.transcript.text
+        row = s.scalars(select(LiveTranscript)).one()
+        assert (row.backend_call_id, row.recording_ref) == ("1700000000.5", "1700000000.0-1")
+
+
+def test_without_a_stream_the_call_goes_on_on_the_keypad(make_settings, db):
+    from ivr.asterisk.fake_agi import Record
+    from tests.ivr.asterisk.test_fastagi import serve as serve_agi
+
+    settings = make_settings()
+    # The dialplan passed a stream id, but no AudioSocket connected (or it broke and left).
+    serve_agi(settings, db, {"script": ["2", "1", Record(2.0, "dtmf")], "stream": str(uuid.uuid4())})
+    with db.session() as s:
+        (attachment,) = s.scalars(select(Attachment)).all()
+        assert attachment.transcription_state == "pending" and attachment.transcript is None
+        assert s.scalars(select(LiveTranscript)).all() == []

@@ -185,3 +185,31 @@ def begin_live_recording(stream_id: str | None, call_id: str, ref: str) -> LiveC
     live.call_id = call_id
     live.begin_recording(ref)
     return live
+
+
+#: While a number may be said, the FastAGI session waits for keys in steps this long
+#: and looks at what the stream heard in between.
+LISTEN_STEP_MS = 500
+
+
+def listen_for_number(stream_id: str | None, gather: Any) -> LiveCall | None:
+    """Start listening for a spoken request number if this gather asks for one and a stream is here."""
+    if not stream_id or gather.finish_on_key != "#" or gather.max_digits <= 1:
+        return None
+    live = ASTERISK_STREAMS.get(stream_id)
+    if live is None or live.closed:
+        return None
+    live.listen_for_number()
+    return live
+
+
+def spoken_number_event(digits: str) -> Any:
+    """The call flow's event for a number said on the line.
+
+    The flow's own `SpokenNumber` (read back and confirmed with yes/no) once it has one;
+    until then the digits as if typed: the Damm check and the lookup are the same.
+    """
+    from ivr import flow
+
+    make = getattr(flow, "SpokenNumber", None)
+    return make(digits) if make is not None else flow.DigitsEntered(digits)

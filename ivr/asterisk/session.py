@@ -25,7 +25,13 @@ from ivr import flow
 from ivr.asterisk.agi import ESCAPE_DIGITS, AgiCommandError, AgiError, AgiProtocolError, ChannelGone
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.fastagi import AgiChannel
-from ivr.livecall import begin_live_recording, live_stream_id
+from ivr.livecall import (
+    LISTEN_STEP_MS,
+    begin_live_recording,
+    listen_for_number,
+    live_stream_id,
+    spoken_number_event,
+)
 from ivr.speech import render_keys
 
 if TYPE_CHECKING:
@@ -178,9 +184,25 @@ class AgiCall:
     async def gather(self, action: flow.Gather) -> flow.Event:
         typed, self.carried = self.carried, ""
         finish = action.finish_on_key
+        # A request number may also be said: listen on the call's stream between keys.
+        live = await self._db(listen_for_number, self.stream_id, action) if not typed else None
+        waited = 0
         while not (finish and typed.endswith(finish)) and len(typed) < action.max_digits:
-            key = await self.channel.wait_for_digit(action.timeout_seconds * 1000)
+            if live is not None and not typed:
+                if live.heard is not None:
+                    heard = live.heard
+                    await self._db(
+                        self.store.log, self.call_id, "number_spoken", heard.digits, valid=heard.valid
+                    )
+                    return spoken_number_event(heard.digits)
+                if live.closed:  # the stream broke: the keypad alone, as without a stream
+                    live = None
+            step = LISTEN_STEP_MS if live is not None and not typed else action.timeout_seconds * 1000
+            key = await self.channel.wait_for_digit(step)
             if key is None:
+                waited += step
+                if live is not None and not typed and waited < action.timeout_seconds * 1000:
+                    continue
                 break
             typed += key
         if finish and typed.endswith(finish):

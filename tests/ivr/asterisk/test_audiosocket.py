@@ -260,3 +260,66 @@ def test_without_a_stream_the_call_goes_on_on_the_keypad(make_settings, db):
         (attachment,) = s.scalars(select(Attachment)).all()
         assert attachment.transcription_state == "pending" and attachment.transcript is None
         assert s.scalars(select(LiveTranscript)).all() == []
+
+
+class SpeakingCaller(LiveCall):
+    """A live call whose caller says `words` as soon as the number is asked for."""
+
+    words = ""
+
+    def listen_for_number(self):
+        super().listen_for_number()
+        for i in range(0, len(speech := phone_audio(self.words)), 320):
+            self.audio(speech[i : i + 320])
+
+
+@pytest.mark.slow
+def test_a_request_number_said_on_the_line_is_looked_up(make_settings, db, ko):
+    from sqlalchemy import text
+
+    from ivr.livecall import ASTERISK_STREAMS
+    from tests.ivr.asterisk.test_fastagi import call_row, prompts
+    from tests.ivr.asterisk.test_fastagi import serve as serve_agi
+
+    settings = make_settings()
+    with db.session() as s:
+        s.execute(text("UPDATE counters SET value = 1417 WHERE name = 'request'"))
+        number = registry.open_request(s, kind="incident", channel="web", actor="cli").number
+    assert number == "14188"
+    model, language = ko
+    caller = SpeakingCaller(
+        db, backend="asterisk", call_id="x", stream_id=str(CALL), model=model, language=language
+    )
+    caller.words = "하나 넷 하나 여덟 여덟"  # 1 4 1 8 8, digit by digit
+    ASTERISK_STREAMS.add(caller)
+    try:
+        [trace] = serve_agi(settings, db, {"script": ["1"], "stream": str(CALL)})
+    finally:
+        ASTERISK_STREAMS.remove(str(CALL))
+    call = call_row(db)
+    spoken = [e for e in call.events if e.kind == "number_spoken"]
+    assert [(e.detail, e.data["valid"]) for e in spoken] == [("14188", True)]
+    assert any(e.kind == "lookup" and e.data.get("found") for e in call.events)
+    assert "request_number" in prompts(trace) and call.outcome == "status_heard"
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_typing_still_works_while_the_stream_listens(make_settings, db, ko, broken):
+    from ivr.livecall import ASTERISK_STREAMS
+    from tests.ivr.asterisk.test_fastagi import call_row
+    from tests.ivr.asterisk.test_fastagi import serve as serve_agi
+
+    settings = make_settings()
+    with db.session() as s:
+        number = registry.open_request(s, kind="incident", channel="web", actor="cli").number
+    live = live_call(db, ko)
+    if broken:
+        live.close(False, "socket error")
+    ASTERISK_STREAMS.add(live)
+    try:
+        serve_agi(settings, db, {"script": ["1", "silence", number + "#"], "stream": str(CALL)})
+    finally:
+        ASTERISK_STREAMS.remove(str(CALL))
+    call = call_row(db)
+    assert not [e for e in call.events if e.kind == "number_spoken"]
+    assert [e.detail for e in call.events if e.kind == "lookup"] == [number]

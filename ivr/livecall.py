@@ -23,6 +23,7 @@ from typing import Any
 from hotline.db import Database
 from hotline.transcription import live_store
 from hotline.transcription.live import LiveRecognizer, NumberLanguage, NumberListener, SpokenNumber
+from hotline.transcription.recognizer import Recognition
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class LiveCall:
                 model=self.model_name,
             )
             if self.closed:  # no audio will come: the offline job transcribes the file
-                live_store.finish_live(self.db, key, LiveRecognizer(self.model).finish(), complete=False)
+                live_store.finish_live(self.db, key, Recognition(""), complete=False)
                 return key
             self._key, self._recording = key, LiveRecognizer(self.model, name=self.model_name)
             self._last_partial = time.monotonic()
@@ -183,7 +184,11 @@ def begin_live_recording(stream_id: str | None, call_id: str, ref: str) -> LiveC
     if live is None:
         return None
     live.call_id = call_id
-    live.begin_recording(ref)
+    try:
+        live.begin_recording(ref)
+    except Exception:  # the database, say: the call goes on and the offline job transcribes the file
+        log.exception("live transcript of %s not started", ref)
+        return None
     return live
 
 

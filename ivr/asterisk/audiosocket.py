@@ -283,6 +283,8 @@ class AudioSocketService:
             asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def make_service(settings: Any, db: Any) -> AudioSocketService | None:
@@ -292,7 +294,11 @@ def make_service(settings: Any, db: Any) -> AudioSocketService | None:
     from hotline.transcription.live import live_model
     from ivr.livecall import ASTERISK_STREAMS, LiveCall
 
-    model, language = live_model(settings.vosk_model)
+    try:
+        model, language = live_model(settings.vosk_model)
+    except HotlineError as exc:  # no model: calls go on without live speech
+        log.error("AudioSocket not started: %s", exc)
+        return None
 
     def sink_for(call: uuid.UUID) -> StreamSink:
         live = LiveCall(

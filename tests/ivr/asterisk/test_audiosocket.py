@@ -323,3 +323,49 @@ def test_typing_still_works_while_the_stream_listens(make_settings, db, ko, brok
     call = call_row(db)
     assert not [e for e in call.events if e.kind == "number_spoken"]
     assert [e.detail for e in call.events if e.kind == "lookup"] == [number]
+
+
+def test_the_service_of_hotline_serve(make_settings, db, tmp_path):
+    from ivr.asterisk.audiosocket import make_service
+
+    assert make_service(make_settings(), db) is None  # HOTLINE_LIVE_SPEECH is off
+    missing = make_settings(HOTLINE_LIVE_SPEECH="true", HOTLINE_VOSK_MODEL=str(tmp_path / "none"))
+    assert make_service(missing, db) is None  # no model: calls go on without live speech
+
+
+@pytest.mark.slow
+def test_the_service_registers_each_stream_while_it_lasts(make_settings, db, ko):
+    from ivr.asterisk.audiosocket import make_service
+    from ivr.livecall import ASTERISK_STREAMS
+
+    settings = make_settings(
+        HOTLINE_LIVE_SPEECH="true", HOTLINE_VOSK_MODEL=str(ko_model_path()), HOTLINE_AUDIOSOCKET_PORT="0"
+    )
+    service = make_service(settings, db)
+    assert service is not None
+    service.start()
+    seen = []
+
+    async def call():
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.server.port)
+        writer.write(uuid_frame(CALL) + encode(Kind.AUDIO, bytes(320)))
+        await writer.drain()
+        for _ in range(100):
+            if ASTERISK_STREAMS.get(str(CALL)):
+                seen.append(True)
+                break
+            await asyncio.sleep(0.02)
+        writer.close()
+        await writer.wait_closed()
+
+    try:
+        asyncio.run(call())
+        for _ in range(100):
+            if ASTERISK_STREAMS.get(str(CALL)) is None:
+                break
+            import time
+
+            time.sleep(0.02)
+    finally:
+        service.stop()
+    assert seen == [True] and ASTERISK_STREAMS.get(str(CALL)) is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -71,8 +73,62 @@ def end_call(
         duration_seconds = max(0, int((call.ended_at - call.started_at).total_seconds()))
     if duration_seconds is not None:
         call.duration_seconds = duration_seconds
-    call.backend_status = backend_status or call.backend_status
-    call.hangup_cause = hangup_cause or call.hangup_cause
+    line = settle_line(
+        LineStatus(call.backend_status, call.hangup_cause), LineStatus(backend_status, hangup_cause)
+    )
+    call.backend_status, call.hangup_cause = line.status, line.cause
     if outcome and not call.outcome:
         call.outcome = outcome
     return call
+
+
+# --- the final status and cause of a call's line -------------------------------------------
+#
+# Two writers report the end of an Asterisk call, in either order (docs/ami.md): the
+# FastAGI session (`completed`, or `failed` with why) and AMI (the Cdr's disposition,
+# the Hangup's Q.850 cause). Whoever writes last, the row ends the same: each field
+# keeps the value that says more, and between two that say as much, the greater one.
+
+FAILED = "failed"  # the hotline's own failure (the FastAGI session's, Twilio's "failed")
+SESSION_ENDED = "completed"  # a session ended normally: says nothing of the line
+# `16 Normal Clearing`: a Q.850 cause (0-127) the PBX gave; AGI's `511 ...` is not one.
+_Q850 = re.compile(r"^(?:\d{1,2}|1[01]\d|12[0-7])(?:\s|$)")
+STATUS_LENGTH, CAUSE_LENGTH = 40, 80  # the columns' sizes
+
+
+@dataclass(frozen=True)
+class LineStatus:
+    """What one report says of how a call's line ended (a `Call`'s two columns)."""
+
+    status: str | None = None
+    cause: str | None = None
+
+
+def status_rank(status: str | None) -> int:
+    """How much a status says: a failure > what the line reports > a session's plain end."""
+    if not status:
+        return 0
+    if status == FAILED:
+        return 3
+    return 1 if status == SESSION_ENDED else 2
+
+
+def cause_rank(status: str | None, cause: str | None) -> int:
+    """How much a cause says, read with the status it came with: why the hotline failed >
+    the PBX's Q.850 cause > a session's own account of the end."""
+    if not cause:
+        return 0
+    if status == FAILED and not _Q850.match(cause):
+        return 3
+    return 2 if _Q850.match(cause) else 1
+
+
+def settle_line(current: LineStatus, report: LineStatus) -> LineStatus:
+    """The line's status and cause after `report`; the same whichever report comes last."""
+    status = max(current.status, report.status, key=lambda s: (status_rank(s), s or ""))
+    cause = max(
+        (current.status, current.cause),
+        (report.status, report.cause),
+        key=lambda p: (cause_rank(*p), p[1] or ""),
+    )[1]
+    return LineStatus(status[:STATUS_LENGTH] if status else None, cause[:CAUSE_LENGTH] if cause else None)

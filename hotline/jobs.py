@@ -176,3 +176,20 @@ def make_service(settings: Settings, db: Database) -> EmbeddedWorker | None:
     if settings.transcription_workers == 0:
         return None
     return EmbeddedWorker(settings, db, settings.transcription_workers)
+
+
+def huey_for(settings: Settings, name: str) -> Huey:
+    """A queue named `name` on the configured storage (another area's queue, e.g. call-backs)."""
+    if settings.queue_url:
+        return RedisHuey(name, url=settings.queue_url, results=False)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name, filename=str(settings.data_dir / "queue.sqlite3"), results=False)
+
+
+def start_consumer(huey: Huey, workers: int) -> Consumer:
+    """Consumer threads for `huey` inside this process (signals left to the program), started."""
+    consumer = _QuietConsumer(
+        huey, workers=workers, worker_type="thread", periodic=False, max_delay=MAX_POLL_SECONDS
+    )
+    consumer.start()
+    return consumer

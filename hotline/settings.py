@@ -93,10 +93,16 @@ class Settings:
     agi_recordings_dir: Path
     agi_sounds_prefix: str
     ami_callback_context: str
+    # FastAGI limits (ivr.asterisk.fastagi): calls at once, the restart drain, Asterisk's answers
+    agi_max_sessions: int
+    agi_drain_seconds: int
+    agi_answer_timeout: int
     # Speech on the line (hotline.transcription.live): AudioSocket listener, Twilio Media Streams.
     live_speech: bool
     audiosocket_host: str
     audiosocket_port: int
+    # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
+    prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -181,7 +187,7 @@ def _hours(raw: str) -> tuple[frozenset[int], dt.time, dt.time]:
     return frozenset(days), start, end
 
 
-# DESIGN.md says "Europe/Yekaterinburg"; the IANA name of the plant's zone is Asia/….
+# The product design says "Europe/Yekaterinburg"; the IANA name of the plant's zone is Asia/….
 _ZONE_ALIASES = {"Europe/Yekaterinburg": "Asia/Yekaterinburg"}
 PLANT_TIMEZONE = "Asia/Yekaterinburg"
 
@@ -333,6 +339,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ),
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
+        prompt_voice=r.get("HOTLINE_PROMPT_VOICE", _word, "anna"),
+        agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
+        agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
+        agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
         # Speech on the line (hotline.transcription.live)
         live_speech=r.get("HOTLINE_LIVE_SPEECH", _bool, False),
         audiosocket_host=r.get("HOTLINE_AUDIOSOCKET_HOST", str, "127.0.0.1"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from hotline.numbers import make_request_number
+from hotline.settings import BusinessHours
 from ivr.flow import Recording, RequestInfo
 
 
@@ -18,16 +20,21 @@ class FakeCallPort:
     lookups: int = 0
     open: bool = True
     target: str | None = "+73430000000"
+    hours: BusinessHours | None = BusinessHours(
+        frozenset(range(5)), dt.time(9), dt.time(18), ZoneInfo("Europe/Moscow")
+    )
     opened: list[tuple[str, str, Recording]] = field(default_factory=list)  # number, kind, recording
     information: list[tuple[str, Recording]] = field(default_factory=list)
     attached: list[tuple[str, Recording]] = field(default_factory=list)
     sms: bool = False  # new requests' numbers go to the caller by SMS
     _sequence: int = 2000
 
-    def add_request(self, kind: str, status: str, changed_on: dt.date | None = None) -> str:
-        """A request the caller can ask about; its number."""
+    def add_request(
+        self, kind: str, status: str, changed_on: dt.date | None = None, question: str | None = None
+    ) -> str:
+        """A request the caller can ask about (with the engineer's open question); its number."""
         number = self._next_number()
-        self.requests[number] = RequestInfo(number, kind, status, changed_on or self.today_is)
+        self.requests[number] = RequestInfo(number, kind, status, changed_on or self.today_is, question)
         return number
 
     def _next_number(self) -> str:
@@ -68,3 +75,6 @@ class FakeCallPort:
 
     def number_sms_queued(self, number: str) -> bool:
         return self.sms and any(n == number for n, _, _ in self.opened)
+
+    def duty_hours(self) -> BusinessHours | None:
+        return self.hours

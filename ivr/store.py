@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session
 from hotline import calllog, registry, storage
 from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
-from hotline.models import Attachment, Call, CallEvent, Request, utcnow
+from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, utcnow
 from hotline.number_sms import queue_number_sms
-from hotline.settings import Settings
+from hotline.settings import BusinessHours, Settings
 from hotline.transcription.live_store import apply_live
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
@@ -78,6 +78,9 @@ class DbCallPort:
             kind=request.kind,
             status=request.status,
             changed_on=changed.astimezone(self.settings.business_hours.timezone).date(),
+            clarification_question=(
+                request.clarification_question if request.status == RequestStatus.AWAITING_INFO else None
+            ),
         )
 
     def recent_lookups(self) -> int:
@@ -124,6 +127,9 @@ class DbCallPort:
 
     def duty_target(self) -> str | None:
         return self.settings.duty_number
+
+    def duty_hours(self) -> BusinessHours:
+        return self.settings.business_hours
 
     def _store(self, request: Request, recording: Recording) -> None:
         """Store the recording's file with the request, once per recording."""
@@ -488,11 +494,18 @@ class CallStore:
         hangup_cause: str | None = None,
         from_number: str | None = None,
         to_number: str | None = None,
+        outcome: str | None = None,
     ) -> flow.Step:
-        """The backend reports the end of the call: close its log entry."""
+        """The backend reports the end of the call: close its log entry.
+
+        `outcome` names why the backend ended a call that achieved nothing (a service
+        restart, a refused session) instead of `abandoned`; an achieved outcome stays.
+        """
         with self._open(call_id, from_number, to_number) as opened:
             port = DbCallPort(opened.get_session, self.settings, opened.call)
             step = flow.handle(CallState.from_json(opened.call.flow_state), flow.Hangup(), port, self.config)
+            if outcome and step.state.outcome in (None, "abandoned"):
+                step.state.outcome = outcome
             self._apply(opened, step)
             calllog.end_call(
                 opened.session,

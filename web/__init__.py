@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hotline import health
 from hotline.db import Database, DatabaseUnavailable
 from hotline.settings import Settings, load_settings
 
@@ -59,6 +60,9 @@ def create_app(
         except DatabaseUnavailable as exc:
             app.logger.warning("health check: %s", exc)
             return {"status": "database unavailable"}, 503
+        # Outages the background parts found (an unwritable recordings folder, say).
+        if problems := health.problems(settings.data_dir):
+            return {"status": "; ".join(problems.values()) or "failing"}, 503
         return {"status": "ok"}, 200
 
     # --- the dashboard ---

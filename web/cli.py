@@ -61,8 +61,15 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
 
     app = create_app(settings=settings, db=ctx.db)
     try:
+        # poll(), not select(): the FastAGI server shares this process, and select() fails
+        # once a descriptor is numbered past 1023 (a flood of idle AGI connections).
         server = create_server(
-            app, host=settings.http_host, port=settings.http_port, threads=threads, ident="hotline"
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            threads=threads,
+            ident="hotline",
+            asyncore_use_poll=True,
         )
     except OSError as exc:
         raise click.ClickException(
@@ -78,12 +85,16 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
     def shutdown(signum: int, _frame: object) -> None:
         if not stopping.is_set():
             stopping.set()
-            server.close()
+            # Waitress's own way out of run(): it lets its worker threads finish first
+            # (closing the server here races a worker still pulling its trigger).
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     except OSError:
         if not stopping.is_set():
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
@@ -222,18 +222,15 @@ def correct(number: str, attachment_id: int) -> Response:
 
 @bp.post("/requests/<number>/callback")
 def callback(number: str) -> Response:
-    """Ring the engineer's phone, then the customer's (Asterisk AMI Originate)."""
-    from ivr.asterisk.callback import start_call_back
+    """Queue a call-back: the engineer's phone rings, then the customer's (AMI Originate)."""
+    from ivr.asterisk.callback import queue_call_back
 
     config = settings()
     if not config.ami_url:
         abort(404)
     extension = _form("extension", 80)
-    # End this request's transaction first: on SQLite it holds the write lock that the
-    # call-back's own sessions (checks now, history later) need.
-    session().commit()
     try:
-        start_call_back(config, current_app.extensions["hotline.db"], number, extension, actor=me().actor)
+        queue_call_back(config, session(), number, extension, actor=me().actor)
     except (InvalidRequestNumber, UnknownRequest):
         abort(404)
     except UserError as exc:

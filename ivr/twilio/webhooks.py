@@ -149,10 +149,22 @@ def recording() -> Response:
         store.log(call_sid, "recording_download_failed", sid, recording=sid)
         return _plain("cannot fetch the recording", 502)  # Twilio retries the callback
     try:
-        store.save_recording(call_sid, flow.Recording(sid, duration, path))
+        store.save_recording(call_sid, flow.Recording(sid, duration, path, speech=_has_speech(path)))
     finally:
         os.unlink(path)
     return _plain("", 204)
+
+
+def _has_speech(path: str) -> bool | None:
+    """Whether a downloaded recording holds speech (silence makes no request); None if undecodable."""
+    from pathlib import Path
+
+    from hotline.transcription.audio import AudioError, has_speech
+
+    try:
+        return has_speech(Path(path))
+    except AudioError:
+        return None
 
 
 @bp.post("/status")

@@ -22,7 +22,13 @@ from typing import Any
 
 from hotline.db import Database
 from hotline.transcription import live_store
-from hotline.transcription.live import LiveRecognizer, NumberLanguage, NumberListener, SpokenNumber
+from hotline.transcription.live import (
+    AnswerListener,
+    LiveRecognizer,
+    NumberLanguage,
+    NumberListener,
+    SpokenNumber,
+)
 from hotline.transcription.recognizer import Recognition
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ class LiveCall:
         self._last_partial = 0.0
         self._listener: NumberListener | None = None
         self.heard: SpokenNumber | None = None
+        self._answer_listener: AnswerListener | None = None
+        self.answer: bool | None = None  # «да» / «нет» heard after a number was read back
         self.keys = ""  # DTMF seen on the stream
         self.closed = False
         self.broken = False
@@ -74,6 +82,10 @@ class LiveCall:
                 number = self._listener.feed(pcm)
                 if number is not None:
                     self.heard, self._listener = number, None
+            elif self._answer_listener is not None:
+                answer = self._answer_listener.feed(pcm)
+                if answer is not None:
+                    self.answer, self._answer_listener = answer, None
 
     def dtmf(self, key: str) -> None:
         with self._lock:
@@ -119,8 +131,14 @@ class LiveCall:
     def listen_for_number(self) -> None:
         """Listen for a spoken request number from now on (the keypad still works)."""
         with self._lock:
-            self.heard = None
+            self.heard, self.answer, self._answer_listener = None, None, None
             self._listener = NumberListener(self.model, self.language)
+
+    def listen_for_answer(self) -> None:
+        """Listen for «да» / «нет» from now on (the keypad still works)."""
+        with self._lock:
+            self.heard, self.answer, self._listener = None, None, None
+            self._answer_listener = AnswerListener(self.model, self.language)
 
     def _finish(self, complete: bool) -> None:
         if self._recording is None or self._key is None:
@@ -197,15 +215,33 @@ def begin_live_recording(stream_id: str | None, call_id: str, ref: str) -> LiveC
 LISTEN_STEP_MS = 500
 
 
-def listen_for_number(stream_id: str | None, gather: Any) -> LiveCall | None:
-    """Start listening for a spoken request number if this gather asks for one and a stream is here."""
-    if not stream_id or gather.finish_on_key != "#" or gather.max_digits <= 1:
+def listen_for_number(stream_id: str | None, gather: Any, answer: bool = False) -> LiveCall | None:
+    """Start listening on the call's stream, if one is here: for a request number at the
+    number question, for «да» / «нет» when `answer` (a number was just read back)."""
+    if not stream_id:
+        return None
+    number = gather.finish_on_key == "#" and gather.max_digits > 1
+    if not (number or (answer and gather.max_digits == 1)):
         return None
     live = ASTERISK_STREAMS.get(stream_id)
     if live is None or live.closed:
         return None
-    live.listen_for_number()
+    if number:
+        live.listen_for_number()
+    else:
+        live.listen_for_answer()
     return live
+
+
+def heard_event(live: LiveCall) -> Any:
+    """The flow's event for what the stream heard since listening began, None if nothing yet."""
+    from ivr import flow
+
+    if live.heard is not None:
+        return spoken_number_event(live.heard.digits)
+    if live.answer is not None:
+        return flow.SpokenAnswer(live.answer)
+    return None
 
 
 def spoken_number_event(digits: str) -> Any:

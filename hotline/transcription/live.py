@@ -277,6 +277,31 @@ class NumberListener:
         return None
 
 
+@dataclass
+class AnswerListener:
+    """Listens for «да» or «нет» (in the model's language) on a live stream."""
+
+    model: Any
+    language: NumberLanguage
+    recognizer: LiveRecognizer = field(init=False)
+    heard: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.recognizer = LiveRecognizer(self.model, grammar=answer_grammar(self.model, self.language))
+
+    def feed(self, pcm: bytes) -> bool | None:
+        """More audio; True or False once an utterance says yes or no."""
+        if self.heard is not None:
+            return None
+        for event in self.recognizer.feed(pcm):
+            if isinstance(event, Utterance):
+                answer = spoken_answer(event.recognition, self.language)
+                if answer is not None:
+                    self.heard = answer
+                    return answer
+        return None
+
+
 @cache
 def live_model(path: Path) -> tuple[Any, NumberLanguage]:
     """The Vosk model in `path` (loaded once per process) and its number language."""

@@ -40,9 +40,9 @@ from ivr.asterisk.recordings import inside, recording_name, unlink_inside
 from ivr.livecall import (
     LISTEN_STEP_MS,
     begin_live_recording,
+    heard_event,
     listen_for_number,
     live_stream_id,
-    spoken_number_event,
 )
 from ivr.speech import Text, render_audio
 from voice_models.prompt_audio import speak_cached
@@ -103,6 +103,7 @@ class AgiCall:
         self.call_id = linked if agi.UNIQUEID.match(linked) else env.uniqueid
         # The AudioSocket UUID of the call's live audio stream, when the dialplan starts one.
         self.stream_id = live_stream_id(env.args)
+        self.number_said = False  # the last gather ended with a spoken number
         self.carried = ""  # keys typed over a prompt: the start of the next input
         self.recordings = 0
         self.gone: str | None = None  # why the channel is gone, once it is
@@ -311,16 +312,15 @@ class AgiCall:
         typed, self.carried = self.carried, ""
         finish = action.finish_on_key
         # A request number may also be said: listen on the call's stream between keys.
-        live = await self._db(listen_for_number, self.stream_id, action) if not typed else None
+        answer, self.number_said = self.number_said, False  # a number read back: «да» / «нет» may follow
+        live = await self._db(listen_for_number, self.stream_id, action, answer) if not typed else None
         waited = 0
         while not (finish and typed.endswith(finish)) and len(typed) < action.max_digits:
             if live is not None and not typed:
-                if live.heard is not None:
-                    heard = live.heard
-                    await self._db(
-                        self.store.log, self.call_id, "number_spoken", heard.digits, valid=heard.valid
-                    )
-                    return spoken_number_event(heard.digits)
+                heard = heard_event(live)
+                if heard is not None:
+                    self.number_said = isinstance(heard, flow.SpokenNumber)
+                    return heard
                 if live.closed:  # the stream broke: the keypad alone, as without a stream
                     live = None
             step = LISTEN_STEP_MS if live is not None and not typed else action.timeout_seconds * 1000

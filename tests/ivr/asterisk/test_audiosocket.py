@@ -263,18 +263,30 @@ def test_without_a_stream_the_call_goes_on_on_the_keypad(make_settings, db):
 
 
 class SpeakingCaller(LiveCall):
-    """A live call whose caller says `words` as soon as the number is asked for."""
+    """A live call whose caller says `words` when the number is asked for, `answer` when it is read back."""
 
     words = ""
+    answer_words = ""
+
+    def say(self, words):
+        for i in range(0, len(speech := phone_audio(words)), 320):
+            self.audio(speech[i : i + 320])
 
     def listen_for_number(self):
         super().listen_for_number()
-        for i in range(0, len(speech := phone_audio(self.words)), 320):
-            self.audio(speech[i : i + 320])
+        self.say(self.words)
+
+    def listen_for_answer(self):
+        super().listen_for_answer()
+        if self.answer_words:
+            self.say(self.answer_words)
 
 
 @pytest.mark.slow
-def test_a_request_number_said_on_the_line_is_looked_up(make_settings, db, ko):
+@pytest.mark.parametrize(("answer_words", "script"), [("네", ["1"]), ("", ["1", "1"])])
+def test_a_request_number_said_on_the_line_is_confirmed_and_looked_up(
+    make_settings, db, ko, answer_words, script
+):
     from sqlalchemy import text
 
     from ivr.livecall import ASTERISK_STREAMS
@@ -291,14 +303,15 @@ def test_a_request_number_said_on_the_line_is_looked_up(make_settings, db, ko):
         db, backend="asterisk", call_id="x", stream_id=str(CALL), model=model, language=language
     )
     caller.words = "하나 넷 하나 여덟 여덟"  # 1 4 1 8 8, digit by digit
+    caller.answer_words = answer_words  # «네» (yes) said, or 1 pressed
     ASTERISK_STREAMS.add(caller)
     try:
-        [trace] = serve_agi(settings, db, {"script": ["1"], "stream": str(CALL)})
+        [trace] = serve_agi(settings, db, {"script": script, "stream": str(CALL)})
     finally:
         ASTERISK_STREAMS.remove(str(CALL))
     call = call_row(db)
-    spoken = [e for e in call.events if e.kind == "number_spoken"]
-    assert [(e.detail, e.data["valid"]) for e in spoken] == [("14188", True)]
+    assert [e.detail for e in call.events if e.kind == "spoken_number"] == ["14188"]
+    assert "confirm_number" in prompts(trace)  # read back: «Вы сказали: …. Верно?»
     assert any(e.kind == "lookup" and e.data.get("found") for e in call.events)
     assert "request_number" in prompts(trace) and call.outcome == "status_heard"
 
@@ -321,7 +334,7 @@ def test_typing_still_works_while_the_stream_listens(make_settings, db, ko, brok
     finally:
         ASTERISK_STREAMS.remove(str(CALL))
     call = call_row(db)
-    assert not [e for e in call.events if e.kind == "number_spoken"]
+    assert not [e for e in call.events if e.kind == "spoken_number"]
     assert [e.detail for e in call.events if e.kind == "lookup"] == [number]
 
 

@@ -4,21 +4,55 @@ Case-insensitive search must work for Russian text, but SQLite's lower() and LIK
 fold only ASCII letters (and PostgreSQL's depend on the database's locale). So a
 search word becomes a pattern with both cases of every letter (`[Лл][Ии]…`): GLOB on
 SQLite, a regular expression on PostgreSQL. «е» and «ё» match each other.
+
+Word forms («калибровка» finds «калибровки») come from a full-text index of each
+request's text (subject, contact, transcripts, letters, notes) in `request_search`:
+PostgreSQL searches it with its `russian` text-search configuration through a GIN
+index, SQLite through an FTS5 table of Snowball stems (the `snowballstemmer` package,
+the same Russian algorithm PostgreSQL's configuration uses). The index is brought up
+to date in the same transaction by every flush that touches a request, its history,
+files or transcripts (`_reindex_after_flush`), and built for existing rows by
+migration 0004.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+import snowballstemmer
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    delete,
+    event,
+    false,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, selectinload
 
-from hotline.models import Attachment, Call, Channel, Request, RequestStatus, Transcript
-from hotline.numbers import is_valid
+from hotline.models import (
+    Attachment,
+    Call,
+    Channel,
+    Request,
+    RequestEvent,
+    RequestSearch,
+    RequestStatus,
+    Transcript,
+)
+from hotline.numbers import MAX_LENGTH, MIN_LENGTH, is_valid
 
 T = TypeVar("T")
 _SAME = {"е": "ЕеЁё", "ё": "ЕеЁё"}
@@ -117,8 +151,8 @@ def _call_conditions(session: Session, f: CallFilter) -> list[ColumnElement[bool
         ]
         if (digits := phone_digits(text)) and len(digits) >= 3:
             options.append(Call.from_number.like(f"%{digits}%"))
-        if text.isdigit() and is_valid(text):
-            options.append(Call.request.has(Request.number == text))
+        if number := request_number_in(text):
+            options.append(Call.request.has(Request.number == number))
         cond.append(or_(*options))
     return cond
 
@@ -215,7 +249,11 @@ def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElemen
                 )
             ),
         ]
-        if text.isdigit():
+        if (words := word_match(session, text)) is not None:
+            options.append(words)
+        if number := request_number_in(text):
+            options.append(Request.number == number)
+        elif text.isdigit():
             options.append(Request.number == text)
         if (digits := phone_digits(text)) and len(digits) >= 3:
             options.append(Request.contact_phone.like(f"%{digits}%"))
@@ -260,3 +298,243 @@ def review_waiting(session: Session) -> int:
         )
         or 0
     )
+
+
+# --- request numbers typed into a search box ---
+
+_NUMBER_TYPED = re.compile(r"^\s*(?:№|#|N|No\.?)?\s*([\d\s-]+?)\s*#?\s*$", re.IGNORECASE)
+
+
+def typed_number(text: str) -> str:
+    """The digits of what looks like a request number («№ 10035», «10 035», «#10035»); '' if not."""
+    match = _NUMBER_TYPED.match(text)
+    if not match:
+        return ""
+    digits = re.sub(r"[\s-]", "", match.group(1))
+    return digits if digits.isascii() and MIN_LENGTH <= len(digits) <= MAX_LENGTH else ""
+
+
+def request_number_in(text: str) -> str:
+    """The valid request number typed as the whole query, or ''."""
+    digits = typed_number(text)
+    return digits if digits and is_valid(digits) else ""
+
+
+def near_numbers(digits: str) -> list[str]:
+    """Valid numbers one keypad slip away: one digit changed or two neighbours swapped.
+
+    The Damm check digit catches exactly these slips, so a number that fails its check
+    has few valid neighbours, and the one the person meant is among them.
+    """
+    found: set[str] = set()
+    for i, old in enumerate(digits):
+        for new in "0123456789":
+            if new != old:
+                found.add(digits[:i] + new + digits[i + 1 :])
+    for i in range(len(digits) - 1):
+        found.add(digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :])
+    return sorted(n for n in found if is_valid(n) and n[0] != "0")
+
+
+def suggest_numbers(session: Session, query: str, limit: int = 3) -> list[str]:
+    """Existing requests the person probably meant when the number typed fails its check."""
+    digits = typed_number(query)
+    if not digits or is_valid(digits):
+        return []
+    candidates = near_numbers(digits)
+    if not candidates:
+        return []
+    rows = session.scalars(
+        select(Request.number).where(Request.number.in_(candidates)).order_by(Request.number)
+    )
+    return list(rows)[:limit]
+
+
+def did_you_mean(numbers: Sequence[str]) -> str:
+    """«Возможно, вы имели в виду 10035» (or «10035 или 10043»); '' for none."""
+    if not numbers:
+        return ""
+    listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " или " + numbers[-1]
+    return f"Возможно, вы имели в виду {listed}"
+
+
+# --- the word-form index of requests ---
+
+FTS_TABLE = "request_search_fts"
+PG_INDEX = "ix_request_search_body_russian"
+#: Database objects of the index made by migration 0004 outside the models (see hotline.db).
+INDEX_OBJECTS = frozenset({FTS_TABLE, PG_INDEX})
+_PG_VECTOR = "to_tsvector('russian'::regconfig, body)"
+_WORD = re.compile(r"[^\W_]+")
+_CYRILLIC = re.compile(r"[а-я]")
+MIN_PREFIX = 3  # a query word this long also matches longer words beginning with its stem
+MAX_QUERY_WORDS = 12
+
+
+def index_ddl(dialect: str) -> list[str]:
+    """Statements that make the word-form index on `dialect`."""
+    if dialect == "sqlite":
+        return [
+            # The rowid is the request's id; the one column holds the stems of its text.
+            f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(stems, tokenize = 'unicode61 remove_diacritics 0')",
+            f"CREATE TRIGGER {FTS_TABLE}_delete AFTER DELETE ON request_search BEGIN "
+            f"DELETE FROM {FTS_TABLE} WHERE rowid = old.request_id; END",
+        ]
+    if dialect == "postgresql":
+        return [f"CREATE INDEX {PG_INDEX} ON request_search USING gin ({_PG_VECTOR})"]
+    return []
+
+
+def drop_index_ddl(dialect: str) -> list[str]:
+    """Statements that remove the word-form index on `dialect`."""
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {FTS_TABLE}_delete", f"DROP TABLE IF EXISTS {FTS_TABLE}"]
+    if dialect == "postgresql":
+        return [f"DROP INDEX IF EXISTS {PG_INDEX}"]
+    return []
+
+
+def is_index_object(name: str | None) -> bool:
+    """True for the index's own tables and indexes (FTS5 shadow tables included)."""
+    return bool(name) and (name in INDEX_OBJECTS or str(name).startswith(FTS_TABLE + "_"))
+
+
+def normalise(text_: str) -> str:
+    """ё as е, as people type it."""
+    return text_.replace("ё", "е").replace("Ё", "Е")
+
+
+@lru_cache(maxsize=1)
+def _stemmers() -> tuple[Any, Any]:
+    return snowballstemmer.stemmer("russian"), snowballstemmer.stemmer("english")
+
+
+def words(text_: str) -> list[str]:
+    """The words and numbers of `text_`, lower-case, ё as е."""
+    return _WORD.findall(normalise(text_).lower())
+
+
+def stems(text_: str) -> list[str]:
+    """The Snowball stems of the words of `text_` (Russian or English by the letters)."""
+    russian, english = _stemmers()
+    return [
+        (russian if _CYRILLIC.search(word) else english).stemWord(word) if not word.isdigit() else word
+        for word in words(text_)
+    ]
+
+
+def word_match(session: Session, query: str) -> ColumnElement[bool] | None:
+    """Requests whose indexed text has every word of `query` in any form; None if no words."""
+    query_words = words(query)[:MAX_QUERY_WORDS]
+    if not query_words:
+        return None
+    if session.get_bind().dialect.name == "sqlite":
+        terms = []
+        for stem in stems(" ".join(query_words)):
+            terms.append(f'"{stem}"*' if len(stem) >= MIN_PREFIX and not stem.isdigit() else f'"{stem}"')
+        match = text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=" AND ".join(terms))
+        return Request.id.in_(select(literal_column("rowid")).select_from(text(FTS_TABLE)).where(match))
+    tsquery = " & ".join(
+        f"{word}:*" if len(word) >= MIN_PREFIX and not word.isdigit() else word for word in query_words
+    )
+    vector = func.to_tsvector(literal_column("'russian'::regconfig"), RequestSearch.body)
+    matches = vector.op("@@")(func.to_tsquery(literal_column("'russian'::regconfig"), tsquery))
+    return Request.id.in_(select(RequestSearch.request_id).where(matches))
+
+
+def request_text(conn: Connection, request_id: int) -> str | None:
+    """Everything searchable said in and about one request; None if it is gone."""
+    row = conn.execute(
+        select(
+            Request.subject,
+            Request.description,
+            Request.contact_name,
+            Request.organisation,
+            Request.contact_email,
+            Request.clarification_question,
+        ).where(Request.id == request_id)
+    ).first()
+    if row is None:
+        return None
+    parts: list[str] = [p for p in row if p]
+    transcripts = conn.execute(
+        select(Attachment.filename, Transcript.text, Transcript.corrected_text)
+        .select_from(Attachment)
+        .outerjoin(Transcript, Transcript.attachment_id == Attachment.id)
+        .where(Attachment.request_id == request_id)
+        .order_by(Attachment.id)
+    )
+    for filename, heard, corrected in transcripts:
+        parts.extend(p for p in (filename, corrected, heard) if p)
+    history = conn.scalars(
+        select(RequestEvent.text)
+        .where(RequestEvent.request_id == request_id, RequestEvent.text != "")
+        .order_by(RequestEvent.id)
+    )
+    parts.extend(history)
+    return normalise("\n".join(parts))
+
+
+def reindex(conn: Connection, request_ids: Iterable[int]) -> None:
+    """Bring the index of these requests up to date (in the caller's transaction)."""
+    sqlite = conn.dialect.name == "sqlite"
+    for request_id in sorted(set(request_ids)):
+        body = request_text(conn, request_id)
+        conn.execute(delete(RequestSearch).where(RequestSearch.request_id == request_id))
+        if sqlite:
+            conn.execute(text(f"DELETE FROM {FTS_TABLE} WHERE rowid = :id"), {"id": request_id})
+        if body is None:
+            continue
+        conn.execute(insert(RequestSearch).values(request_id=request_id, body=body))
+        if sqlite:
+            conn.execute(
+                text(f"INSERT INTO {FTS_TABLE} (rowid, stems) VALUES (:id, :stems)"),
+                {"id": request_id, "stems": " ".join(stems(body))},
+            )
+
+
+def rebuild_index(conn: Connection, batch: int = 500) -> int:
+    """Index every request (migration 0004, `hotline` repairs); the number indexed."""
+    done = 0
+    last = 0
+    while True:
+        ids = list(
+            conn.scalars(select(Request.id).where(Request.id > last).order_by(Request.id).limit(batch))
+        )
+        if not ids:
+            return done
+        reindex(conn, ids)
+        done += len(ids)
+        last = ids[-1]
+
+
+def _touched_requests(session: Session) -> set[int]:
+    request_ids: set[int] = set()
+    attachment_ids: set[int] = set()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Request):
+            request_ids.add(obj.id)
+        elif isinstance(obj, RequestEvent | Attachment) and obj.request_id is not None:
+            request_ids.add(obj.request_id)
+        elif isinstance(obj, Transcript):
+            attachment_ids.add(obj.attachment_id)
+    if attachment_ids:
+        request_ids.update(
+            rid
+            for rid in session.connection().scalars(
+                select(Attachment.request_id).where(Attachment.id.in_(attachment_ids))
+            )
+            if rid is not None
+        )
+    return {rid for rid in request_ids if rid is not None}
+
+
+@event.listens_for(Session, "after_flush")
+def _reindex_after_flush(session: Session, _context: Any) -> None:
+    """Every flush that touches a request's text updates its index in the same transaction.
+
+    Core statements on the flush's connection: the ORM must not be used inside a flush
+    event, and the index must commit or roll back with the change it describes.
+    """
+    if touched := _touched_requests(session):
+        reindex(session.connection(), touched)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -113,6 +113,15 @@ def phone_digits(text: str) -> str:
 # --- the call log ---
 
 
+def _local_day(text_: str | None, tz: dt.tzinfo, *, next_day: bool = False) -> dt.datetime | None:
+    """The start of a local date typed as YYYY-MM-DD (or of the day after); None if not a date."""
+    try:
+        day = dt.date.fromisoformat(text_ or "")
+    except ValueError:
+        return None
+    return dt.datetime.combine(day + dt.timedelta(days=1 if next_day else 0), dt.time(), tz)
+
+
 @dataclass(frozen=True)
 class CallFilter:
     """What the engineer asked the call log for; every field optional."""
@@ -123,6 +132,18 @@ class CallFilter:
     outcome: str = ""
     backend: str = ""
     text: str = ""
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, str], tz: dt.tzinfo) -> CallFilter:
+        """The filter of the call log's query string (from, to, number, outcome, backend, q)."""
+        return cls(
+            date_from=_local_day(args.get("from"), tz),
+            date_to=_local_day(args.get("to"), tz, next_day=True),
+            number=args.get("number", "")[:40],
+            outcome=args.get("outcome", "")[:40],
+            backend=args.get("backend", "")[:20],
+            text=args.get("q", "")[:100],
+        )
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,19 @@ class RequestFilter:
     archived: bool = False
     text: str = ""
 
+    @classmethod
+    def from_query(cls, args: Mapping[str, str], *, archived: bool = False) -> RequestFilter:
+        """The filter of the request list's query string (status, kind, channel, assignee, q)."""
+        assignee = args.get("assignee", "")
+        return cls(
+            status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
+            kind=args.get("kind", "")[:20],
+            channel=args.get("channel", "")[:10],
+            assignee_id=int(assignee) if assignee.isdigit() and len(assignee) < 10 else None,
+            archived=archived,
+            text=args.get("q", "")[:100],
+        )
+
 
 def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElement[bool]]:
     cond: list[ColumnElement[bool]] = [
@@ -275,6 +309,28 @@ def search_requests(
     )
     rows = list(session.scalars(query))
     return rows[:per_page], len(rows) > per_page
+
+
+def matching_request_ids(session: Session, f: RequestFilter, limit: int) -> list[int]:
+    """Ids of every request the filter matches, newest first, at most `limit` (exports)."""
+    query = (
+        select(Request.id)
+        .where(*_request_conditions(session, f))
+        .order_by(Request.created_at.desc(), Request.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def matching_call_ids(session: Session, f: CallFilter, limit: int) -> list[int]:
+    """Ids of every call the filter matches, newest first, at most `limit` (exports)."""
+    query = (
+        select(Call.id)
+        .where(*_call_conditions(session, f))
+        .order_by(Call.started_at.desc(), Call.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
 
 
 def review_queue(session: Session, limit: int = 100) -> Sequence[Request]:

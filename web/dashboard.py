@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
 from hotline.db import DatabaseUnavailable, unavailable
-from web import auth, calls, files, formatting, overview, requests, users
+from web import auth, calls, export, files, formatting, overview, requests, users
 from web.db import close_session
 
 #: Blueprints that authenticate in their own way and take no CSRF token.
@@ -69,6 +69,7 @@ def init_app(app: Flask) -> None:
         requests.bp,
         files.bp,
         users.bp,
+        export.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     or_,
+    inspect,
     select,
     text,
 )
@@ -570,8 +571,10 @@ def _touched_requests(session: Session) -> set[int]:
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, Request):
             request_ids.add(obj.id)
-        elif isinstance(obj, RequestEvent | Attachment) and obj.request_id is not None:
-            request_ids.add(obj.request_id)
+        elif isinstance(obj, RequestEvent | Attachment):
+            # The request it belongs to now, and the one it left (a file moved to another request).
+            history = inspect(obj).attrs.request_id.history  # type: ignore[attr-defined]
+            request_ids.update(rid for rid in (obj.request_id, *history.deleted) if rid is not None)
         elif isinstance(obj, Transcript):
             attachment_ids.add(obj.attachment_id)
     if attachment_ids:

@@ -201,3 +201,24 @@ def test_call_log_finds_a_request_number_typed_with_its_sign(any_db):
     with any_db.session() as s:
         page = search_calls(s, CallFilter(text=f"№ {req.number}"))
         assert [c.backend_call_id for c in page.items] == ["CA-num"]
+
+
+def test_a_file_moved_to_another_request_takes_its_words_along(any_db, tmp_path):
+    with any_db.session() as s:
+        first = registry.open_request(s, kind="incident", channel="phone", actor="cli", subject="Первая")
+        second = registry.open_request(s, kind="incident", channel="phone", actor="cli", subject="Вторая")
+        att = storage.store_attachment(
+            s,
+            tmp_path,
+            source=b"RIFF",
+            filename="m.wav",
+            content_type="audio/wav",
+            origin="phone",
+            request_id=first.id,
+        )
+        s.add(Transcript(attachment=att, text="остановился конвейер", normalized_text=""))
+    with any_db.session() as s:
+        assert _find(s, "конвейера") == [first.number]
+        s.get(type(att), att.id).request_id = second.id
+    with any_db.session() as s:
+        assert _find(s, "конвейера") == [second.number]

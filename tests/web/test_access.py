@@ -218,7 +218,11 @@ def test_wrong_password_then_lockout_of_this_login_from_this_address(app, accoun
         environ_base={"REMOTE_ADDR": "10.0.0.7"},
     )
     assert response.status_code == 302
-    app.extensions["hotline.throttle"].store.clear_login("ivanov")  # what the admin's button does
+    admin = app.test_client()
+    assert login(admin, "admin").status_code == 302
+    assert "вход заблокирован до" in admin.get("/users").get_data(as_text=True)
+    assert post(admin, f"/users/{accounts['engineer']}", {"unlock": "1"}).status_code == 302
+    assert "вход заблокирован до" not in admin.get("/users").get_data(as_text=True)
     assert login(client, "ivanov").status_code == 302
 
 

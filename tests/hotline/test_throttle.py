@@ -108,3 +108,8 @@ def test_concurrent_tries_cannot_slip_past_the_limit(store):
     for thread in threads:
         thread.join()
     assert allowed.count(True) == PAIR.limit
+
+
+def test_the_store_follows_the_queue(db, redis_url):
+    assert isinstance(throttle.make_store(db.engine, None), SqlAttemptStore)
+    assert isinstance(throttle.make_store(db.engine, redis_url), throttle.RedisAttemptStore)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
@@ -106,6 +106,11 @@ def _download(name: str, body: Iterator[bytes]) -> Response:
     return response
 
 
+def _label(labels: Mapping[Any, str], code: str) -> str:
+    """The Russian label of a stored code (the code itself if it has none)."""
+    return labels.get(code, code)
+
+
 def _request_rows(db: Session, ids: Sequence[int]) -> Iterable[list[object]]:
     found = {
         r.id: r
@@ -119,9 +124,9 @@ def _request_rows(db: Session, ids: Sequence[int]) -> Iterable[list[object]]:
         yield [
             r.number,
             _local(r.created_at),
-            KIND_LABELS.get(r.kind, r.kind),  # type: ignore[call-overload]
-            STATUS_LABELS.get(r.status, r.status),  # type: ignore[call-overload]
-            CHANNEL_LABELS.get(r.channel, r.channel),  # type: ignore[call-overload]
+            _label(KIND_LABELS, r.kind),
+            _label(STATUS_LABELS, r.status),
+            _label(CHANNEL_LABELS, r.channel),
             r.contact_name,
             r.organisation,
             r.contact_phone,

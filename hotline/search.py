@@ -35,9 +35,9 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    inspect,
     literal_column,
     or_,
-    inspect,
     select,
     text,
 )
@@ -499,54 +499,58 @@ def word_match(session: Session, query: str) -> ColumnElement[bool] | None:
     return Request.id.in_(select(RequestSearch.request_id).where(matches))
 
 
-def request_text(conn: Connection, request_id: int) -> str | None:
-    """Everything searchable said in and about one request; None if it is gone."""
-    row = conn.execute(
+def request_texts(conn: Connection, request_ids: Sequence[int]) -> dict[int, str]:
+    """Everything searchable said in and about each request (requests that are gone: absent)."""
+    parts: dict[int, list[str]] = {}
+    rows = conn.execute(
         select(
+            Request.id,
             Request.subject,
             Request.description,
             Request.contact_name,
             Request.organisation,
             Request.contact_email,
             Request.clarification_question,
-        ).where(Request.id == request_id)
-    ).first()
-    if row is None:
-        return None
-    parts: list[str] = [p for p in row if p]
-    transcripts = conn.execute(
-        select(Attachment.filename, Transcript.text, Transcript.corrected_text)
+        ).where(Request.id.in_(request_ids))
+    )
+    for request_id, *fields in rows:
+        parts[request_id] = [f for f in fields if f]
+    if not parts:
+        return {}
+    files = conn.execute(
+        select(Attachment.request_id, Attachment.filename, Transcript.text, Transcript.corrected_text)
         .select_from(Attachment)
         .outerjoin(Transcript, Transcript.attachment_id == Attachment.id)
-        .where(Attachment.request_id == request_id)
+        .where(Attachment.request_id.in_(list(parts)))
         .order_by(Attachment.id)
     )
-    for filename, heard, corrected in transcripts:
-        parts.extend(p for p in (filename, corrected, heard) if p)
-    history = conn.scalars(
-        select(RequestEvent.text)
-        .where(RequestEvent.request_id == request_id, RequestEvent.text != "")
+    for file_of, filename, heard, corrected in files:
+        parts[int(file_of)].extend(p for p in (filename, corrected, heard) if p)
+    history = conn.execute(
+        select(RequestEvent.request_id, RequestEvent.text)
+        .where(RequestEvent.request_id.in_(list(parts)), RequestEvent.text != "")
         .order_by(RequestEvent.id)
     )
-    parts.extend(history)
-    return normalise("\n".join(parts))
+    for entry_of, said in history:
+        parts[entry_of].append(said)
+    return {request_id: normalise("\n".join(texts)) for request_id, texts in parts.items()}
 
 
 def reindex(conn: Connection, request_ids: Iterable[int]) -> None:
     """Bring the index of these requests up to date (in the caller's transaction)."""
-    sqlite = conn.dialect.name == "sqlite"
-    for request_id in sorted(set(request_ids)):
-        body = request_text(conn, request_id)
-        conn.execute(delete(RequestSearch).where(RequestSearch.request_id == request_id))
-        if sqlite:
-            conn.execute(text(f"DELETE FROM {FTS_TABLE} WHERE rowid = :id"), {"id": request_id})
-        if body is None:
-            continue
-        conn.execute(insert(RequestSearch).values(request_id=request_id, body=body))
-        if sqlite:
+    ids = sorted(set(request_ids))
+    if not ids:
+        return
+    bodies = request_texts(conn, ids)
+    conn.execute(delete(RequestSearch).where(RequestSearch.request_id.in_(ids)))
+    if bodies:
+        conn.execute(insert(RequestSearch), [{"request_id": i, "body": b} for i, b in bodies.items()])
+    if conn.dialect.name == "sqlite":
+        conn.execute(text(f"DELETE FROM {FTS_TABLE} WHERE rowid IN ({', '.join(map(str, ids))})"))
+        if bodies:
             conn.execute(
                 text(f"INSERT INTO {FTS_TABLE} (rowid, stems) VALUES (:id, :stems)"),
-                {"id": request_id, "stems": " ".join(stems(body))},
+                [{"id": i, "stems": " ".join(stems(b))} for i, b in bodies.items()],
             )
 
 

@@ -525,7 +525,8 @@ def request_texts(conn: Connection, request_ids: Sequence[int]) -> dict[int, str
         .order_by(Attachment.id)
     )
     for file_of, filename, heard, corrected in files:
-        parts[int(file_of)].extend(p for p in (filename, corrected, heard) if p)
+        if file_of is not None:  # never: the query asks for files of these requests
+            parts[file_of].extend(p for p in (filename, corrected, heard) if p)
     history = conn.execute(
         select(RequestEvent.request_id, RequestEvent.text)
         .where(RequestEvent.request_id.in_(list(parts)), RequestEvent.text != "")

@@ -407,14 +407,6 @@ def suggest_numbers(session: Session, query: str, limit: int = 3) -> list[str]:
     return list(rows)[:limit]
 
 
-def did_you_mean(numbers: Sequence[str]) -> str:
-    """«Возможно, вы имели в виду 10035» (or «10035 или 10043»); '' for none."""
-    if not numbers:
-        return ""
-    listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " или " + numbers[-1]
-    return f"Возможно, вы имели в виду {listed}"
-
-
 # --- the word-form index of requests ---
 
 FTS_TABLE = "request_search_fts"

@@ -12,7 +12,6 @@ from hotline.numbers import is_valid
 from hotline.search import (
     CallFilter,
     RequestFilter,
-    did_you_mean,
     glob_pattern,
     near_numbers,
     phone_digits,
@@ -182,8 +181,6 @@ def test_a_mistyped_number_suggests_the_request_meant(any_db):
             assert set(suggested) <= numbers
         assert suggest_numbers(s, meant) == []  # a valid number needs no hint
         assert suggest_numbers(s, "калибровка") == []
-    assert did_you_mean(["10035"]) == "Возможно, вы имели в виду 10035"
-    assert did_you_mean(["10035", "10043"]) == "Возможно, вы имели в виду 10035 или 10043"
 
 
 def test_near_numbers_are_valid_and_one_slip_away():

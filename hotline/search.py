@@ -255,7 +255,15 @@ class RequestFilter:
         )
 
 
-def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElement[bool]]:
+def _request_conditions(
+    session: Session, f: RequestFilter, *, substrings: bool | None = None
+) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions.
+
+    Text is matched by words through the index; the substring scan (any letter case,
+    a piece of a word) reads every row, so it runs only when the words find nothing
+    (`substrings=None` decides that with one indexed query) or when asked to.
+    """
     cond: list[ColumnElement[bool]] = [
         Request.archived_at.is_not(None) if f.archived else Request.archived_at.is_(None)
     ]
@@ -270,28 +278,36 @@ def _request_conditions(session: Session, f: RequestFilter) -> list[ColumnElemen
             Request.assignee_id.is_(None) if f.assignee_id == 0 else Request.assignee_id == f.assignee_id
         )
     if text := f.text.strip():
-        options: list[ColumnElement[bool]] = [
-            contains_ci(session, Request.subject, text),
-            contains_ci(session, Request.description, text),
-            contains_ci(session, Request.contact_name, text),
-            contains_ci(session, Request.contact_email, text),
-            Request.attachments.any(
-                Attachment.transcript.has(
-                    or_(
-                        contains_ci(session, Transcript.text, text),
-                        contains_ci(session, Transcript.corrected_text, text),
-                    )
-                )
-            ),
-        ]
-        if (words := word_match(session, text)) is not None:
-            options.append(words)
+        options: list[ColumnElement[bool]] = []
         if number := request_number_in(text):
             options.append(Request.number == number)
         elif text.isdigit():
             options.append(Request.number == text)
         if (digits := phone_digits(text)) and len(digits) >= 3:
             options.append(Request.contact_phone.like(f"%{digits}%"))
+        words = word_match(session, text)
+        if words is not None:
+            options.append(words)
+        if substrings is None:
+            substrings = (
+                words is None
+                or session.scalar(select(Request.id).where(*cond, or_(*options)).limit(1)) is None
+            )
+        if substrings:
+            options += [
+                contains_ci(session, Request.subject, text),
+                contains_ci(session, Request.description, text),
+                contains_ci(session, Request.contact_name, text),
+                contains_ci(session, Request.contact_email, text),
+                Request.attachments.any(
+                    Attachment.transcript.has(
+                        or_(
+                            contains_ci(session, Transcript.text, text),
+                            contains_ci(session, Transcript.corrected_text, text),
+                        )
+                    )
+                ),
+            ]
         cond.append(or_(*options) if options else false())
     return cond
 

@@ -47,6 +47,8 @@ def test_patterns():
         ("[к]", False),
         ("(", False),
         ("плохо читает", True),
+        ("амер", True),  # a piece inside a word: the substring scan, when words find nothing
+        ("ЛКА У ВХ", True),
     ],
 )
 def test_cyrillic_search_ignores_case_on_both_databases(any_db, query, found):

@@ -260,6 +260,11 @@ def main() -> None:
                     "/export/requests.csv?kind=incident&status=new"
                 ),
                 "request page": lambda: f"/requests/{rnd.choice(numbers)}",
+                "requests by status, then age": lambda: "/requests?sort=status",
+                "requests by last activity": lambda: "/requests?sort=activity",
+                "voicemail review queue": lambda: "/review",
+                "live poll of a request list": lambda: "/live?scope=requests",
+                "live poll of a request page": lambda: f"/live?scope=request&number={rnd.choice(numbers)}",
             }
             print(
                 f"{'page':<42} {'p50 ms':>8} {'p95 ms':>8}   ({args.rounds} requests each, after 5 warm-up)"

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    case,
     delete,
     event,
     false,
@@ -240,6 +241,7 @@ class RequestFilter:
     assignee_id: int | None = None  # 0: nobody
     archived: bool = False
     text: str = ""
+    sort: str = ""  # a key of REQUEST_ORDERS; "" is newest first
 
     @classmethod
     def from_query(cls, args: Mapping[str, str], *, archived: bool = False) -> RequestFilter:
@@ -312,15 +314,25 @@ def _request_conditions(
     return cond
 
 
+_STATUS_ORDER = case({s.value: i for i, s in enumerate(RequestStatus)}, value=Request.status, else_=99)
+#: The dashboard's sort orders of the request list (webA): key → ORDER BY.
+REQUEST_ORDERS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "": (Request.created_at.desc(), Request.id.desc()),
+    "age": (Request.created_at.asc(), Request.id.asc()),
+    "activity": (Request.updated_at.desc(), Request.id.desc()),
+    "status": (_STATUS_ORDER, Request.created_at.asc(), Request.id.asc()),
+}
+
+
 def search_requests(
     session: Session, f: RequestFilter, *, page: int = 1, per_page: int = 50
 ) -> tuple[Sequence[Request], bool]:
-    """A page of requests (newest first) and whether there is a next page."""
+    """A page of requests (newest first, or as `f.sort` says) and whether there is a next page."""
     query = (
         select(Request)
         .options(selectinload(Request.assignee))
         .where(*_request_conditions(session, f))
-        .order_by(Request.created_at.desc(), Request.id.desc())
+        .order_by(*REQUEST_ORDERS.get(f.sort, REQUEST_ORDERS[""]))
         .limit(per_page + 1)
         .offset((max(page, 1) - 1) * per_page)
     )

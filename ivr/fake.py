@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from hotline.numbers import make_request_number
+from hotline.settings import BusinessHours
 from ivr.flow import Recording, RequestInfo
 
 
@@ -18,15 +20,20 @@ class FakeCallPort:
     lookups: int = 0
     open: bool = True
     target: str | None = "+73430000000"
+    hours: BusinessHours | None = BusinessHours(
+        frozenset(range(5)), dt.time(9), dt.time(18), ZoneInfo("Europe/Moscow")
+    )
     opened: list[tuple[str, str, Recording]] = field(default_factory=list)  # number, kind, recording
     information: list[tuple[str, Recording]] = field(default_factory=list)
     attached: list[tuple[str, Recording]] = field(default_factory=list)
     _sequence: int = 2000
 
-    def add_request(self, kind: str, status: str, changed_on: dt.date | None = None) -> str:
-        """A request the caller can ask about; its number."""
+    def add_request(
+        self, kind: str, status: str, changed_on: dt.date | None = None, question: str | None = None
+    ) -> str:
+        """A request the caller can ask about (with the engineer's open question); its number."""
         number = self._next_number()
-        self.requests[number] = RequestInfo(number, kind, status, changed_on or self.today_is)
+        self.requests[number] = RequestInfo(number, kind, status, changed_on or self.today_is, question)
         return number
 
     def _next_number(self) -> str:
@@ -64,3 +71,6 @@ class FakeCallPort:
 
     def duty_target(self) -> str | None:
         return self.target
+
+    def duty_hours(self) -> BusinessHours | None:
+        return self.hours

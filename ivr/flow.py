@@ -1,4 +1,4 @@
-"""The call flow of the hotline (DESIGN.md "The call"), with no I/O and no telephony.
+"""The call flow of the hotline (docs/call-flow.md), with no I/O and no telephony.
 
 One function drives a call: `handle(state, event, port, config) -> Step`.
 
@@ -8,7 +8,9 @@ One function drives a call: `handle(state, event, port, config) -> Step`.
   possibly empty or garbage; a trailing '#' is ignored), `NoInput` (a gather timed
   out), `RecordingFinished` (a `Recording`, or None when nothing was recorded),
   `DialFinished` (the duty engineer's leg: answered / no_answer / busy / failed),
-  `Hangup` (the caller is gone; may come at any step, also after the flow hung up).
+  `Hangup` (the caller is gone; may come at any step, also after the flow hung up),
+  and from a speech recogniser: `SpokenNumber` (a request number said aloud, to be
+  confirmed by the caller) and `SpokenAnswer` («да» / «нет» to that question).
 - `port` is a `CallPort`: the data the flow needs (look up a request, count this
   caller's lookups, open a voice request, attach information, business hours, the
   duty target). `ivr.store.DbCallPort` is the real one, `ivr.fake.FakeCallPort` the
@@ -16,6 +18,11 @@ One function drives a call: `handle(state, event, port, config) -> Step`.
 - The returned `Step` has the next state, the `actions` for the adapter to carry out
   in order, `log` entries for the call log (`CallEvent` kind, detail, data), and
   `state.outcome` (the call's outcome so far, for `Call.outcome`).
+
+The questions with one-key answers are menus, written as data (`MENUS`): the step,
+the prompt that asks, and for each key the handler it runs. A new option is one row
+in a menu, one phrase in `voice_models.prompts` (and its audio), and a test;
+tests/ivr/test_flow.py checks that every key a menu accepts is said in its prompt.
 
 Actions: `Speak(segments, barge_in)` (segments of `ivr.speech`; with barge_in the
 caller may type over it and what they type is the start of the next `Gather`'s
@@ -34,13 +41,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from hotline.errors import InvalidRequestNumber
 from hotline.models import RequestKind, RequestStatus
 from hotline.numbers import MAX_LENGTH, parse_request_number
-from ivr.speech import Date, Number, Prompt, Segment
+from hotline.vocabulary import Outcome
+from ivr.speech import Date, Hours, Number, Prompt, Segment, Text, clean_text
 
 # --- configuration ---------------------------------------------------------------
 
@@ -83,9 +92,13 @@ class Recording:
     ref: str
     duration_seconds: float | None = None
     path: str | None = None
+    #: Whether the audio holds speech (`hotline.transcription.audio.has_speech`), None if unknown.
+    speech: bool | None = None
 
     @property
     def empty(self) -> bool:
+        if self.speech is False:  # decided from the audio: silence kept by a silence stop
+            return True
         return self.duration_seconds is not None and self.duration_seconds < 1.0
 
 
@@ -126,7 +139,30 @@ class Hangup:
     pass
 
 
-Event = CallStarted | DigitsEntered | NoInput | RecordingFinished | DialFinished | Hangup
+@dataclass(frozen=True)
+class SpokenNumber:
+    """A request number the caller said aloud, as the recogniser heard it (digits)."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class SpokenAnswer:
+    """«Да» (yes=True) or «нет» (yes=False), said to a yes/no question."""
+
+    yes: bool
+
+
+Event = (
+    CallStarted
+    | DigitsEntered
+    | NoInput
+    | RecordingFinished
+    | DialFinished
+    | Hangup
+    | SpokenNumber
+    | SpokenAnswer
+)
 
 # --- actions -----------------------------------------------------------------------
 
@@ -176,6 +212,18 @@ class RequestInfo:
     kind: str
     status: str
     changed_on: dt.date  # in the plant's time zone
+    clarification_question: str | None = None  # the engineer's open question, if any
+
+
+class DutyHours(Protocol):
+    """The duty engineer's working hours (hotline.settings.BusinessHours is one)."""
+
+    @property
+    def weekdays(self) -> frozenset[int]: ...  # 0 = Monday
+    @property
+    def start(self) -> dt.time: ...
+    @property
+    def end(self) -> dt.time: ...
 
 
 class CallPort(Protocol):
@@ -205,6 +253,9 @@ class CallPort(Protocol):
     def duty_target(self) -> str | None:
         """Where to transfer to the duty engineer, None if not configured."""
 
+    def duty_hours(self) -> DutyHours | None:
+        """The duty engineer's working hours, read to callers outside them."""
+
 
 # --- state -------------------------------------------------------------------------
 
@@ -213,6 +264,7 @@ class StepName(enum.StrEnum):
     NEW = "new"
     MENU = "menu"
     NUMBER = "number"
+    CONFIRM_NUMBER = "confirm_number"
     INFO_OFFER = "info_offer"
     INFO_RECORD = "info_record"
     KIND = "kind"
@@ -225,16 +277,16 @@ class StepName(enum.StrEnum):
 
 # Outcomes by weight: a call that made a request is remembered for that, not for
 # the status it heard before.
-_OUTCOME_RANK = {
-    "abandoned": 0,
-    "no_input": 0,
-    "too_many_attempts": 0,
-    "lookup_limit": 0,
-    "duty_unavailable": 1,
-    "status_heard": 2,
-    "transferred": 3,
-    "info_added": 4,
-    "request_created": 5,
+_OUTCOME_RANK: dict[str, int] = {
+    Outcome.ABANDONED: 0,
+    Outcome.NO_INPUT: 0,
+    Outcome.TOO_MANY_ATTEMPTS: 0,
+    Outcome.LOOKUP_LIMIT: 0,
+    Outcome.DUTY_UNAVAILABLE: 1,
+    Outcome.STATUS_HEARD: 2,
+    Outcome.TRANSFERRED: 3,
+    Outcome.INFO_ADDED: 4,
+    Outcome.REQUEST_CREATED: 5,
 }
 
 
@@ -247,6 +299,8 @@ class CallState:
     tries: int = 0  # no or wrong input at the current question
     number_tries: int = 0  # wrong or unknown numbers in this call
     number: str | None = None  # the request the caller is dealing with
+    question: str | None = None  # the engineer's question about that request
+    spoken: str | None = None  # a number said aloud, waiting for the caller's «да»
     kind: str | None = None
     #: What the Record in progress is for: {"new": kind} or {"info": number}.
     pending: dict[str, str] | None = None
@@ -291,8 +345,6 @@ class Step:
 
 # --- the flow ----------------------------------------------------------------------
 
-_KIND_KEYS = {"1": RequestKind.INCIDENT, "2": RequestKind.PROBLEM, "3": RequestKind.SERVICE}
-
 
 def handle(state: CallState, event: Event, port: CallPort, config: FlowConfig | None = None) -> Step:
     """The next state and what to do after `event`; `state` itself is not changed."""
@@ -311,7 +363,10 @@ def reprompt(state: CallState, config: FlowConfig | None = None) -> list[Action]
 def save_recording(state: CallState, recording: Recording, port: CallPort) -> Step:
     """Save a recording whose file arrived apart from the call's progress; no actions."""
     flow = _Flow(CallState.from_json(state.to_json()), port, FlowConfig())
-    flow.save(recording)
+    if recording.empty and recording.ref not in state.recorded:
+        flow.log("recording_empty", recording.ref)  # silence makes no request
+    else:
+        flow.save(recording)  # a request made already keeps its file, whatever it holds
     return flow.step
 
 
@@ -329,7 +384,8 @@ class _Flow:
     def log(self, kind: str, detail: str = "", **data: Any) -> None:
         self.step.log.append(LogEntry(kind, detail, data))
 
-    def outcome(self, outcome: str) -> None:
+    def outcome(self, outcome: Outcome | str) -> None:
+        outcome = Outcome(outcome)  # an outcome not in the vocabulary is a bug here
         current = self.state.outcome
         if current is None or _OUTCOME_RANK[outcome] >= _OUTCOME_RANK[current]:
             self.state.outcome = outcome
@@ -351,18 +407,14 @@ class _Flow:
         """Ask the question of the current step (again)."""
         step = self.state.step
         c = self.config
-        if step == StepName.MENU:
-            self.say(*intro, Prompt("menu"), barge_in=True)
+        menu = MENUS.get(step)
+        if menu is not None:
+            lead = menu.lead(self.state) if menu.lead else ()
+            self.say(*intro, *lead, Prompt(menu.prompt), barge_in=True)
             self.step.actions.append(Gather(1, c.menu_timeout))
         elif step == StepName.NUMBER:
             self.say(*intro, Prompt("enter_number"), barge_in=True)
             self.step.actions.append(Gather(MAX_LENGTH + 1, c.number_timeout, "#"))
-        elif step in (StepName.INFO_OFFER, StepName.DUTY_OFFER, StepName.KIND):
-            key = {StepName.INFO_OFFER: "info_offer", StepName.DUTY_OFFER: "offer_request"}.get(
-                StepName(step), "choose_kind"
-            )
-            self.say(*intro, Prompt(key), barge_in=True)
-            self.step.actions.append(Gather(1, c.menu_timeout))
         elif step in (StepName.INFO_RECORD, StepName.NEW_RECORD):
             key = "record_info" if step == StepName.INFO_RECORD else "record_request"
             self.say(*intro, Prompt(key))
@@ -405,12 +457,16 @@ class _Flow:
             self.recording_finished(event.recording)
         elif isinstance(event, DialFinished):
             self.dial_finished(event.result)
+        elif isinstance(event, SpokenNumber):
+            self.spoken_number(event.digits)
+        elif isinstance(event, SpokenAnswer):
+            self.spoken_answer(event.yes)
 
     def hangup(self) -> None:
         if self.state.step != StepName.ENDED:
             self.log("hangup", step=self.state.step)
         if self.state.outcome is None:
-            self.state.outcome = "abandoned"
+            self.state.outcome = Outcome.ABANDONED
         self.state.step = StepName.ENDED
 
     def no_input(self) -> None:
@@ -426,56 +482,86 @@ class _Flow:
     def digits(self, digits: str) -> None:
         step = self.state.step
         self.log("digits", digits[:40], step=step)
-        if step == StepName.MENU:
-            self.menu_choice(digits)
+        menu = MENUS.get(step)
+        if menu is not None:
+            self.choose(menu, digits)
         elif step == StepName.NUMBER:
             self.number_entered(digits)
-        elif step == StepName.INFO_OFFER:
-            if digits == "1":
-                self.start_record(StepName.INFO_RECORD, {"info": self.state.number or ""})
-            elif digits == "*":
-                self.menu()
-            else:
-                self.retry(Prompt("menu_invalid"))
-        elif step == StepName.DUTY_OFFER:
-            if digits == "1":
-                self.goto(StepName.KIND)
-                self.ask()
-            elif digits == "*":
-                self.menu()
-            else:
-                self.retry(Prompt("menu_invalid"))
-        elif step == StepName.KIND:
-            if digits in _KIND_KEYS:
-                kind = _KIND_KEYS[digits].value
-                self.state.kind = kind
-                self.log("kind", kind, request_kind=kind)
-                self.start_record(StepName.NEW_RECORD, {"new": kind})
-            elif digits == "*":
-                self.menu()
-            else:
-                self.retry(Prompt("menu_invalid"))
         else:
             # Keys pressed while recording or ringing the engineer end up here.
             self.no_input()
 
-    def menu_choice(self, digits: str) -> None:
-        if digits == "1":
-            self.log("menu", "status")
-            self.goto(StepName.NUMBER)
-            self.state.number_tries = 0
-            self.ask()
-        elif digits == "2":
-            self.log("menu", "new_request")
-            self.goto(StepName.KIND)
-            self.ask()
-        elif digits == "0":
-            self.log("menu", "duty_engineer")
-            self.duty()
-        elif digits == "*":
-            self.ask()
-        else:
+    def choose(self, menu: Menu, key: str) -> None:
+        """Run the handler of the key pressed in a menu, or ask again."""
+        handler = menu.options.get(key)
+        if handler is None:
             self.retry(Prompt("menu_invalid"))
+        else:
+            handler(self)
+
+    # -- what the menus' keys do (see MENUS) --
+    def status(self) -> None:
+        self.log("menu", "status")
+        self.goto(StepName.NUMBER)
+        self.state.number_tries = 0
+        self.ask()
+
+    def new_request(self) -> None:
+        if self.state.step == StepName.MENU:
+            self.log("menu", "new_request")
+        self.goto(StepName.KIND)
+        self.ask()
+
+    def duty_engineer(self) -> None:
+        self.log("menu", "duty_engineer")
+        self.duty()
+
+    def repeat(self) -> None:
+        self.ask()
+
+    def main_menu(self) -> None:
+        self.menu()
+
+    def record_info(self) -> None:
+        self.start_record(StepName.INFO_RECORD, {"info": self.state.number or ""})
+
+    def kind_chosen(self, kind: RequestKind) -> None:
+        self.state.kind = kind.value
+        self.log("kind", kind.value, request_kind=kind.value)
+        self.start_record(StepName.NEW_RECORD, {"new": kind.value})
+
+    def number_confirmed(self) -> None:
+        spoken, self.state.spoken = self.state.spoken or "", None
+        self.log("number_confirmed", spoken[:40])
+        self.goto(StepName.NUMBER)
+        self.number_entered(spoken)
+
+    def number_refused(self) -> None:
+        self.state.spoken = None
+        self.log("number_refused")
+        self.goto(StepName.NUMBER)
+        self.ask(Prompt("try_again"))
+
+    # -- speech --
+    def spoken_number(self, heard: str) -> None:
+        """A number said aloud at the number question: read it back for a «да»."""
+        digits = "".join(ch for ch in heard if ch.isdigit())[: MAX_LENGTH + 1]
+        self.log("spoken_number", digits, step=self.state.step)
+        if self.state.step != StepName.NUMBER or not digits:
+            self.no_input()
+            return
+        self.state.spoken = digits
+        self.goto(StepName.CONFIRM_NUMBER)
+        self.ask()
+
+    def spoken_answer(self, yes: bool) -> None:
+        """«Да» or «нет»: the keys 1 and 2 of a yes/no question."""
+        self.log("spoken_answer", "yes" if yes else "no", step=self.state.step)
+        menu = MENUS.get(self.state.step)
+        if menu is None or not menu.yes_no:
+            self.no_input()
+        else:
+            self.choose(menu, "1" if yes else "2")
 
     def number_entered(self, digits: str) -> None:
         if digits == "*":
@@ -498,6 +584,7 @@ class _Flow:
             return
         self.outcome("status_heard")
         self.state.number = info.number
+        self.state.question = clean_text(info.clarification_question or "") or None
         readback: list[Segment] = [
             Prompt("request_number"),
             Number(info.number),
@@ -586,7 +673,11 @@ class _Flow:
             self.log("duty_closed")
             self.outcome("duty_unavailable")
             self.goto(StepName.DUTY_OFFER)
-            self.ask(Prompt("duty_closed"))
+            hours = self.port.duty_hours()
+            said: list[Segment] = [Prompt("duty_closed")]
+            if hours is not None and hours.weekdays:
+                said += [Prompt("duty_hours"), Hours(tuple(sorted(hours.weekdays)), hours.start, hours.end)]
+            self.ask(*said)
         else:
             self.log("transfer", target, target=target)
             self.goto(StepName.DIALING)
@@ -603,6 +694,61 @@ class _Flow:
             self.outcome("duty_unavailable")
             self.goto(StepName.DUTY_OFFER)
             self.ask(Prompt("duty_no_answer"))
+
+
+# --- the menus ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Menu:
+    """A question answered with one key: its prompt, and what each key does.
+
+    `lead` gives what is said before the prompt from the call's state (the number to
+    confirm, the engineer's question); with `yes_no` the answers «да» / «нет» count as
+    the keys 1 and 2.
+    """
+
+    prompt: str
+    options: Mapping[str, Callable[[_Flow], None]]
+    lead: Callable[[CallState], tuple[Segment, ...]] | None = None
+    yes_no: bool = False
+
+
+def _request_question(state: CallState) -> tuple[Segment, ...]:
+    if state.question:
+        return (Text(state.question, intro="clarification_asked", fallback=("info_awaited",)),)
+    return (Prompt("info_awaited"),)
+
+
+def _number_heard(state: CallState) -> tuple[Segment, ...]:
+    return (Prompt("you_said"), Number(state.spoken or ""))
+
+
+MENUS: dict[str, Menu] = {
+    StepName.MENU: Menu(
+        "menu",
+        {"1": _Flow.status, "2": _Flow.new_request, "0": _Flow.duty_engineer, "*": _Flow.repeat},
+    ),
+    StepName.KIND: Menu(
+        "choose_kind",
+        {
+            "1": lambda f: f.kind_chosen(RequestKind.INCIDENT),
+            "2": lambda f: f.kind_chosen(RequestKind.PROBLEM),
+            "3": lambda f: f.kind_chosen(RequestKind.SERVICE),
+            "*": _Flow.main_menu,
+        },
+    ),
+    StepName.INFO_OFFER: Menu(
+        "info_offer", {"1": _Flow.record_info, "*": _Flow.main_menu}, lead=_request_question
+    ),
+    StepName.DUTY_OFFER: Menu("offer_request", {"2": _Flow.new_request, "*": _Flow.main_menu}),
+    StepName.CONFIRM_NUMBER: Menu(
+        "confirm_number",
+        {"1": _Flow.number_confirmed, "2": _Flow.number_refused},
+        lead=_number_heard,
+        yes_no=True,
+    ),
+}
 
 
 class _NoPort:

@@ -17,22 +17,29 @@ def prompts() -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Folder (default: the shipped one)."
 )
-def build(force: bool, out: str | None) -> None:
-    """Synthesise the Russian prompts with espeak-ng into 8 kHz WAV files."""
-    from pathlib import Path
-
-    from voice_models.prompt_audio import build_prompts
+@click.option("--voice", default=None, help="RHVoice voice (default: HOTLINE_PROMPT_VOICE, anna).")
+def build(force: bool, out: str | None, voice: str | None) -> None:
+    """Synthesise the Russian prompts (RHVoice if installed, else espeak-ng) into 8 kHz WAV files."""
+    from hotline.settings import load_settings
+    from voice_models.prompt_audio import LEVEL_DB, build_prompts
     from voice_models.prompts import PROMPTS_DIR, catalogue
 
     folder = Path(out) if out else PROMPTS_DIR
+    voice = voice or load_settings().prompt_voice
     with click.progressbar(length=1, label="prompts") as bar:
-        report = build_prompts(catalogue(), folder, force=force)
+        report = build_prompts(catalogue(), folder, force=force, voice=voice)
         bar.update(1)
     size = sum(p.stat().st_size for p in folder.glob("*.wav"))
     click.echo(
         f"{len(report.made)} made, {len(report.kept)} unchanged, {len(report.removed)} removed; "
-        f"{size / 1024 / 1024:.1f} MiB in {folder}"
+        f"{report.engine} ({report.voice}), {LEVEL_DB:g} dBFS RMS; {size / 1024 / 1024:.1f} MiB in {folder}"
     )
+    if report.mixed:
+        click.echo(
+            f"warning: {len(report.mixed)} files made with {report.engine}, the others with another "
+            "engine or voice; install RHVoice (README, «Голос подсказок») and run again",
+            err=True,
+        )
 
 
 @click.group()

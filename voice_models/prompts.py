@@ -6,8 +6,12 @@ WAV at `voice_models/prompts/ru/<key>.wav` (`prompt_audio_path`), synthesised fr
 `prompt_text(key)`. Besides the fixed phrases there are keys for the dynamic parts
 of speech (`ivr.speech` assembles them): `digit_0`…`digit_9` (a request number is
 read digit by digit), `day_1`…`day_31` («двадцать четвёртое»), `month_1`…`month_12`
-(«ноября»), `year_2020`…`year_2050` («две тысячи двадцать пятого года»), and
-`kind_<kind>` / `status_<status>` for every request kind and status.
+(«ноября»), `year_2020`…`year_2050` («две тысячи двадцать пятого года»),
+`kind_<kind>` / `status_<status>` for every request kind and status (kinds in the
+caller's words), and the working hours: `days_daily`, `days_weekdays`,
+`weekday_0`…`weekday_6` («по понедельникам»), `from_0`…`from_23` («с девяти»),
+`to_0`…`to_23` («до восемнадцати»), `minute_0` («ноль»), `minute_1`…`minute_19` and
+`minute_20`, `_30`, `_40`, `_50` («тридцати»; «сорока семи» is two of them).
 """
 
 from __future__ import annotations
@@ -18,17 +22,18 @@ from pathlib import Path
 from num2words import num2words
 
 from hotline.models import RequestKind, RequestStatus
-from hotline.registry import KIND_LABELS, STATUS_LABELS
+from hotline.registry import STATUS_LABELS
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts" / "ru"
 FIRST_YEAR, LAST_YEAR = 2020, 2050
 
-#: The fixed phrases of the call flow.
+#: The fixed phrases of the call flow. «QR» is written as it is said («кью-ар»), so
+#: that no synthesiser switches to English in the middle of a sentence.
 PHRASES: dict[str, str] = {
     "greeting": "Здравствуйте! Вы позвонили в техническую поддержку производственной системы "
-    "распознавания QR-кодов.",
-    "menu": "Чтобы узнать статус заявки, нажмите 1. Чтобы оставить новую заявку, нажмите 2. "
-    "Чтобы связаться с дежурным инженером, нажмите 0. Чтобы прослушать меню ещё раз, нажмите звёздочку.",
+    "распознавания кью-ар-кодов.",
+    "menu": "Чтобы узнать, что с вашей заявкой, нажмите 1. Чтобы оставить новую заявку, нажмите 2. "
+    "Чтобы поговорить с дежурным инженером, нажмите 0. Чтобы прослушать меню ещё раз, нажмите звёздочку.",
     "menu_invalid": "Такого пункта в меню нет.",
     "no_input": "Мы не услышали ваш выбор.",
     "goodbye": "Спасибо за звонок. До свидания!",
@@ -42,27 +47,57 @@ PHRASES: dict[str, str] = {
     "too_many_attempts": "Слишком много неудачных попыток.",
     "lookup_limit": "С вашего номера уже было много запросов статуса. Пожалуйста, позвоните позже.",
     "request_number": "Заявка номер",
-    "kind_is": "Вид заявки:",
+    "kind_is": "Что случилось:",
     "status_is": "Статус:",
     "changed_on": "Последнее изменение:",
-    "info_offer": "Инженер ждёт от вас дополнительную информацию. Чтобы записать её сейчас, "
-    "нажмите 1. Чтобы вернуться в меню, нажмите звёздочку.",
-    "record_info": "Расскажите недостающую информацию после сигнала. Чтобы закончить, нажмите решётку.",
-    "info_saved": "Спасибо, информация добавлена к заявке.",
-    "choose_kind": "Выберите вид заявки. Инцидент: нажмите 1. Проблема: нажмите 2. "
-    "Запрос на обслуживание: нажмите 3.",
-    "record_request": "Опишите вашу проблему после сигнала. Назовите организацию и как с вами "
-    "связаться. Чтобы закончить запись, нажмите решётку.",
+    "info_awaited": "Инженер ждёт от вас дополнительную информацию.",
+    "clarification_asked": "Инженер просит уточнить:",
+    "info_offer": "Чтобы записать ответ сейчас, нажмите 1. Чтобы вернуться в меню, нажмите звёздочку.",
+    "record_info": "Говорите после сигнала. Чтобы закончить, нажмите решётку.",
+    "info_saved": "Спасибо, ваш ответ добавлен к заявке.",
+    "choose_kind": "Если авария, линия стоит, нажмите 1. Если что-то работает не так, нажмите 2. "
+    "Если нужна помощь с настройкой или обновлением, нажмите 3. "
+    "Чтобы вернуться в меню, нажмите звёздочку.",
+    "record_request": "Расскажите, что случилось, на какой линии, и как с вами связаться. "
+    "Говорите после сигнала. Чтобы закончить запись, нажмите решётку.",
     "recording_empty": "Запись не получилась: мы ничего не услышали.",
     "request_created": "Ваша заявка принята. Её номер:",
     "repeat_number": "Повторяем номер заявки:",
     "transfer": "Соединяем с дежурным инженером. Пожалуйста, оставайтесь на линии.",
     "duty_closed": "Сейчас дежурный инженер не работает.",
+    "duty_hours": "Дежурный инженер работает",
     "duty_no_answer": "Дежурный инженер сейчас не может ответить.",
     "duty_unavailable": "Связь с дежурным инженером сейчас недоступна.",
-    "offer_request": "Чтобы оставить заявку, нажмите 1. Чтобы вернуться в меню, нажмите звёздочку.",
+    "offer_request": "Чтобы оставить заявку, нажмите 2. Чтобы вернуться в меню, нажмите звёздочку.",
     "main_menu": "Главное меню.",
+    "you_said": "Вы сказали:",
+    "confirm_number": "Верно? Если да, нажмите 1 или скажите «да». Если нет, нажмите 2 или скажите «нет».",
+    "days_daily": "ежедневно",
+    "days_weekdays": "по будням",
+    # Asterisk: the call goes back to the dialplan, whose fallback takes a voice message.
+    "service_restart": "Извините, линия поддержки перезапускается.",
+    "recording_unavailable": "Извините, сейчас мы не можем записать ваше сообщение.",
+    "voicemail_fallback": "Служба поддержки сейчас не может принять ваш звонок. Оставьте, пожалуйста, "
+    "сообщение после сигнала: расскажите, что случилось, на какой линии, и как с вами связаться. "
+    "Инженер прослушает сообщение и перезвонит вам.",
 }
+
+#: What a caller hears for each kind: plain words, not the help desk's own terms.
+CALLER_KIND_LABELS: dict[RequestKind, str] = {
+    RequestKind.INCIDENT: "авария, линия стоит",
+    RequestKind.PROBLEM: "что-то работает не так",
+    RequestKind.SERVICE: "нужна помощь с настройкой или обновлением",
+}
+
+_WEEKDAYS = (
+    "по понедельникам",
+    "по вторникам",
+    "по средам",
+    "по четвергам",
+    "по пятницам",
+    "по субботам",
+    "по воскресеньям",
+)
 
 _DIGITS = ("ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять")
 _MONTHS = (
@@ -94,9 +129,19 @@ def catalogue() -> dict[str, str]:
             for y in range(FIRST_YEAR, LAST_YEAR + 1)
         }
     )
-    texts.update({f"kind_{k.value}": KIND_LABELS[k] for k in RequestKind})
+    texts.update({f"weekday_{d}": name for d, name in enumerate(_WEEKDAYS)})
+    texts.update({f"from_{h}": "с " + (_genitive(h) if h else "полуночи") for h in range(24)})
+    texts.update({f"to_{h}": "до " + (_genitive(h) if h else "полуночи") for h in range(24)})
+    texts["minute_0"] = "ноль"  # «с девяти ноль пяти»
+    texts.update({f"minute_{m}": _genitive(m, "f") for m in [*range(1, 20), 20, 30, 40, 50]})
+    texts.update({f"kind_{k.value}": CALLER_KIND_LABELS[k] for k in RequestKind})
     texts.update({f"status_{s.value}": STATUS_LABELS[s] for s in RequestStatus})
     return texts
+
+
+def _genitive(n: int, gender: str = "m") -> str:
+    """«девяти», «двадцати одного»: a number after «с» or «до»."""
+    return str(num2words(n, lang="ru", case="genitive", gender=gender))
 
 
 def all_prompt_keys() -> list[str]:

@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from hotline.models import Attachment, Call
 from hotline.search import CallFilter, search_calls
+from web import callstory
 from web.auth import require_login
+from web.boundary import int_arg
 from web.db import session, settings
 
 bp = Blueprint("calls", __name__, url_prefix="/calls")
@@ -32,8 +34,7 @@ def _local_day(text: str | None, *, next_day: bool = False) -> dt.datetime | Non
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int_arg(request.args, name)
 
 
 @bp.get("")
@@ -60,4 +61,13 @@ def show(call_id: int) -> str:
     recordings = db.scalars(
         select(Attachment).where(Attachment.call_id == call.id).order_by(Attachment.id)
     ).all()
-    return render_template("calls/show.html", call=call, recordings=recordings)
+    lines = callstory.story(list(call.events))
+    return render_template(
+        "calls/show.html",
+        call=call,
+        recordings=recordings,
+        lines=[line for line in lines if not line.technical],
+        technical=[line for line in lines if line.technical],
+        hangup_cause=callstory.hangup_cause(call.hangup_cause),
+        backend_status=callstory.backend_status(call.backend_status),
+    )

@@ -95,3 +95,46 @@ def _info(f: soundfile.SoundFile) -> AudioInfo:
     if info.frames == 0:
         raise AudioError("запись не содержит звука (0 отсчётов)")
     return info
+
+
+# --- is anybody speaking? -------------------------------------------------------------
+
+FRAME_SECONDS = 0.02
+SPEECH_FLOOR_DB = -40.0  # a frame quieter than this (dBFS RMS) is never speech
+SPEECH_MARGIN_DB = 15.0  # ... nor one less than this above the recording's noise floor
+NOISE_CEILING_DB = -45.0  # the loudest level taken for line noise (Asterisk's silence is below)
+MIN_SPEECH_SECONDS = 0.2  # speech frames needed in all (clicks and thumps are shorter)
+
+
+def has_speech(path: Path) -> bool:
+    """True if the recording holds sound someone should listen to, decided from its energy.
+
+    The file's duration says nothing: Asterisk keeps 1 s of the silence that ended a
+    recording, so a caller who said nothing leaves a ~1 s file. The noise floor is the
+    10th percentile of the 20 ms frames' RMS level; a frame is speech when it is louder
+    than SPEECH_FLOOR_DB and SPEECH_MARGIN_DB above that floor (a floor above
+    NOISE_CEILING_DB is not noise but sound all along, and counts as NOISE_CEILING_DB).
+    The recording has speech when MIN_SPEECH_SECONDS of frames are. AudioError if the
+    file cannot be decoded; a file with no samples has no speech.
+    """
+    with _open(path) as f:
+        if f.frames == 0 or f.samplerate <= 0:
+            return False
+        frame = max(1, int(f.samplerate * FRAME_SECONDS))
+        levels: list[np.ndarray] = []
+        try:
+            for block in f.blocks(blocksize=frame * 50, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                whole = mono[: mono.size - mono.size % frame].reshape(-1, frame)
+                if whole.size:
+                    rms = np.sqrt(np.mean(np.square(whole, dtype=np.float64), axis=1))
+                    levels.append(20.0 * np.log10(np.maximum(rms, 1e-10)))
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"запись повреждена, чтение прервано: {exc}") from exc
+    if not levels:
+        return False
+    db = np.concatenate(levels)
+    floor = float(np.percentile(db, 10))
+    threshold = max(SPEECH_FLOOR_DB, min(floor, NOISE_CEILING_DB) + SPEECH_MARGIN_DB)
+    speech_frames = int(np.count_nonzero(db > threshold))
+    return speech_frames * frame / f.samplerate >= MIN_SPEECH_SECONDS

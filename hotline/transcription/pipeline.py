@@ -245,6 +245,7 @@ def _store(session: Session, attachment: Attachment, result, model: str, decode_
     session.flush()
     if result.text and not request.description.strip():
         request.description = result.text
+    registry.follow_transcript(request, normalized)
     kind = suggest_kind(normalized)
     if kind is not None:
         request.suggested_kind = kind

@@ -29,11 +29,32 @@ REPLY_520 = "520"  # the next command is answered with a 520 usage block
 
 @dataclass(frozen=True)
 class Record:
-    """The caller speaks for `seconds`, then: 'dtmf' (#), 'timeout' (limit/silence), 'hangup'."""
+    """The caller speaks for `seconds`, then `end`:
+
+    - 'dtmf': presses # (`200 result=35 (dtmf) endpos=…`);
+    - 'timeout': goes quiet until the silence stop, or talks to the length limit
+      (`200 result=<ms left> (timeout) endpos=…`; a silence stop leaves 1 s of silence
+      in the file, so `Record(0, "timeout")` is the ~1.006 s silent file of a caller who
+      said nothing);
+    - 'hangup': hangs up while speaking (`200 result=-1 (hangup) endpos=…`, then `HANGUP`);
+    - 'beep_hangup': hangs up during the beep (`200 result=-1 (randomerror) endpos=0`,
+      then `HANGUP`; no file);
+    - 'beep_key': presses # during the beep (`200 result=35 (randomerror) endpos=0`; no file).
+
+    A folder Asterisk cannot write into answers `200 result=-1 (writefile)` whatever the caller does.
+    """
 
     seconds: float = 2.0
     end: str = "dtmf"
     then: Callable[[], None] | None = None  # run once the file is written (cut the database, say)
+    takes: float = 0.0  # real seconds before the answer (a recording still going on)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Asterisk answers the next command `seconds` late (a long prompt, a caller thinking)."""
+
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -43,7 +64,7 @@ class Dial:
     status: str = "ANSWER"
 
 
-Step = str | Record | Dial
+Step = str | Record | Dial | Hold
 
 
 @dataclass
@@ -55,12 +76,33 @@ class CallTrace:
     recordings: list[Path] = field(default_factory=list)
     round_trips: list[float] = field(default_factory=list)
     ended_by: str = ""  # "hotline" (HANGUP or closed socket) or the caller's "hangup"/"drop"
+    #: AGISTATUS when the session ended: FAILURE after a `FAILURE` line, or after a command
+    #: that failed with the channel up (a missing prompt, an unwritable folder); else SUCCESS.
+    agistatus: str = ""
+    #: The dialplan's next step took the caller to the fallback (voicemail): the channel was
+    #: still up when the session ended with AGISTATUS=FAILURE.
+    fallback: bool = False
 
 
-def write_wav(path: Path, seconds: float, rate: int = 8000) -> None:
-    """A real 16-bit mono WAV with a tone (Asterisk's `wav` format is this, at 8 kHz)."""
-    frames = int(seconds * rate)
-    samples = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(frames))
+SILENCE_KEPT = 1.00625  # seconds of silence Asterisk leaves at the end after a silence stop
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000, *, silence_after: float = 0.0) -> None:
+    """A real 16-bit mono WAV (Asterisk's `wav` format is this, at 8 kHz): `seconds` of a
+    voice-like sound (a tone in syllables, 3 a second), then `silence_after` seconds of
+    the quiet noise of a phone line."""
+    voiced = int(seconds * rate)
+    total = voiced + int(silence_after * rate)
+    noise = 7  # a fixed pseudo-random line noise, about -60 dBFS
+    samples = []
+    for n in range(total):
+        noise = (noise * 1103515245 + 12345) & 0x7FFFFFFF
+        hiss = (noise >> 16) % 64 - 32
+        if n < voiced:
+            envelope = abs(math.sin(math.pi * 3 * n / rate))
+            samples.append(int(9000 * envelope * math.sin(2 * math.pi * 440 * n / rate)) + hiss)
+        else:
+            samples.append(hiss)
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -97,6 +139,7 @@ def split_args(line: str) -> list[str]:
 
 COMMANDS = (
     "ANSWER",
+    "CHANNEL STATUS",
     "STREAM FILE",
     "WAIT FOR DIGIT",
     "GET DATA",
@@ -122,6 +165,7 @@ class FakeAsterisk:
         script_path: str = "hotline",
         gate: Callable[[], Awaitable[None]] | None = None,
         shared_folder: bool = True,
+        missing: Iterable[str] = (),
     ):
         self.host, self.port = host, port
         self.uniqueid = uniqueid
@@ -140,6 +184,9 @@ class FakeAsterisk:
         self.variables: dict[str, str] = {}
         self.shared_folder = shared_folder  # False: Asterisk writes on a disk the hotline cannot see
         self.gate = gate  # awaited before the first answer (hold many calls open at once)
+        #: Sound files Asterisk does not have (as STREAM FILE names them; "beep" for the beep).
+        self.missing = set(missing)
+        self.failed = False  # a command failed with the channel up: AGISTATUS=FAILURE at the end
 
     def environment(self) -> bytes:
         lines = {
@@ -189,9 +236,14 @@ class FakeAsterisk:
         await writer.drain()
         sent_at: float | None = None
         while True:
-            raw = await reader.readline()
+            try:
+                raw = await reader.readline()
+            except ConnectionError:
+                raw = b""
             if not raw:
+                # The script closed the session: the dialplan goes on (AGISTATUS by what failed).
                 self.trace.ended_by = self.trace.ended_by or "hotline"
+                self._session_ended("FAILURE" if self.failed else "SUCCESS")
                 return
             if sent_at is not None:
                 self.trace.round_trips.append(time.perf_counter() - sent_at)
@@ -200,17 +252,38 @@ class FakeAsterisk:
                 gate, self.gate = self.gate, None
                 await gate()
             self.trace.commands.append(line)
+            if line.startswith("FAILURE"):
+                # res_agi.c: the script says it failed; Asterisk ends the AGI with
+                # AGISTATUS=FAILURE, tells the socket HANGUP and closes it.
+                self.trace.ended_by = self.trace.ended_by or "hotline"
+                self._session_ended("FAILURE")
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"HANGUP\n")
+                    await writer.drain()
+                return
+            hold = self._peek()
+            if isinstance(hold, Hold):
+                self._next()
+                await asyncio.sleep(hold.seconds)
+            elif isinstance(hold, Record) and hold.takes and line.startswith("RECORD FILE"):
+                await asyncio.sleep(hold.takes)
             answer = self.answer(line)
             if answer is None:  # the socket drops
                 self.trace.ended_by = "drop"
                 writer.transport.abort()
                 return
-            writer.write(answer.encode())
-            await writer.drain()
-            sent_at = time.perf_counter()
-            if line.startswith("HANGUP") and not self.dead:
-                self.trace.ended_by = "hotline"
+            try:
+                writer.write(answer.encode())
+                await writer.drain()
+            except ConnectionError:  # the script is gone: Asterisk ends the AGI
+                self.trace.ended_by = self.trace.ended_by or "hotline"
+                self._session_ended("FAILURE" if self.failed else "SUCCESS")
                 return
+            sent_at = time.perf_counter()
+
+    def _session_ended(self, agistatus: str) -> None:
+        self.trace.agistatus = agistatus
+        self.trace.fallback = not self.dead and agistatus == "FAILURE"
 
     def answer(self, line: str) -> str | None:
         """Asterisk's answer to one command line (None: the socket drops)."""
@@ -244,22 +317,32 @@ class FakeAsterisk:
         if name == "RECORD FILE":
             return "200 result=-1 (hangup) endpos=0\nHANGUP\n"
         if name == "ANSWER":
+            # Gone before the answer: the HANGUP line comes first (docs/asterisk.md: "at any time").
             return "HANGUP\n511 Command Not Permitted on a dead channel or intercept routine\n"
-        # The extra HANGUP line comes before the answer (FIELD-NOTES: "at any time").
-        return "HANGUP\n200 result=-1 endpos=0\n"
+        if name == "STREAM FILE":
+            # The same first line as a missing file; only the next command tells them apart.
+            return "200 result=-1 endpos=0\nHANGUP\n"
+        return "200 result=-1\nHANGUP\n"
 
     def _answer(self, args: list[str]) -> str:
         return "200 result=0\n"
 
+    def _channel_status(self, args: list[str]) -> str:
+        return "200 result=6\n"  # up (a dead channel got 511 above)
+
     def _stream_file(self, args: list[str]) -> str:
+        if args[0] in self.missing:
+            # "File ... does not exist in any format": the channel stays up, no HANGUP follows.
+            self.failed = True
+            return "200 result=-1 endpos=0\n"
         self.trace.heard.append(args[0])
         step = self._peek()
         if isinstance(step, str) and step.startswith("!"):
             self._next()
             if args[1] and step[1] in args[1]:
-                return f"200 result={ord(step[1])} endpos=4000\n"
-            return "200 result=0 endpos=16000\n"  # no escape digits: the key is lost
-        return "200 result=0 endpos=16000\n"
+                return f"200 result={ord(step[1])} endpos=6400\n"
+            return "200 result=0 endpos=51622\n"  # no escape digits: the key is lost
+        return "200 result=0 endpos=51622\n"
 
     def _key(self) -> str | None:
         step = self._peek()
@@ -297,24 +380,45 @@ class FakeAsterisk:
         return f"200 result={typed}\n"
 
     def _record_file(self, args: list[str]) -> str:
+        beep = any(not a.startswith("s=") for a in args[5:])
+        if beep and "beep" in self.missing:
+            self.failed = True
+            return "200 result=-1 (randomerror) endpos=0\n"  # the beep cannot play; still up
         step = self._next()
         if not isinstance(step, Record):
             step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
         path = Path(f"{args[0]}.{args[1]}")
+        if step.end == "beep_hangup":
+            self.dead = True
+            self.trace.ended_by = "hangup"
+            return "200 result=-1 (randomerror) endpos=0\nHANGUP\n"
+        if step.end == "beep_key":
+            return f"200 result={ord('#')} (randomerror) endpos=0\n"  # no file written
+        max_ms = int(args[3]) if len(args) > 3 and args[3].isdigit() else 180000
+        silence_s = next((int(a[2:]) for a in args[5:] if a.startswith("s=") and a[2:].isdigit()), 0)
+        limit = step.seconds * 1000 >= max_ms
+        # A silence stop keeps 1 s of the silence (the rest is cut off the file).
+        kept = SILENCE_KEPT if step.end == "timeout" and not limit and silence_s else 0.0
         if self.shared_folder:
-            write_wav(path, step.seconds)
+            try:
+                write_wav(path, min(step.seconds, max_ms / 1000), silence_after=kept)
+            except OSError:
+                # "Unable to open file ...: Operation not permitted"; the channel is up.
+                self.failed = True
+                return "200 result=-1 (writefile)\n"
             self.trace.recordings.append(path)
         if step.then is not None:
             step.then()
-        endpos = int(step.seconds * 8000)
+        endpos = int((min(step.seconds, max_ms / 1000) + kept) * 8000)
         if step.end == "hangup":
             self.dead = True
             self.trace.ended_by = "hangup"
             return f"200 result=-1 (hangup) endpos={endpos}\nHANGUP\n"
         if step.end == "dtmf":
             return f"200 result={ord('#')} (dtmf) endpos={endpos}\n"
-        # result is the milliseconds left; 35 here would NOT be '#'
-        return f"200 result=35 (timeout) endpos={endpos}\n"
+        # result is the milliseconds left (0 at the length limit); it is NOT a key
+        left = 0 if limit else max(0, max_ms - int((step.seconds + silence_s) * 1000))
+        return f"200 result={left} (timeout) endpos={endpos}\n"
 
     def _get_variable(self, args: list[str]) -> str:
         value = self.variables.get(args[0])

@@ -1,8 +1,13 @@
 """A fake AMI server for tests and demos, speaking the Asterisk Manager Interface.
 
-`FakeAmiServer` is an AMI server on loopback: banner, Login, Ping, Originate, and
-events pushed on demand; `restart()` closes everything and listens again, as an
-Asterisk restart does.
+`FakeAmiServer` is an AMI server on loopback that answers as Asterisk 22 does
+(docs/ami.md): banner, Login, Ping, Originate (`Success` at once, the
+`OriginateResponse` later), Logoff, and events pushed on demand. It parses and writes
+its packets with `ivr.asterisk.amievents`, the functions the hotline itself uses.
+`restart()` closes everything and listens again, as an Asterisk restart does; while
+"starting" (`starting(resets=…, silent_logins=…)`) it resets new connections before
+the banner and leaves logins unanswered, as a real Asterisk did during `core stop now`
+and the start that followed.
 """
 
 from __future__ import annotations
@@ -10,23 +15,38 @@ from __future__ import annotations
 import contextlib
 import socket
 import socketserver
+import struct
 import threading
 import time
+
+from ivr.asterisk.amievents import (
+    MAX_PACKET,
+    AmiAction,
+    format_packet,
+    parse_action,
+    parse_fields,
+    split_packets,
+)
 
 
 class FakeAmiServer:
     """An AMI server on loopback that replays the events it is given."""
 
-    banner = "Asterisk Call Manager/9.0.0\r\n"
+    banner = "Asterisk Call Manager/9.0.0\r\n"  # Asterisk 22's AMI version
 
     def __init__(self, username: str = "hotline", secret: str = "s3cret", host: str = "127.0.0.1"):
         self.username, self.secret = username, secret
         self.host = host
         self.port = 0
-        self.actions: list[dict[str, str]] = []
+        self.actions: list[AmiAction] = []
+        self.received_at: dict[str, float] = {}  # action id -> time.time() it arrived
         self.logins = 0
+        self.connections = 0
         self.originate_reason = "4"
+        self.originate_delay = 0.0  # seconds the engineer's phone rings before the outcome
         self.answer_pings = True  # False: a hung Asterisk that keeps the socket open
+        self.resets_left = 0  # connections to reset before the banner (Asterisk starting)
+        self.silent_logins_left = 0  # logins to leave unanswered (Asterisk starting)
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
@@ -43,6 +63,9 @@ class FakeAmiServer:
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True
+
+            def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+                request.close()  # no FIN first: a connection marked by _reset() ends with a reset
 
         self._server = Server((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
@@ -64,9 +87,7 @@ class FakeAmiServer:
             self._server = None
         with self._lock:
             for client in self._clients:
-                with contextlib.suppress(OSError):
-                    client.shutdown(socket.SHUT_RDWR)
-                client.close()
+                _reset(client)
             self._clients.clear()
 
     def restart(self) -> None:
@@ -74,13 +95,21 @@ class FakeAmiServer:
         self.stop()
         self.start()
 
+    def starting(self, *, resets: int = 0, silent_logins: int = 0) -> None:
+        """Behave as an Asterisk still starting for the next connections and logins."""
+        self.resets_left, self.silent_logins_left = resets, silent_logins
+
     def wait_logins(self, count: int, timeout: float = 10.0) -> bool:
         with self.logged_in:
             return self.logged_in.wait_for(lambda: self.logins >= count, timeout)
 
+    def named(self, name: str) -> list[AmiAction]:
+        """The actions received with this name, in order."""
+        return [a for a in self.actions if a.name == name]
+
     def emit(self, *events: dict[str, str]) -> None:
         """Send events to every logged-in client."""
-        data = b"".join(_packet(e) for e in events)
+        data = b"".join(format_packet(e) for e in events)
         with self._lock:
             for client in list(self._clients):
                 try:
@@ -88,7 +117,16 @@ class FakeAmiServer:
                 except OSError:
                     self._clients.remove(client)
 
+    # --- one connection -----------------------------------------------------------------
+
     def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            reset = self.resets_left > 0
+            self.resets_left -= reset
+        if reset:
+            _reset(conn)
+            return
         conn.sendall(self.banner.encode())
         buffer = b""
         while True:
@@ -98,92 +136,86 @@ class FakeAmiServer:
                 return
             if not chunk:
                 return
-            buffer += chunk
-            while b"\r\n\r\n" in buffer:
-                raw, buffer = buffer.split(b"\r\n\r\n", 1)
-                action = dict(line.split(": ", 1) for line in raw.decode().split("\r\n") if ": " in line)
+            packets, buffer = split_packets(buffer + chunk)
+            if len(buffer) > MAX_PACKET:
+                return  # Asterisk drops a client that sends an endless line
+            for text in packets:
+                action = parse_action(parse_fields(text))
+                self.received_at[action.action_id] = time.time()
                 self.actions.append(action)
                 self._act(conn, action)
 
-    def _act(self, conn: socket.socket, action: dict[str, str]) -> None:
-        name, action_id = action.get("Action", ""), action.get("ActionID", "")
-        if name == "Login":
+    def _act(self, conn: socket.socket, action: AmiAction) -> None:
+        reply = {"ActionID": action.action_id}
+        if action.name == "Login":
+            if self.silent_logins_left > 0:
+                self.silent_logins_left -= 1
+                return
             if action.get("Username") == self.username and action.get("Secret") == self.secret:
                 with self._lock:  # events emitted from now on reach this client, after these two
                     self._clients.append(conn)
                     conn.sendall(
-                        _packet(
-                            {
-                                "Response": "Success",
-                                "ActionID": action_id,
-                                "Message": "Authentication accepted",
-                            }
-                        )
+                        format_packet({"Response": "Success", **reply, "Message": "Authentication accepted"})
                     )
                     conn.sendall(
-                        _packet({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
+                        format_packet(
+                            {"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"}
+                        )
                     )
                 with self.logged_in:
                     self.logins += 1
                     self.logged_in.notify_all()
             else:
                 conn.sendall(
-                    _packet({"Response": "Error", "ActionID": action_id, "Message": "Authentication failed"})
+                    format_packet({"Response": "Error", **reply, "Message": "Authentication failed"})
                 )
-        elif name == "Ping" and not self.answer_pings:
-            return
-        elif name == "Ping":
-            conn.sendall(
-                _packet(
-                    {
-                        "Response": "Success",
-                        "ActionID": action_id,
-                        "Ping": "Pong",
-                        "Timestamp": f"{time.time():.6f}",
-                    }
-                )
-            )
-        elif name == "Originate":
-            if not action.get("Channel", "").startswith("PJSIP/"):
-                conn.sendall(
-                    _packet({"Response": "Error", "ActionID": action_id, "Message": "Originate failed"})
-                )
+        elif action.name == "Ping":
+            if self.answer_pings:
+                pong = {"Response": "Success", **reply, "Ping": "Pong", "Timestamp": f"{time.time():.6f}"}
+                conn.sendall(format_packet(pong))
+        elif action.name == "Originate":
+            if not action.get("Channel").startswith("PJSIP/"):
+                conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Originate failed"}))
                 return
+            queued = {"Response": "Success", **reply, "Message": "Originate successfully queued"}
+            conn.sendall(format_packet(queued))
+            timer = threading.Timer(self.originate_delay, self._originate_response, (conn, action))
+            timer.daemon = True
+            timer.start()
+        elif action.name == "Logoff":
             conn.sendall(
-                _packet(
-                    {"Response": "Success", "ActionID": action_id, "Message": "Originate successfully queued"}
-                )
-            )
-            success = self.originate_reason == "4"
-            conn.sendall(
-                _packet(
-                    {
-                        "Event": "OriginateResponse",
-                        "Privilege": "call,all",
-                        "ActionID": action_id,
-                        "Response": "Success" if success else "Failure",
-                        "Channel": action["Channel"],
-                        "Context": action.get("Context", ""),
-                        "Exten": action.get("Exten", ""),
-                        "Reason": self.originate_reason,
-                        "Uniqueid": action.get("ChannelId", "<null>"),
-                        "CallerIDNum": "<unknown>",
-                        "CallerIDName": "<unknown>",
-                    }
-                )
-            )
-        elif name == "Logoff":
-            conn.sendall(
-                _packet({"Response": "Goodbye", "ActionID": action_id, "Message": "Thanks for all the fish."})
+                format_packet({"Response": "Goodbye", **reply, "Message": "Thanks for all the fish."})
             )
         else:
-            conn.sendall(
-                _packet({"Response": "Error", "ActionID": action_id, "Message": "Invalid/unknown command"})
-            )
+            conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Invalid/unknown command"}))
+
+    def _originate_response(self, conn: socket.socket, action: AmiAction) -> None:
+        success = self.originate_reason == "4"
+        event = {
+            "Event": "OriginateResponse",
+            "Privilege": "call,all",
+            "ActionID": action.action_id,
+            "Response": "Success" if success else "Failure",
+            "Channel": action.get("Channel"),
+            "Context": action.get("Context"),
+            "Exten": action.get("Exten"),
+            "Reason": self.originate_reason,
+            "Uniqueid": action.get("ChannelId", "<null>"),
+            "CallerIDNum": "<unknown>",
+            "CallerIDName": "<unknown>",
+        }
+        with contextlib.suppress(OSError):
+            conn.sendall(format_packet(event))
 
 
-def _packet(fields: dict[str, str]) -> bytes:
-    return ("".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode()
+def _reset(conn: socket.socket) -> None:
+    """End a connection with a TCP reset, as a dying Asterisk does (the client sees ECONNRESET).
+
+    Its handler thread closes it: SHUT_RD wakes that thread's recv() without sending anything.
+    """
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.shutdown(socket.SHUT_RD)
 
 
 def incoming_call_events(

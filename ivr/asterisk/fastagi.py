@@ -1,9 +1,18 @@
 """The FastAGI server: one asyncio coroutine per call, speaking AGI to Asterisk.
 
 `AgiChannel` turns AGI commands into awaitable methods and every way a call can end
-(a hangup result, `HANGUP`, `511`, a closed or broken socket) into `ChannelGone`.
-`FastAgiServer` accepts Asterisk's connections and hands each channel to a handler;
-`AgiService` runs the server in a thread of its own for `hotline serve`.
+(a hangup result, `HANGUP`, `511`, a closed or broken socket) into `ChannelGone`; an
+answer that does not come in time into `AnswerTimeout`. `FastAgiServer` accepts
+Asterisk's connections and hands each channel to a handler; `AgiService` runs the
+server in a thread of its own for `hotline serve`.
+
+Anyone on the PBX's network can reach the port, so the server bounds what a peer can
+take: a connection that has not sent its environment within ENVIRONMENT_TIMEOUT is
+closed, at most `max_pending` such connections are kept (the oldest is dropped for a
+new one: Asterisk sends its environment at once, a flood of idle sockets does not),
+and at most `max_sessions` calls run at once. A call over the cap, and every call
+still going when a restart's drain time is over, is handed back to the dialplan with
+AGISTATUS=FAILURE so that its fallback takes the caller (docs/asterisk.md).
 """
 
 from __future__ import annotations
@@ -11,26 +20,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 from ivr.asterisk import agi
-from ivr.asterisk.agi import AgiEnvironment, AgiProtocolError, ChannelGone, RecordOutcome, Reply
+from ivr.asterisk.agi import (
+    AgiEnvironment,
+    AgiError,
+    AgiProtocolError,
+    AnswerTimeout,
+    ChannelGone,
+    Playback,
+    RecordOutcome,
+    Reply,
+)
 
 log = logging.getLogger(__name__)
 
-ENVIRONMENT_TIMEOUT = 10.0  # seconds Asterisk has to send the agi_* block
-MAX_LINE = 64 * 1024
+ENVIRONMENT_TIMEOUT = 5.0  # seconds Asterisk has to send the agi_* block (it sends it at once)
+MAX_LINE = agi.MAX_LINE
+DEFAULT_MAX_SESSIONS = 500
+DEFAULT_ANSWER_TIMEOUT = 60.0
+MAX_PENDING = 1024  # connections still to send their environment
+NOTICE_SECONDS = 10.0  # after the drain: time for each call to reach its next command
+CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
+DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
+
+
+class Stopping(AgiError):
+    """The server is stopping: the call must be handed back to the dialplan now."""
+
+
+class BadEnvironment(AgiProtocolError):
+    """A complete AGI environment with a value the hotline refuses (a bad agi_uniqueid)."""
 
 
 class AgiChannel:
     """One FastAGI session: commands out, answers in."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ):
         self._reader = reader
         self._writer = writer
         self._replies = agi.ReplyReader()
+        self.answer_timeout = answer_timeout
         self.environment: AgiEnvironment | None = None
+        self.stopping = False  # set by the server: no new command may start
+        self.waiting = False  # a command was sent and its answer has not come yet
+        self.handed_back = False  # FAILURE was sent: the dialplan's fallback has the call
 
     @property
     def hung_up(self) -> bool:
@@ -43,54 +86,113 @@ class AgiChannel:
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"socket error: {exc}") from exc
         except (asyncio.LimitOverrunError, ValueError) as exc:
-            raise AgiProtocolError("a line longer than 64 KiB") from exc
+            raise AgiProtocolError(f"a line longer than {MAX_LINE} bytes") from exc
         if not raw.endswith(b"\n"):
             raise ChannelGone("socket closed by Asterisk")
         return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
     async def read_environment(self, timeout: float = ENVIRONMENT_TIMEOUT) -> AgiEnvironment:
-        """Read the agi_* block that starts the session."""
+        """Read the agi_* block that starts the session (bounded in time, lines and bytes)."""
 
-        async def read() -> AgiEnvironment:
+        async def read() -> list[str]:
             lines: list[str] = []
+            size = 0
             while line := await self._line():
                 lines.append(line)
-                if len(lines) > 200:
+                size += len(line)
+                if len(lines) > agi.MAX_ENV_LINES or size > agi.MAX_ENV_BYTES:
                     raise AgiProtocolError("the AGI environment never ends")
-            return agi.parse_environment(lines)
+            return lines
 
         try:
-            self.environment = await asyncio.wait_for(read(), timeout)
+            lines = await asyncio.wait_for(read(), timeout)
         except TimeoutError:
             raise AgiProtocolError("no AGI environment within the time limit") from None
+        try:
+            self.environment = agi.parse_environment(lines)
+        except AgiProtocolError as exc:
+            if any(line.startswith("agi_uniqueid:") for line in lines) and "agi_uniqueid" in str(exc):
+                raise BadEnvironment(str(exc)) from None
+            raise
         return self.environment
 
-    async def execute(self, name: str, *args: str | int) -> Reply:
-        """Send one command and wait for its answer (after a hangup Asterisk answers 511)."""
+    async def execute(self, name: str, *args: str | int, wait: float = 0.0, force: bool = False) -> Reply:
+        """Send one command and wait for its answer (after a hangup Asterisk answers 511).
+
+        The answer must come within the answer timeout plus `wait` (how long the command
+        itself may take: a recording's length, a transfer's ringing and talk). While the
+        server stops, only a `force`d command (the restart notice) may start.
+        """
+        if self.stopping and not force:
+            raise Stopping("the FastAGI server is stopping")
         try:
             self._writer.write(agi.command(name, *args).encode())
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"socket error: {exc}") from exc
-        while True:
-            reply = self._replies.feed(await self._line())
-            if reply is not None:
-                return reply
+        timeout = self.answer_timeout + wait
+        self.waiting = True
+        try:
+            reply = await self._reply(timeout)
+        except asyncio.CancelledError:
+            raise  # the command is still running on Asterisk's side: `waiting` stays set
+        except BaseException:
+            self.waiting = False
+            raise
+        self.waiting = False
+        return reply
+
+    async def _reply(self, timeout: float) -> Reply:
+        try:
+            async with asyncio.timeout(timeout):  # no task per line, unlike wait_for
+                while True:
+                    reply = self._replies.feed(await self._line())
+                    if reply is not None:
+                        return reply
+        except TimeoutError:
+            raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
 
     async def answer(self) -> None:
         if (await self.execute("ANSWER")).result == "-1":
             raise ChannelGone("ANSWER failed: the channel is gone")
 
-    async def stream_file(self, path: str, escape_digits: str = agi.ESCAPE_DIGITS) -> str | None:
-        """Play a prompt; the key that interrupted it, if any."""
-        return agi.digit_of(await self.execute("STREAM FILE", path, escape_digits))
+    async def stream_file(self, path: str, escape_digits: str = agi.ESCAPE_DIGITS) -> Playback:
+        """Play a prompt: the key that interrupted it, or a failure (see `alive`)."""
+        return agi.playback_of(await self.execute("STREAM FILE", path, escape_digits))
+
+    async def alive(self) -> bool:
+        """Is the caller still there? (A dead channel answers `511`, a live one its state.)"""
+        if self.hung_up:
+            return False
+        try:
+            return agi.channel_alive(await self.execute("CHANNEL STATUS"))
+        except ChannelGone:
+            return False
+
+    async def hangup_follows(self, timeout: float = 1.0) -> bool:
+        """After an answer: does Asterisk announce the hangup (`HANGUP`) within `timeout` s?"""
+        if self.hung_up:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                line = await self._line()
+        except TimeoutError:
+            return False
+        except ChannelGone:
+            return True
+        if line == agi.HANGUP_LINE:
+            self._replies.hung_up = True
+            return True
+        raise AgiProtocolError(f"an answer nobody asked for: {agi.clip(line, 80)!r}")
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
-        return agi.digit_of(await self.execute("WAIT FOR DIGIT", timeout_ms))
+        return agi.digit_of(await self.execute("WAIT FOR DIGIT", timeout_ms, wait=timeout_ms / 1000))
 
     async def get_data(self, path: str, timeout_ms: int, max_digits: int) -> str:
         """Play a prompt and collect digits until `#`, max_digits or the timeout."""
-        return agi.digits_of(await self.execute("GET DATA", path, timeout_ms, max_digits))
+        return agi.digits_of(
+            await self.execute("GET DATA", path, timeout_ms, max_digits, wait=timeout_ms * max_digits / 1000)
+        )
 
     async def record_file(
         self, path: str, *, max_ms: int, silence_s: int, escape_digits: str = "#", beep: bool = True
@@ -100,87 +202,228 @@ class AgiChannel:
         if beep:
             args.append("BEEP")
         args.append(f"s={silence_s}")
-        return agi.record_outcome(await self.execute("RECORD FILE", *args))
+        return agi.record_outcome(await self.execute("RECORD FILE", *args, wait=max_ms / 1000 + silence_s))
 
     async def get_variable(self, name: str) -> str | None:
         return agi.variable_of(await self.execute("GET VARIABLE", name))
 
-    async def exec(self, application: str, options: str) -> Reply:
-        return await self.execute("EXEC", application, options)
+    async def exec(self, application: str, options: str, wait: float = 0.0) -> Reply:
+        return await self.execute("EXEC", application, options, wait=wait)
 
     async def hangup(self) -> None:
-        """Hang up, unless the caller already did."""
-        with contextlib.suppress(ChannelGone, AgiProtocolError):
-            await self.execute("HANGUP")
+        """Hang up, unless the caller already did (also while the server stops: the call is over)."""
+        with contextlib.suppress(ChannelGone, AgiProtocolError, AnswerTimeout):
+            await self.execute("HANGUP", force=True)
+
+    async def hand_back(self, *commands: str) -> None:
+        """Send `commands` (lines whose answers are not awaited), then FAILURE: Asterisk ends
+        the AGI with AGISTATUS=FAILURE and the dialplan's fallback takes the call. Then read
+        (and drop) what Asterisk still sends until it closes, for at most CLOSE_WAIT s."""
+        self.handed_back = True
+        try:
+            self._writer.write(("".join(commands) + agi.FAILURE_LINE).encode())
+            await asyncio.wait_for(self._writer.drain(), CLOSE_WAIT)
+        except (ConnectionError, OSError, TimeoutError):
+            return
+        closed = (ConnectionError, OSError, TimeoutError, ValueError, asyncio.LimitOverrunError)
+        with contextlib.suppress(*closed):
+            # Asterisk answers the commands still queued, then FAILURE with `HANGUP`, and
+            # closes (res_agi.c run_agi); closing first could reset the connection under them.
+            async with asyncio.timeout(CLOSE_WAIT):
+                while await self._reader.readline():
+                    pass
 
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
 
+    def abort(self) -> None:
+        """Drop the connection at once (an idle socket pushed out by a new one)."""
+        self._writer.transport.abort()
+
 
 Handler = Callable[[AgiChannel], Awaitable[None]]
+Refused = Callable[[AgiChannel, str], Awaitable[None]]
 
 
 class FastAgiServer:
-    """Accepts Asterisk's FastAGI connections; each one runs `handler` in its own task."""
+    """Accepts Asterisk's FastAGI connections; each one runs `handler` in its own task.
 
-    def __init__(self, handler: Handler, host: str, port: int):
+    `handler` may have an async `refused(channel, why)` method: it is told of every call
+    handed back to the dialplan without running (over the cap, a bad environment).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+        max_pending: int = MAX_PENDING,
+        environment_timeout: float = ENVIRONMENT_TIMEOUT,
+        notice_seconds: float = NOTICE_SECONDS,
+    ):
         self._handler = handler
+        self._refused: Refused | None = getattr(handler, "refused", None)
         self._host, self._port = host, port
+        self.max_sessions = max_sessions
+        self.answer_timeout = answer_timeout
+        self.max_pending = max_pending
+        self.environment_timeout = environment_timeout
+        self.notice_seconds = notice_seconds
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: set[asyncio.Task[None]] = set()  # every connection's task
+        self._pending: dict[AgiChannel, None] = {}  # waiting for their environment, oldest first
+        self._calls: dict[asyncio.Task[None], AgiChannel] = {}
         self._idle = asyncio.Event()
         self.peak = 0  # most calls served at once
-        self.served = 0
+        self.served = 0  # calls run to their end
+        self.refused = 0  # calls handed back over the cap
+        self.dropped = 0  # connections closed before a call started (idle, not AGI)
+        self._drop_log_at = 0.0
+        self._drops_unlogged = 0
 
     async def start(self) -> int:
         """Listen; the port actually bound (port 0 picks one)."""
         self._server = await asyncio.start_server(
-            self._accept, self._host, self._port, limit=MAX_LINE, backlog=2048
+            self._accept, self._host, self._port, limit=MAX_LINE, backlog=4096
         )
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def active(self) -> int:
+        """Connections open now (calls and connections still to send their environment)."""
         return len(self._sessions)
+
+    @property
+    def calls(self) -> int:
+        return len(self._calls)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
         self._idle.clear()
-        self.peak = max(self.peak, len(self._sessions))
-        channel = AgiChannel(reader, writer)
+        channel = AgiChannel(reader, writer, self.answer_timeout)
         try:
-            await channel.read_environment()
-            await self._handler(channel)
-        except AgiProtocolError as exc:
-            log.warning("FastAGI: %s; closing the connection", exc)
-        except ChannelGone:
-            pass
-        except Exception:
-            log.exception("FastAGI session failed")
+            try:
+                await self._session(task, channel)
+            except Exception:
+                log.exception("FastAGI session failed")
+            finally:
+                self._pending.pop(channel, None)
+                self._calls.pop(task, None)
+                await channel.close()
+        except asyncio.CancelledError:
+            channel.abort()  # stop() ended it; a cancelled connection task would be logged as an error
         finally:
-            await channel.close()
             self._sessions.discard(task)
-            self.served += 1
             if not self._sessions:
                 self._idle.set()
 
+    async def _session(self, task: asyncio.Task[None], channel: AgiChannel) -> None:
+        if len(self._pending) >= self.max_pending:
+            oldest = next(iter(self._pending))
+            self._pending.pop(oldest)
+            oldest.abort()
+            self._dropped(f"more than {self.max_pending} connections without an AGI environment")
+        self._pending[channel] = None
+        try:
+            env = await channel.read_environment(self.environment_timeout)
+        except BadEnvironment as exc:
+            self._pending.pop(channel, None)
+            log.warning("FastAGI: %s; the call goes back to the dialplan", exc)
+            await channel.hand_back()
+            return
+        except AgiProtocolError as exc:
+            self._dropped(str(exc))
+            return
+        except ChannelGone:
+            return
+        finally:
+            self._pending.pop(channel, None)
+        if self._server is None or not self._server.is_serving() or len(self._calls) >= self.max_sessions:
+            self.refused += 1
+            why = "stopping" if self._server is None or not self._server.is_serving() else "busy"
+            log.warning(
+                "FastAGI: call %s refused (%s: %d calls at once, HOTLINE_AGI_MAX_SESSIONS=%d); "
+                "the dialplan's fallback takes it",
+                env.uniqueid,
+                why,
+                len(self._calls),
+                self.max_sessions,
+            )
+            await channel.hand_back()
+            if self._refused is not None:
+                await self._refused(channel, why)
+            return
+        self._calls[task] = channel
+        self.peak = max(self.peak, len(self._calls))
+        try:
+            await self._handler(channel)
+        except (AgiProtocolError, AnswerTimeout) as exc:
+            log.warning("FastAGI: %s; closing the connection", exc)
+        except (ChannelGone, Stopping):
+            pass
+        finally:
+            self.served += 1
+
+    def _dropped(self, why: str) -> None:
+        """Count a connection dropped before its call; log at most one line a minute (a flood
+        of idle sockets must not become a flood of log lines)."""
+        self.dropped += 1
+        now = time.monotonic()
+        if now < self._drop_log_at:
+            self._drops_unlogged += 1
+            return
+        more = f" ({self._drops_unlogged} more dropped since the last report)" if self._drops_unlogged else ""
+        log.warning("FastAGI: %s; closing the connection%s", why, more)
+        self._drop_log_at, self._drops_unlogged = now + DROP_LOG_EVERY, 0
+
     async def stop(self, grace: float = 0.0) -> None:
-        """Stop listening; give the calls in progress `grace` seconds, then end them."""
+        """Stop listening; give the calls in progress `grace` seconds, then hand them back.
+
+        Each call still going is told to stop: at its next command it tells the caller
+        the line is restarting and hands the call back to the dialplan. A call that
+        has not reached one within NOTICE_SECONDS (a recording, a transfer) is cancelled:
+        its handler sends the notice without waiting for the command in progress.
+        """
         if self._server is not None:
             self._server.close()
-        if self._sessions and grace > 0:
+        for channel in list(self._pending):
+            channel.abort()
+        if self._calls and grace > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace)
+        for channel in self._calls.values():
+            channel.stopping = True
+        if self._calls:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.notice_seconds)
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=5)
+            await asyncio.wait(list(self._sessions), timeout=CLOSE_WAIT + 5)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's open-file limit towards `wanted` (within the hard limit); the limit now.
+
+    Every FastAGI connection is a file descriptor, and systemd's default soft limit
+    (1024) is what a flood of idle connections would reach first.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return int(soft)
 
 
 class AgiService:
@@ -188,14 +431,30 @@ class AgiService:
 
     name = "FastAGI"
 
-    def __init__(self, handler: Handler, host: str, port: int):
-        self._server = FastAgiServer(handler, host, port)
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+        drain_seconds: float = 5.0,
+    ):
+        self._server = FastAgiServer(
+            handler, host, port, max_sessions=max_sessions, answer_timeout=answer_timeout
+        )
         self._host = host
+        self._drain = drain_seconds
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="fastagi", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.port: int | None = None
+
+    @property
+    def server(self) -> FastAgiServer:
+        return self._server
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -208,10 +467,11 @@ class AgiService:
         self.name = f"FastAGI on agi://{self._host}:{self.port}"
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._server.stop(grace=5))
+        self._loop.run_until_complete(self._server.stop(grace=self._drain))
         self._loop.close()
 
     def start(self) -> None:
+        raise_fd_limit()
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
@@ -220,4 +480,4 @@ class AgiService:
     def stop(self) -> None:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=self._drain + NOTICE_SECONDS + 15)

@@ -11,6 +11,7 @@ call cannot be found are kept and reported, never deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -22,8 +23,10 @@ from sqlalchemy.orm import Session
 from hotline.db import DatabaseUnavailable
 from hotline.models import Call, CallEvent
 from hotline.storage import wav_duration
+from hotline.transcription.audio import AudioError, has_speech
 from ivr import flow
 from ivr.asterisk.amilog import AGI_STARTED
+from ivr.asterisk.recordings import inside, uniqueid_of, unlink_inside
 from ivr.store import CallStore
 
 log = logging.getLogger(__name__)
@@ -33,24 +36,36 @@ SWEEP_EVERY = 10 * 60
 
 
 def import_orphans(store: CallStore, folder: Path, *, min_age: float = ORPHAN_AGE) -> list[str]:
-    """Store the recordings older than `min_age` s left in `folder`; the names stored."""
+    """Store the recordings older than `min_age` s left in `folder`; the names stored.
+
+    Only plain files named like a recording (`<uniqueid>-<n>.wav`) directly inside the
+    folder are read or deleted; anything else (a link, a stray name) is left alone.
+    """
     if not folder.is_dir():
         return []
     cutoff = time.time() - min_age
-    files = sorted(
-        (p for p in folder.glob("*.wav") if p.stat().st_mtime <= cutoff), key=lambda p: p.stat().st_mtime
-    )
+    candidates: list[tuple[float, Path]] = []
+    for entry in folder.glob("*.wav"):
+        file = inside(folder, entry)
+        if file is None or uniqueid_of(file.stem) is None:
+            log.warning("%s in the recordings folder is not a recording; left alone", entry)
+            continue
+        with contextlib.suppress(OSError):
+            if (mtime := file.stat().st_mtime) <= cutoff:
+                candidates.append((mtime, file))
     stored: list[str] = []
-    for file in files:
+    for _, file in sorted(candidates):
         with store.db.session() as session:
             call_id = _call_of(session, file)
         if call_id is None:
             log.warning("recording %s belongs to no known call; kept", file)
             continue
-        recording = flow.Recording(ref=file.stem, duration_seconds=wav_duration(file), path=str(file))
+        recording = flow.Recording(
+            ref=file.stem, duration_seconds=wav_duration(file), path=str(file), speech=_speech(file)
+        )
         store.save_recording(call_id, recording)
-        if store.has_recording(file.stem):
-            file.unlink(missing_ok=True)
+        if store.has_recording(file.stem) or recording.empty:
+            unlink_inside(folder, file)
             stored.append(file.stem)
             log.info("recording %s of call %s stored", file.name, call_id)
         else:
@@ -58,9 +73,18 @@ def import_orphans(store: CallStore, folder: Path, *, min_age: float = ORPHAN_AG
     return stored
 
 
+def _speech(file: Path) -> bool | None:
+    try:
+        return has_speech(file)
+    except AudioError:
+        return None
+
+
 def _call_of(session: Session, file: Path) -> str | None:
     """The backend id of the call that made `file` (named <uniqueid>-<n>.wav)."""
-    uniqueid = file.stem.rsplit("-", 1)[0]
+    uniqueid = uniqueid_of(file.stem)
+    if uniqueid is None:
+        return None
     found = session.scalar(
         select(Call.backend_call_id).where(Call.backend == "asterisk", Call.backend_call_id == uniqueid)
     )

@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
 from hotline.db import Database
 from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, parse_ami_url
 from ivr.asterisk.amilog import AmiCallLog
+from ivr.asterisk.callback import CallBackRunner
 from ivr.asterisk.fastagi import AgiService
+
+log = logging.getLogger(__name__)
+
+
+def recordings_dir_problem(folder: Path) -> str | None:
+    """Why this process cannot write into the recordings folder (None if it can).
+
+    Asterisk writes there and the hotline reads and deletes its files; a folder this
+    process cannot write is likely one Asterisk cannot write either.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".hotline-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def warn_if_recordings_unwritable(settings: Settings) -> None:
+    """At start: say so when HOTLINE_AGI_RECORDINGS_DIR is not writable from here."""
+    folder = settings.agi_recordings_dir
+    problem = recordings_dir_problem(folder)
+    if problem is not None:
+        message = (
+            f"hotline: warning: HOTLINE_AGI_RECORDINGS_DIR {folder} is not writable from here ({problem}); "
+            "voice messages cannot be recorded or stored until it is"
+        )
+        log.warning("%s", message)
+        click.echo(message, err=True)
 
 
 def make_agi(settings: Settings, db: Database) -> AgiService:
@@ -14,17 +53,40 @@ def make_agi(settings: Settings, db: Database) -> AgiService:
     from ivr.asterisk.session import BACKEND, make_handler
     from ivr.store import CallStore
 
+    warn_if_recordings_unwritable(settings)
     handler = make_handler(CallStore(db, settings, BACKEND), settings)
-    return AgiService(handler, settings.agi_host, settings.agi_port)
+    return AgiService(
+        handler,
+        settings.agi_host,
+        settings.agi_port,
+        max_sessions=settings.agi_max_sessions,
+        answer_timeout=settings.agi_answer_timeout,
+        drain_seconds=settings.agi_drain_seconds,
+    )
 
 
-def make_ami(settings: Settings, db: Database) -> AmiConnection | None:
-    """The AMI call log, when HOTLINE_AMI_URL is set."""
+def make_ami(settings: Settings, db: Database) -> AmiService | None:
+    """The AMI service (call log and call-backs), when HOTLINE_AMI_URL is set."""
     if not settings.ami_url:
         return None
-    connection = AmiConnection(
-        parse_ami_url(settings.ami_url), AmiCallLog(db, settings.support_number).handle
-    )
-    address = connection.address
-    connection.name = f"AMI call log from {address.username}@{address.host}:{address.port}"
-    return connection
+    return AmiService(settings, db)
+
+
+class AmiService:
+    """`hotline serve`'s AMI part: the process's one AMI connection, the call log on it,
+    and the call-back queue's consumer, which places call-backs over that connection."""
+
+    def __init__(self, settings: Settings, db: Database):
+        assert settings.ami_url, "make_ami checks it"
+        address = parse_ami_url(settings.ami_url)
+        self.name = f"AMI from {address.username}@{address.host}:{address.port}"
+        self.connection = AmiConnection(address, AmiCallLog(db, settings.support_number).handle)
+        self.callbacks = CallBackRunner(settings, db, self.connection)
+
+    def start(self) -> None:
+        self.connection.start()
+        self.callbacks.start()
+
+    def stop(self) -> None:
+        self.callbacks.stop()
+        self.connection.stop()

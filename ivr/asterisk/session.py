@@ -12,20 +12,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hotline import health
 from hotline.db import DatabaseUnavailable
+from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.storage import wav_duration
+from hotline.transcription.audio import AudioError, has_speech
+from hotline.vocabulary import CallEventKind
 from ivr import flow
-from ivr.asterisk.agi import ESCAPE_DIGITS, AgiCommandError, AgiError, AgiProtocolError, ChannelGone
+from ivr.asterisk import agi
+from ivr.asterisk.agi import (
+    ESCAPE_DIGITS,
+    AgiCommandError,
+    AgiError,
+    AgiProtocolError,
+    AnswerTimeout,
+    ChannelGone,
+    clip,
+)
 from ivr.asterisk.amilog import AGI_STARTED
-from ivr.asterisk.fastagi import AgiChannel
-from ivr.speech import render_keys
+from ivr.asterisk.fastagi import AgiChannel, Stopping
+from ivr.asterisk.recordings import inside, recording_name, unlink_inside
+from ivr.speech import Text, render_audio
+from voice_models.prompt_audio import speak_cached
 
 if TYPE_CHECKING:
     from ivr.asterisk.orphans import OrphanSweeper
@@ -35,18 +50,37 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BACKEND = "asterisk"
-_CALL_ID = re.compile(r"^[\w.\-]{1,100}$")
 DIAL_RESULTS = {
     "ANSWER": flow.DialResult.ANSWERED,
     "NOANSWER": flow.DialResult.NO_ANSWER,
     "BUSY": flow.DialResult.BUSY,
 }
+TALK_LIMIT = 4 * 3600  # how long a call with the duty engineer may last before we stop waiting
+HANGUP_CAUSE_MAX = 80  # Call.hangup_cause's column
+#: The health check an unwritable recordings folder fails (hotline.health; /healthz).
+RECORDINGS_CHECK = "agi_recordings"
+
+# Call-log events and outcomes of this adapter (besides the flow's own).
+PROMPT_MISSING = CallEventKind.PROMPT_MISSING
+RECORDING_UNWRITABLE = CallEventKind.RECORDING_UNWRITABLE
+RECORDING_SILENT = CallEventKind.RECORDING_SILENT
+SERVICE_RESTART = CallEventKind.SERVICE_RESTART
+SESSION_REFUSED = CallEventKind.SESSION_REFUSED
+ANSWER_TIMEOUT = CallEventKind.ANSWER_TIMEOUT
 
 
 def dial_string(target: str, timeout_seconds: int) -> str:
     """Dial()'s argument: a dial string as configured, or an E.164 number via the outbound context."""
     channel = target if "/" in target else f"Local/{target.lstrip('+')}@hotline-outbound"
     return f"{channel},{timeout_seconds}"
+
+
+class HandBack(Exception):
+    """End the session and let the dialplan's fallback (voicemail) take the caller."""
+
+    def __init__(self, prompt: str, *, outcome: str, cause: str, status: str = "completed"):
+        super().__init__(cause)
+        self.prompt, self.outcome, self.cause, self.status = prompt, outcome, cause, status
 
 
 class AgiCall:
@@ -61,13 +95,15 @@ class AgiCall:
         self.env = env
         # The dialplan passes ${CHANNEL(linkedid)} so the AMI call log and we share one row.
         linked = env.args[0] if env.args else ""
-        self.call_id = linked if _CALL_ID.match(linked) else env.uniqueid
+        self.call_id = linked if agi.UNIQUEID.match(linked) else env.uniqueid
         self.carried = ""  # keys typed over a prompt: the start of the next input
         self.recordings = 0
         self.gone: str | None = None  # why the channel is gone, once it is
         self.answered = False
         self.database_down = False
         self.unsaved: str | None = None  # a recording on disk whose step is not committed yet
+        self.outcome: str | None = None  # why the hotline ended a call that achieved nothing
+        self.missing: set[str] = set()  # prompts Asterisk could not play in this call
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -77,15 +113,15 @@ class AgiCall:
         status, cause = "completed", None
         try:
             await self._db(
-                self.store.log, self.call_id, AGI_STARTED, self.env.channel, uniqueid=self.env.uniqueid
+                self.store.log, self.call_id, AGI_STARTED, clip(self.env.channel), uniqueid=self.env.uniqueid
             )
             await self.channel.answer()
             self.answered = True
             step = await self._db(
                 self.store.handle,
                 self.call_id,
-                flow.CallStarted(self.env.callerid),
-                from_number=self.env.callerid,
+                flow.CallStarted(caller := stored_phone(self.env.callerid)),  # hotline.phones: E.164 or ≤ 40
+                from_number=caller,
                 to_number=self.settings.support_number,
             )
             while True:
@@ -102,9 +138,20 @@ class AgiCall:
                     break
         except ChannelGone as exc:
             self.gone = self.gone or exc.reason
+        except Stopping:
+            status, cause = await self._hand_back(self._restart())
+        except asyncio.CancelledError:
+            # The drain is over and this call is inside a command (a recording, say).
+            status, cause = await self._hand_back(self._restart(), now=True)
+        except HandBack as back:
+            status, cause = await self._hand_back(back)
+        except AnswerTimeout as exc:
+            status, cause, self.outcome = "failed", clip(str(exc)), "failed"
+            log.warning("FastAGI call %s: %s; the session is closed", self.call_id, exc)
+            await self._event(ANSWER_TIMEOUT, str(exc))
         except (AgiCommandError, AgiProtocolError) as exc:
-            status, cause = "failed", f"AGI error: {exc}"
-            log.warning("FastAGI call %s: %s", self.call_id, exc)
+            status, cause = "failed", f"AGI error: {clip(str(exc))}"
+            log.warning("FastAGI call %s: %s", self.call_id, clip(str(exc)))
             await self.channel.hangup()
         except DatabaseUnavailable as exc:
             status, cause = "failed", "database unavailable"
@@ -120,15 +167,55 @@ class AgiCall:
         finally:
             await self._close(status, cause or self.gone)
 
+    def _restart(self) -> HandBack:
+        log.warning(
+            "FastAGI call %s: the service is restarting; the caller is handed to the dialplan's fallback",
+            self.call_id,
+        )
+        return HandBack(SERVICE_RESTART, outcome=SERVICE_RESTART, cause="service restart")
+
+    async def _hand_back(self, back: HandBack, *, now: bool = False) -> tuple[str, str]:
+        """Tell the caller (`back.prompt`) and return the call to the dialplan with AGISTATUS=FAILURE.
+
+        `now`: a command is still running on Asterisk's side, so the prompt and FAILURE
+        are queued behind it instead of waiting for its answer.
+        """
+        self.outcome = back.outcome
+        if back.outcome == SERVICE_RESTART:
+            await self._event(SERVICE_RESTART, back.cause)
+        prompt = self.sound(back.prompt)
+        if now and self.channel.waiting:
+            await self.channel.hand_back(agi.command("STREAM FILE", prompt, ""))
+        else:
+            with contextlib.suppress(AgiError, OSError):
+                if not self.answered:
+                    await self.channel.execute("ANSWER", force=True)
+                await self.channel.execute("STREAM FILE", prompt, "", force=True)
+            await self.channel.hand_back()
+        return back.status, back.cause
+
+    async def _event(self, kind: str, detail: str = "", **data: Any) -> None:
+        """A call-log event; a database that is down only costs the event."""
+        try:
+            await self._db(self.store.log, self.call_id, kind, clip(detail), **data)
+        except DatabaseUnavailable as exc:
+            log.warning("FastAGI call %s: event %s not logged: %s", self.call_id, kind, exc)
+
     async def _discard_recording(self, event: flow.Event) -> None:
         # Committed: the request holds its own copy in the data dir (or the recording
         # was empty), so the file in the folder shared with Asterisk can go.
         if isinstance(event, flow.RecordingFinished) and event.recording and event.recording.path:
-            await self._db(Path(event.recording.path).unlink, missing_ok=True)
+            await self._db(unlink_inside, self.settings.agi_recordings_dir, Path(event.recording.path))
 
     async def _close(self, status: str, cause: str | None) -> None:
         try:
-            await self._db(self.store.hang_up, self.call_id, backend_status=status, hangup_cause=cause)
+            await self._db(
+                self.store.hang_up,
+                self.call_id,
+                backend_status=status,
+                hangup_cause=clip(cause, HANGUP_CAUSE_MAX) if cause else None,
+                outcome=self.outcome,
+            )
         except DatabaseUnavailable as exc:
             log.warning("FastAGI call %s: call-log entry left open: %s", self.call_id, exc)
         except Exception:  # noqa: BLE001 - the AMI log or a later report still closes it
@@ -166,11 +253,52 @@ class AgiCall:
         if action.barge_in and self.carried:
             return  # the caller is already typing the answer
         escape = ESCAPE_DIGITS if action.barge_in else ""
-        for key in render_keys(action.segments):
-            key_pressed = await self.channel.stream_file(self.sound(key), escape)
-            if key_pressed:
-                self.carried += key_pressed
-                return
+        for piece in render_audio(action.segments):
+            for sound in await self.sounds(piece):
+                key_pressed = await self.play(sound, escape)
+                if key_pressed:
+                    self.carried += key_pressed
+                    return
+
+    async def sounds(self, piece: str | Text) -> list[str]:
+        """What STREAM FILE plays for a piece of speech: a shipped prompt, or free text.
+
+        Free text (an engineer's question) has no shipped file: it is synthesised now
+        into the speech cache under the data dir, which Asterisk reads by its absolute
+        path; where that fails, the piece's fallback prompts are played instead.
+        """
+        if isinstance(piece, str):
+            return [self.sound(piece)]
+        cache = self.settings.data_dir / "speech"
+        wav = await asyncio.to_thread(speak_cached, piece.text, cache, self.settings.prompt_voice)
+        if wav is None:
+            return [self.sound(key) for key in piece.fallback]
+        intro = [self.sound(piece.intro)] if piece.intro else []
+        return [*intro, str(wav.with_suffix(""))]  # STREAM FILE takes no extension
+
+    async def play(self, sound: str, escape: str) -> str | None:
+        """Play one sound file; the key that interrupted it. A file Asterisk cannot play is
+        logged and skipped: only a dead channel ends the call."""
+        playback = await self.channel.stream_file(sound, escape)
+        if not playback.failed:
+            return playback.key
+        # `200 result=-1 endpos=0` is a hang-up or a file Asterisk does not have.
+        if not await self.channel.alive():
+            raise ChannelGone("hangup during playback or wait")
+        await self._prompt_missing(sound)
+        return None
+
+    async def _prompt_missing(self, path: str) -> None:
+        if path in self.missing:
+            return
+        self.missing.add(path)
+        log.error(
+            "FastAGI call %s: Asterisk cannot play the prompt %s (is it installed? "
+            "deploy/asterisk/install-prompts.sh, HOTLINE_AGI_SOUNDS_PREFIX); the call goes on without it",
+            self.call_id,
+            path,
+        )
+        await self._event(PROMPT_MISSING, path, prompt=path)
 
     async def gather(self, action: flow.Gather) -> flow.Event:
         typed, self.carried = self.carried, ""
@@ -187,9 +315,10 @@ class AgiCall:
     async def record(self, action: flow.Record) -> flow.Event:
         self.carried = ""
         self.recordings += 1
-        name = f"{self.env.uniqueid}-{self.recordings}"
+        name = recording_name(self.env.uniqueid, self.recordings)
         folder = self.settings.agi_recordings_dir
-        await self._db(folder.mkdir, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # Asterisk's side may see it even if we cannot make it
+            await self._db(folder.mkdir, parents=True, exist_ok=True)
         outcome = await self.channel.record_file(
             str(folder / name),
             max_ms=action.max_seconds * 1000,
@@ -197,46 +326,138 @@ class AgiCall:
             escape_digits=action.finish_on_key,
             beep=action.beep,
         )
-        if outcome.how == "hangup":
-            self.gone = "caller hung up while recording"
-        elif outcome.how == "error":
-            await self._db(self.store.log, self.call_id, "record_error", "Asterisk could not write the file")
+        how = outcome.how
+        if how == "unwritable":
+            await self._recordings_unwritable(folder)
+        if how == "beep_key":
+            return flow.RecordingFinished(None)  # '#' during the beep: nothing was recorded
+        if how == "beep_failed":
+            if await self.channel.hangup_follows():
+                raise ChannelGone("caller hung up during the beep")
+            # The channel is up: Asterisk has no beep. Record without it.
+            await self._prompt_missing("beep")
+            if action.beep:
+                self.recordings -= 1
+                return await self.record(dataclasses.replace(action, beep=False))
             return flow.RecordingFinished(None)
+        if how == "error":
+            if not await self.channel.alive():
+                raise ChannelGone("hangup while recording")
+            await self._event("record_error", "Asterisk could not record")
+            return flow.RecordingFinished(None)
+        if how == "hangup":
+            self.gone = "caller hung up while recording"
+        return await self._recorded(folder, name, outcome.endpos)
+
+    async def _recorded(self, folder: Path, name: str, endpos: int | None) -> flow.Event:
+        """The event of a finished recording: the file as Asterisk left it, checked."""
         file = folder / f"{name}.wav"
-        if not await self._db(file.exists):
-            # Asterisk writes on its own machine: the folder must be shared (README).
-            await self._db(self.store.log, self.call_id, "recording_missing", str(file))
-            heard = (outcome.endpos or 0) / 8000
+        found = await self._db(inside, folder, file)
+        if found is None:
+            exists = await self._db(file.is_symlink) or await self._db(file.exists)
+            if exists:  # a link or something odd in the shared folder: never read it
+                log.error(
+                    "FastAGI call %s: %s is not a plain file in %s; not read", self.call_id, file, folder
+                )
+                await self._event("recording_refused", str(file))
+            else:
+                # Asterisk writes on its own machine: the folder must be shared (README).
+                await self._event("recording_missing", str(file))
+            heard = (endpos or 0) / 8000
             return flow.RecordingFinished(flow.Recording(ref=name, duration_seconds=heard))
-        seconds = await self._db(wav_duration, file)
-        return flow.RecordingFinished(flow.Recording(ref=name, duration_seconds=seconds, path=str(file)))
+        if health.failing(self.settings.data_dir, RECORDINGS_CHECK):
+            health.clear(self.settings.data_dir, RECORDINGS_CHECK)
+            log.warning("FastAGI: recordings are written into %s again", folder)
+        seconds = await self._db(wav_duration, found)
+        speech = await self._db(_speech, found)
+        if speech is False:
+            await self._event(RECORDING_SILENT, name, seconds=seconds)
+        return flow.RecordingFinished(
+            flow.Recording(ref=name, duration_seconds=seconds, path=str(found), speech=speech)
+        )
+
+    async def _recordings_unwritable(self, folder: Path) -> None:
+        log.error(
+            "FastAGI call %s: Asterisk cannot write recordings into %s (RECORD FILE answered "
+            "(writefile)); the caller is sent to the dialplan's voicemail",
+            self.call_id,
+            folder,
+        )
+        health.report(
+            self.settings.data_dir,
+            RECORDINGS_CHECK,
+            f"Asterisk не может записывать сообщения в папку {folder}",
+        )
+        await self._event(RECORDING_UNWRITABLE, str(folder), folder=str(folder))
+        raise HandBack(
+            "recording_unavailable", outcome="failed", cause="recordings folder not writable", status="failed"
+        )
 
     async def transfer(self, action: flow.Transfer) -> flow.Event:
         self.carried = ""
-        reply = await self.channel.exec("Dial", dial_string(action.target, action.timeout_seconds))
+        reply = await self.channel.exec(
+            "Dial",
+            dial_string(action.target, action.timeout_seconds),
+            wait=action.timeout_seconds + TALK_LIMIT,
+        )
         status = await self.channel.get_variable("DIALSTATUS")
         if reply.result == "-1" or self.channel.hung_up:
             self.gone = "the call ended after the transfer"
         result = DIAL_RESULTS.get((status or "").upper(), flow.DialResult.FAILED)
-        await self._db(self.store.log, self.call_id, "dial_status", status or "", dial_status=status)
+        await self._db(
+            self.store.log, self.call_id, "dial_status", clip(status or ""), dial_status=clip(status or "")
+        )
         return flow.DialFinished(result)
 
 
-def make_handler(
-    store: CallStore, settings: Settings, sweeper: OrphanSweeper | None = None
-) -> Callable[[AgiChannel], Any]:
+def _speech(path: Path) -> bool | None:
+    """Whether a recording holds speech; None when it cannot be decoded (kept as it is)."""
+    try:
+        return has_speech(path)
+    except AudioError:
+        return None
+
+
+class CallHandler:
     """The FastAGI server's handler: one AgiCall per session, then a sweep of left recordings."""
-    from ivr.asterisk.orphans import OrphanSweeper
 
-    sweeper = sweeper or OrphanSweeper(store, settings.agi_recordings_dir)
+    def __init__(self, store: CallStore, settings: Settings, sweeper: OrphanSweeper):
+        self.store, self.settings, self.sweeper = store, settings, sweeper
 
-    async def handle(channel: AgiChannel) -> None:
-        call = AgiCall(store, settings, channel)
+    async def __call__(self, channel: AgiChannel) -> None:
+        call = AgiCall(self.store, self.settings, channel)
         try:
             await call.run()
         finally:
             if call.database_down:
-                sweeper.soon()
-            sweeper.after_call()
+                self.sweeper.soon()
+            self.sweeper.after_call()
 
-    return handle
+    async def refused(self, channel: AgiChannel, why: str) -> None:
+        """A call handed back to the dialplan without running: the call log says so."""
+        env = channel.environment
+        assert env is not None
+        linked = env.args[0] if env.args else ""
+        call_id = linked if agi.UNIQUEID.match(linked) else env.uniqueid
+        outcome = SERVICE_RESTART if why == "stopping" else SESSION_REFUSED
+        cause = "service restart" if why == "stopping" else "too many calls at once"
+        try:
+            await asyncio.to_thread(self.store.log, call_id, SESSION_REFUSED, cause, uniqueid=env.uniqueid)
+            await asyncio.to_thread(
+                self.store.hang_up,
+                call_id,
+                backend_status="refused",
+                hangup_cause=cause,
+                outcome=outcome,
+                from_number=env.callerid,
+                to_number=self.settings.support_number,
+            )
+        except Exception as exc:  # noqa: BLE001 - the refusal is in the service log already
+            log.warning("FastAGI call %s: refusal not logged: %s", call_id, clip(str(exc)))
+
+
+def make_handler(store: CallStore, settings: Settings, sweeper: OrphanSweeper | None = None) -> CallHandler:
+    """The FastAGI server's handler for these settings."""
+    from ivr.asterisk.orphans import OrphanSweeper
+
+    return CallHandler(store, settings, sweeper or OrphanSweeper(store, settings.agi_recordings_dir))

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import flow
-from ivr.speech import render_keys, render_text
+from ivr.speech import Text, render_audio, render_text, text_of
 
 #: Twilio's DialCallStatus → the flow's dial result.
 DIAL_RESULTS = {
@@ -35,7 +35,11 @@ UrlFor = Callable[[str], str]  # step name ("digits", "timeout", ...) → absolu
 
 
 class SpeechRenderer:
-    """Speech as `<Say language="ru-RU">` or as `<Play>` of the prompt audio."""
+    """Speech as `<Say language="ru-RU">` or as `<Play>` of the prompt audio (HOTLINE_PROMPTS).
+
+    Both say the same words: `<Say>` speaks the texts of the prompt catalogue, `<Play>`
+    plays the files made from those texts (the ones Asterisk plays).
+    """
 
     def __init__(self, mode: str, voice: str, prompt_url: Callable[[str], str]):
         self.mode = mode
@@ -44,8 +48,13 @@ class SpeechRenderer:
 
     def add(self, verb: object, speak: flow.Speak) -> None:
         if self.mode == "play":
-            for key in render_keys(speak.segments):
-                verb.play(self.prompt_url(key))  # type: ignore[attr-defined]
+            # The shipped files, as Asterisk plays them; free text (an engineer's
+            # question) has no file and is spoken in the same place.
+            for piece in render_audio(speak.segments):
+                if isinstance(piece, Text):
+                    verb.say(text_of(piece), language="ru-RU", voice=self.voice)  # type: ignore[attr-defined]
+                else:
+                    verb.play(self.prompt_url(piece))  # type: ignore[attr-defined]
         else:
             verb.say(render_text(speak.segments), language="ru-RU", voice=self.voice)  # type: ignore[attr-defined]
 
@@ -136,12 +145,20 @@ def event_for(step: str, form: Mapping[str, str]) -> flow.Event | None:
     return None
 
 
+MAX_DURATION = 24 * 3600
+
+
 def parse_duration(raw: str | None) -> float | None:
-    """Twilio's RecordingDuration / CallDuration (whole seconds), None if absent or garbage."""
+    """Twilio's RecordingDuration / CallDuration (whole seconds), None if absent or garbage.
+
+    No call lasts more than a day (Twilio ends them at 24 h): a negative or larger
+    value is garbage, not a duration to store.
+    """
     try:
-        return float(int(raw or ""))
+        seconds = int((raw or "")[:20])
     except ValueError:
         return None
+    return float(seconds) if 0 <= seconds <= MAX_DURATION else None
 
 
 def same_origin(url: str, base: str) -> bool:

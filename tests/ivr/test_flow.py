@@ -2,9 +2,12 @@
 
 import datetime as dt
 import json
+import re
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from hotline.settings import BusinessHours
 from ivr import flow
 from ivr.fake import FakeCallPort
 from ivr.flow import (
@@ -22,7 +25,8 @@ from ivr.flow import (
     Speak,
     Transfer,
 )
-from ivr.speech import render_text
+from ivr.speech import Text, render_audio, render_keys, render_text
+from voice_models.prompts import prompt_text
 
 
 class Caller:
@@ -105,7 +109,7 @@ def test_status_of_a_known_request(caller: Caller, port: FakeCallPort):
         for d in number
     )
     assert f"Заявка номер {spoken_digits}." in text
-    assert "Вид заявки: инцидент" in text
+    assert "Что случилось: авария, линия стоит." in text
     assert "Статус: в работе" in text
     assert "двадцатое ноября." in text and "года" not in text
     assert "Главное меню" in text
@@ -118,7 +122,7 @@ def test_status_from_last_year_says_the_year(caller: Caller, port: FakeCallPort)
     caller.press("1")
     text = caller.press(number)
     assert "тридцать первое декабря две тысячи двадцать четвёртого года" in text
-    assert "обработана" in text and "проблема" in text
+    assert "обработана" in text and "что-то работает не так" in text
 
 
 @pytest.mark.parametrize("garbage", ["abc", "1" * 500, "12345", "", "#", "*#*", "10008 "[:-1] + "x"])
@@ -171,22 +175,24 @@ def test_awaiting_info_records_information_for_the_same_request(caller: Caller, 
     number = port.add_request("service_request", "awaiting_info")
     caller.press("1")
     text = caller.press(number)
-    assert "ожидает информации" in text and "Чтобы записать её сейчас, нажмите 1" in text
+    assert "ожидает информации" in text and "Инженер ждёт от вас дополнительную информацию" in text
+    assert "Чтобы записать ответ сейчас, нажмите 1" in text
     text = caller.press("1")
     assert "после сигнала" in text
     assert caller.actions[-1] == Record(180, 5, "#", True)
     text = caller.send(RecordingFinished(Recording("RE1", 12, "/tmp/info.wav")))
-    assert "информация добавлена" in text
+    assert "ответ добавлен" in text
     assert port.information == [(number, Recording("RE1", 12, "/tmp/info.wav"))]
     assert caller.state.outcome == "info_added" and caller.state.step == "menu"
 
 
 def test_new_request_is_read_back_twice(caller: Caller, port: FakeCallPort):
-    assert "Инцидент: нажмите 1" in caller.press("2")
+    assert "Если авария, линия стоит, нажмите 1" in caller.press("2")
     caller.press("7")  # not a kind
     assert caller.state.step == "kind"
     text = caller.press("2")
-    assert "Опишите" in text and caller.waits_for is Record
+    assert "Расскажите, что случилось, на какой линии, и как с вами связаться" in text
+    assert caller.waits_for is Record
     text = caller.send(RecordingFinished(Recording("RE2", 30)))
     [(number, kind, _)] = port.opened
     assert kind == "problem"
@@ -257,8 +263,8 @@ def test_duty_engineer_inside_hours(caller: Caller, port: FakeCallPort):
 def test_duty_engineer_no_answer_offers_a_request(caller: Caller, port: FakeCallPort, result: DialResult):
     caller.press("0")
     text = caller.send(DialFinished(result))
-    assert "не может ответить" in text and "Чтобы оставить заявку, нажмите 1" in text
-    assert "Инцидент" in caller.press("1")
+    assert "не может ответить" in text and "Чтобы оставить заявку, нажмите 2" in text
+    assert "авария" in caller.press("2")
     assert caller.state.step == "kind"
 
 
@@ -291,3 +297,192 @@ def test_state_tolerates_unknown_and_missing_keys():
     state = CallState.from_json({"step": "menu", "future_field": 1})
     assert state.step == "menu" and state.tries == 0
     assert CallState.from_json(None) == CallState()
+
+
+# --- menus as tables ---------------------------------------------------------------
+
+_SPOKEN_KEY = {"*": "нажмите звёздочку", "#": "нажмите решётку"}
+
+
+@pytest.mark.parametrize("step", sorted(flow.MENUS))
+def test_every_key_a_menu_accepts_is_said_in_its_prompt(step: str):
+    menu = flow.MENUS[step]
+    text = prompt_text(menu.prompt)
+    for key in menu.options:
+        said = _SPOKEN_KEY.get(key, f"нажмите {key}")
+        assert said in text, f"{step}: key {key!r} is accepted but «{said}» is not said"
+    # ...and no key is offered that the menu does not accept.
+    offered = set(re.findall(r"нажмите (\d)", text))
+    offered |= {k for k, said in _SPOKEN_KEY.items() if said in text}
+    assert offered == set(menu.options), step
+
+
+def test_new_request_is_one_key_in_every_menu_that_offers_it():
+    new = flow._Flow.new_request
+    keys = {key for menu in flow.MENUS.values() for key, handler in menu.options.items() if handler == new}
+    assert keys == {"2"}
+    assert len([m for m in flow.MENUS.values() if new in m.options.values()]) == 2
+
+
+@pytest.mark.parametrize(("key", "kind"), [("1", "incident"), ("2", "problem"), ("3", "service_request")])
+def test_each_kind_key_makes_its_kind(caller: Caller, port: FakeCallPort, key: str, kind: str):
+    caller.press("2")
+    caller.press(key)
+    caller.send(RecordingFinished(Recording(f"RE-{key}", 15)))
+    assert [k for _, k, _ in port.opened] == [kind]
+
+
+def test_star_in_the_kind_menu_returns_to_the_main_menu(caller: Caller):
+    caller.press("2")
+    assert "нажмите 0" in caller.press("*")
+    assert caller.state.step == "menu"
+
+
+# --- working hours -----------------------------------------------------------------
+
+
+def test_outside_hours_the_caller_hears_the_hours(port: FakeCallPort):
+    port.open = False
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    text = c.press("0")
+    assert (
+        "Сейчас дежурный инженер не работает. Дежурный инженер работает по будням, с девяти до восемнадцати."
+        in (text)
+    )
+    assert "Чтобы оставить заявку, нажмите 2" in text
+    assert "авария" in c.press("2")
+
+
+def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
+    port.open = False
+    port.hours = BusinessHours(frozenset({0, 2, 5}), dt.time(8, 30), dt.time(17, 5), ZoneInfo("UTC"))
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    text = c.press("0")
+    assert (
+        "работает по понедельникам, по средам, по субботам, с восьми тридцати до семнадцати ноль пяти."
+        in text
+    )
+    speak = next(a for a in c.actions if isinstance(a, Speak))
+    assert render_keys(speak.segments)[:7] == [
+        "duty_closed",
+        "duty_hours",
+        "weekday_0",
+        "weekday_2",
+        "weekday_5",
+        "from_8",
+        "minute_30",
+    ]
+
+
+def test_no_hours_configured_says_only_that_the_engineer_is_off(port: FakeCallPort):
+    port.open, port.hours = False, None
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    text = c.press("0")
+    assert "не работает" in text and "работает по" not in text
+
+
+# --- the engineer's question on the status line ------------------------------------
+
+
+def test_caller_hears_the_engineers_question(caller: Caller, port: FakeCallPort):
+    number = port.add_request("incident", "awaiting_info", question="Какая версия прошивки на сканере?")
+    caller.press("1")
+    text = caller.press(number)
+    assert (
+        "Инженер просит уточнить: Какая версия прошивки на сканере? Чтобы записать ответ сейчас, нажмите 1"
+        in (text)
+    )
+    assert "ждёт от вас" not in text
+    speak = [a for a in caller.actions if isinstance(a, Speak)][-1]
+    [question] = [p for p in render_audio(speak.segments) if isinstance(p, Text)]
+    assert question.intro == "clarification_asked" and question.fallback == ("info_awaited",)
+    # Asked again (a repeated webhook): the question is still there.
+    assert "Какая версия прошивки" in render_text(flow.reprompt(caller.state)[0].segments)
+    caller.press("1")
+    caller.send(RecordingFinished(Recording("RE20", 10)))
+    assert port.information[0][0] == number
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ("  Какой\nномер\tлинии  ", "Какой номер линии."),
+        ("Код ошибки\x07 E12", "Код ошибки E12."),
+        ("слово " * 200, None),
+    ],
+)
+def test_the_question_is_cleaned_before_it_is_said(
+    caller: Caller, port: FakeCallPort, raw: str, said: str | None
+):
+    number = port.add_request("incident", "awaiting_info", question=raw)
+    caller.press("1")
+    text = caller.press(number)
+    if said:
+        assert f"Инженер просит уточнить: {said}" in text
+    question = caller.state.question or ""
+    assert len(question) <= 400 and question.isprintable() and not question.endswith(" ")
+
+
+def test_blank_question_is_the_generic_prompt(caller: Caller, port: FakeCallPort):
+    number = port.add_request("incident", "awaiting_info", question=" \n ")
+    caller.press("1")
+    assert "Инженер ждёт от вас дополнительную информацию" in caller.press(number)
+    assert caller.state.question is None
+
+
+# --- a number said aloud -----------------------------------------------------------
+
+
+def test_spoken_number_is_read_back_and_confirmed_by_key(caller: Caller, port: FakeCallPort):
+    number = port.add_request("incident", "new")
+    caller.press("1")
+    text = caller.send(flow.SpokenNumber(" ".join(number)))
+    spoken = ", ".join(prompt_text(f"digit_{d}") for d in number)
+    assert f"Вы сказали: {spoken}. Верно? Если да, нажмите 1 или скажите «да»." in text
+    assert caller.state.step == "confirm_number" and caller.actions[-1] == Gather(1, 6)
+    assert port.lookups == 0
+    text = caller.press("1")
+    assert "Заявка номер" in text and port.lookups == 1
+    assert caller.state.outcome == "status_heard"
+
+
+def test_spoken_number_confirmed_by_voice(caller: Caller, port: FakeCallPort):
+    number = port.add_request("problem", "in_progress")
+    caller.press("1")
+    caller.send(flow.SpokenNumber(number))
+    assert "Заявка номер" in caller.send(flow.SpokenAnswer(yes=True))
+    assert caller.kinds()[-3:] == ["spoken_answer", "number_confirmed", "lookup"]
+
+
+def test_spoken_number_refused_asks_for_the_number_again(caller: Caller, port: FakeCallPort):
+    caller.press("1")
+    caller.send(flow.SpokenNumber("10008"))
+    text = caller.send(flow.SpokenAnswer(yes=False))
+    assert "Попробуйте ещё раз" in text and "Введите номер заявки" in text
+    assert caller.state.step == "number" and caller.state.spoken is None
+    assert port.lookups == 0
+    caller.send(flow.SpokenNumber("10008"))
+    assert "Введите номер" in caller.press("2")
+
+
+def test_spoken_wrong_number_goes_through_the_same_checks(caller: Caller, port: FakeCallPort):
+    caller.press("1")
+    caller.send(flow.SpokenNumber("12345"))
+    assert "с ошибкой" in caller.send(flow.SpokenAnswer(yes=True))
+    assert caller.state.step == "number" and port.lookups == 0
+
+
+@pytest.mark.parametrize(
+    "event", [flow.SpokenNumber("10008"), flow.SpokenAnswer(yes=True), flow.SpokenNumber("")]
+)
+def test_speech_where_it_is_not_asked_counts_as_no_input(
+    caller: Caller, port: FakeCallPort, event: flow.Event
+):
+    if isinstance(event, flow.SpokenNumber) and event.digits == "":
+        caller.press("1")  # at the number question, but nothing recognised
+    text = caller.send(event)
+    assert "не услышали" in text
+    assert port.lookups == 0 and caller.state.tries == 1

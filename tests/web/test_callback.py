@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,10 @@ from sqlalchemy import select
 
 from hotline.db import Database
 from hotline.models import RequestEvent, User
+from hotline.settings import Settings
+from ivr.asterisk.callback import callback_queue
 from ivr.asterisk.fake_ami import FakeAmiServer
+from ivr.asterisk.service import AmiService
 from tests.helpers import eventually
 from tests.web.conftest import login, post
 from web import create_app
@@ -24,11 +28,25 @@ def ami_server() -> Iterator[FakeAmiServer]:
 
 
 @pytest.fixture
-def client(make_settings, db: Database, accounts, ami_server: FakeAmiServer) -> FlaskClient:
-    settings = make_settings(HOTLINE_AMI_URL=ami_server.url)
-    client = create_app({"TESTING": True}, settings=settings, db=db).test_client()
+def ami_settings(make_settings, ami_server: FakeAmiServer) -> Settings:
+    return make_settings(HOTLINE_AMI_URL=ami_server.url)
+
+
+@pytest.fixture
+def web(ami_settings: Settings, db: Database, accounts) -> FlaskClient:
+    """The dashboard alone: it queues call-backs, it never places them."""
+    client = create_app({"TESTING": True}, settings=ami_settings, db=db).test_client()
     login(client, "ivanov")
     return client
+
+
+@pytest.fixture
+def client(web: FlaskClient, ami_settings: Settings, db: Database) -> Iterator[FlaskClient]:
+    """The dashboard with `hotline serve`'s AMI service running beside it."""
+    service = AmiService(ami_settings, db)
+    service.start()
+    yield web
+    service.stop()
 
 
 def _history(db: Database) -> list[RequestEvent]:
@@ -43,8 +61,8 @@ def test_call_back_from_the_request_page(client, db, voicemail, ami_server):
     assert response.status_code == 302
     assert "Звоним на PJSIP/101" in client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
     assert eventually(lambda: len(_history(db)) == 1)
-    originate = next(a for a in ami_server.actions if a.get("Action") == "Originate")
-    assert originate["Channel"] == "PJSIP/101" and originate["Exten"] == "+79001234567"
+    [originate] = ami_server.named("Originate")
+    assert originate.get("Channel") == "PJSIP/101" and originate.get("Exten") == "+79001234567"
     [entry] = _history(db)
     assert entry.actor == "engineer:ivanov" and "инженер ответил" in entry.text
     with db.session() as s:  # the extension is remembered and offered next time
@@ -56,7 +74,7 @@ def test_a_bad_extension_is_refused_at_once(client, db, voicemail, ami_server):
     post(client, f"/requests/{voicemail.number}/callback", {"extension": "101; rm -rf"})
     page = client.get(f"/requests/{voicemail.number}").get_data(as_text=True)
     assert "должен выглядеть как PJSIP/101" in page
-    assert not [a for a in ami_server.actions if a.get("Action") == "Originate"]
+    assert not ami_server.named("Originate")
     assert _history(db) == []
 
 
@@ -73,3 +91,20 @@ def test_no_button_without_ami(engineer, voicemail):
         post(engineer, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"}).status_code
         == 404
     )
+
+
+def test_the_page_only_queues_the_call_back(web, db, voicemail, ami_server, ami_settings):
+    """No thread, no AMI login in the web worker: the AMI service places it later."""
+    threads = threading.active_count()
+    response = post(web, f"/requests/{voicemail.number}/callback", {"extension": "PJSIP/101"})
+    assert response.status_code == 302
+    assert callback_queue(ami_settings).huey.pending_count() == 1
+    assert threading.active_count() == threads
+    assert ami_server.logins == 0 and _history(db) == []
+    service = AmiService(ami_settings, db)  # `hotline serve` starts: the queued call-back rings
+    service.start()
+    try:
+        assert eventually(lambda: len(_history(db)) == 1)
+        assert ami_server.logins == 1 and len(ami_server.named("Originate")) == 1
+    finally:
+        service.stop()

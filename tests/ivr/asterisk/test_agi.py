@@ -8,14 +8,18 @@ from ivr.asterisk.agi import (
     AgiCommandError,
     AgiProtocolError,
     ChannelGone,
+    Playback,
     Reply,
     ReplyReader,
+    channel_alive,
+    clip,
     command,
     digit_of,
     digits_of,
     parse_env_line,
     parse_environment,
     parse_reply,
+    playback_of,
     quote,
     record_outcome,
     variable_of,
@@ -215,8 +219,14 @@ def test_get_data_hangup_and_garbage() -> None:
         ("200 result=35 (timeout) endpos=80000", "timeout", None),
         ("200 result=-1 (hangup) endpos=24000", "hangup", None),
         ("200 result=-1 endpos=0", "hangup", None),
-        ("200 result=-1 (writefile)", "error", None),
-        ("200 result=-1 (randomerror) endpos=0", "error", None),
+        # the observed lines of Asterisk 22 (FIELD-NOTES "Asterisk 22 as observed")
+        ("200 result=35 (dtmf) endpos=52844", "dtmf", "#"),
+        ("200 result=169070 (timeout) endpos=55476", "timeout", None),
+        ("200 result=-1 (hangup) endpos=35178", "hangup", None),
+        ("200 result=-1 (writefile)", "unwritable", None),
+        ("200 result=-1 (randomerror) endpos=0", "beep_failed", None),
+        ("200 result=35 (randomerror) endpos=0", "beep_key", None),
+        ("200 result=-1 (waitfor) endpos=0", "error", None),
     ],
 )
 def test_record_results(line: str, how: str, key: str | None) -> None:
@@ -264,3 +274,89 @@ def test_command_line() -> None:
         "RECORD FILE /r/1.2-x wav # 180000 BEEP s=5\n"
     )
     assert command("STREAM FILE", "hotline/ru/menu", "") == 'STREAM FILE hotline/ru/menu ""\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "failed"),
+    [
+        ("200 result=0 endpos=51622", None, False),  # played to the end
+        ("200 result=49 endpos=6400", "1", False),  # interrupted by a digit
+        # a missing file and a hang-up give the same line: the caller must look further
+        ("200 result=-1 endpos=0", None, True),
+    ],
+)
+def test_playback_results(line: str, key: str | None, failed: bool) -> None:
+    assert playback_of(parse_reply(line)) == Playback(key=key, failed=failed)
+
+
+def test_channel_status() -> None:
+    assert channel_alive(parse_reply("200 result=6"))
+    assert not channel_alive(parse_reply("200 result=-1"))
+    with pytest.raises(ChannelGone):  # what a dead channel answers
+        ReplyReader().feed("511 Command Not Permitted on a dead channel or intercept routine")
+
+
+@pytest.mark.parametrize(
+    "uniqueid", ["1700000000.42", "1764423000.1234567", "pbx1-1700000000.42", "pbx_east-1.2"]
+)
+def test_uniqueids_asterisk_makes(uniqueid: str) -> None:
+    env = parse_environment([f"agi_uniqueid: {uniqueid}"])
+    assert env.uniqueid == uniqueid
+
+
+@pytest.mark.parametrize(
+    "uniqueid",
+    [
+        "../../x/secret",
+        "1700000000.42/../../etc",
+        "/etc/passwd",
+        "..",
+        "1700000000",
+        "1700000000.42 ",
+        "1700000000.42\x00",
+        "a" * 41 + "-1.2",
+        "1" * 21 + ".1",
+        ".hidden-1.2",
+    ],
+)
+def test_uniqueids_that_could_name_other_files_are_refused(uniqueid: str) -> None:
+    with pytest.raises(AgiProtocolError, match="agi_uniqueid"):
+        parse_environment([f"agi_uniqueid: {uniqueid}"])
+
+
+def test_environment_is_bounded() -> None:
+    with pytest.raises(AgiProtocolError, match="too big"):
+        parse_environment(["agi_uniqueid: 1.2", *(f"agi_arg_{n}: x" for n in range(1, 300))])
+    with pytest.raises(AgiProtocolError, match="too big"):
+        parse_environment(["agi_uniqueid: 1.2", "agi_callerid: " + "7" * 70000])
+
+
+def test_usage_block_is_bounded() -> None:
+    reader = ReplyReader()
+    assert reader.feed("520-Invalid command syntax.  Proper usage follows:") is None
+    with pytest.raises(AgiProtocolError, match="usage block"):
+        for _ in range(10_000):  # bounded: the reader gives up long before
+            reader.feed(" Usage: " + "x" * 100)
+
+
+def test_usage_text_is_cut_in_the_error() -> None:
+    reader = ReplyReader()
+    reader.feed("520-Invalid command syntax.  Proper usage follows:")
+    for _ in range(50):
+        reader.feed(" Usage: " + "y" * 100)
+    with pytest.raises(AgiCommandError) as raised:
+        reader.feed("520 End of proper usage.")
+    assert len(str(raised.value)) <= 210
+
+
+def test_clip() -> None:
+    assert clip("short") == "short"
+    assert clip("a\nb\x00c") == "a b c"
+    long = clip("z" * 10_000)
+    assert len(long) == 200 and long.endswith("…")
+
+
+def test_caller_ids_are_cut_to_what_the_call_log_holds() -> None:
+    env = parse_environment(["agi_uniqueid: 1.2", "agi_callerid: " + "7" * 5000, "agi_calleridname: a\x07b"])
+    assert env.callerid == "7" * 40
+    assert env.calleridname == "ab"

@@ -1,4 +1,4 @@
-"""The Twilio adapter, driven by a simulator that behaves like Twilio (FIELD-NOTES)."""
+"""The Twilio adapter, driven by a simulator that behaves like Twilio (docs/twilio.md)."""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -87,9 +87,10 @@ def count(db, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def open_request(db, status="new") -> str:
+def open_request(db, status="new", phone="+79001234567") -> str:
+    """A request whose contact phone is the simulated caller's (TwilioCall.caller)."""
     with db.session() as s:
-        request = registry.open_request(s, kind="incident", channel="web", actor="cli")
+        request = registry.open_request(s, kind="incident", channel="web", actor="cli", phone=phone)
         if status != "new":
             registry.change_status(s, request, "in_progress", actor="engineer:ivan")
         if status == "awaiting_info":
@@ -111,7 +112,7 @@ def test_greeting_menu_in_russian_say(call: TwilioCall, client):
 
 def test_new_request_action_before_callback(call: TwilioCall, api, db):
     call.start()
-    assert "Инцидент: нажмите 1" in text(call.press("2"))
+    assert "Если авария, линия стоит, нажмите 1" in text(call.press("2"))
     assert "после сигнала" in text(call.press("3"))
     heard = text(call.record(api, 7))
     with db.session() as s:
@@ -214,14 +215,14 @@ def test_status_of_a_request_and_awaiting_info(call: TwilioCall, api, db):
     call.start()
     call.press("1")
     heard = text(call.press(plain + "#"))
-    assert "Статус: в работе." in heard and "Вид заявки: инцидент" in heard
+    assert "Статус: в работе." in heard and "Что случилось: авария, линия стоит." in heard
     assert "Главное меню" in heard
     call.press("1")
     heard = text(call.press(waiting + "#"))
     assert "ожидает информации" in heard and "нажмите 1" in heard
     call.press("1")
     heard = text(call.record(api, 6))
-    assert "информация добавлена" in heard
+    assert "ответ добавлен" in heard
     with db.session() as s:
         request = registry.get_request(s, waiting)
         assert request.status == "in_progress" and len(request.attachments) == 1
@@ -277,8 +278,8 @@ def test_duty_engineer_transfer_and_no_answer(call: TwilioCall):
     dial = call.waiting.verb
     assert dial.tag == "Dial" and dial.get("timeout") == "20" and dial.find("Number").text == "+73430000001"
     heard = text(call.dial_result("no-answer"))
-    assert "не может ответить" in heard and "Чтобы оставить заявку, нажмите 1" in heard
-    assert "Инцидент" in text(call.press("1"))
+    assert "не может ответить" in heard and "Чтобы оставить заявку, нажмите 2" in heard
+    assert "авария" in text(call.press("2"))
 
 
 def test_duty_engineer_answered(call: TwilioCall, db):

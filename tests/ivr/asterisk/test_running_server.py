@@ -1,0 +1,194 @@
+"""`hotline serve` and `hotline agi` as real processes on loopback: floods, traversal, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hotline.db import Database
+from ivr.asterisk.fake_agi import SILENCE, FakeAsterisk, Hold
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+IDLE = 2000
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    http_port: int
+    agi_port: int
+    data_dir: Path
+
+    def healthz(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=90)
+        return out
+
+
+def _low_fd_limit() -> None:
+    # As systemd starts services: a soft limit of 1024 open files.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+
+def _start(tmp_path: Path, command: str, **extra: str) -> Running:
+    http_port, agi_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(
+        HOTLINE_DATA_DIR=str(tmp_path / "data"),
+        HOTLINE_HTTP_PORT=str(http_port),
+        HOTLINE_AGI_PORT=str(agi_port),
+        HOTLINE_ASR="fake",
+        HOTLINE_TRANSCRIPTION_WORKERS="0",
+        **extra,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hotline.cli import main; main()", command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_low_fd_limit,
+    )
+    running = Running(proc, http_port, agi_port, tmp_path / "data")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", agi_port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        out = running.stop() if proc.poll() is None else proc.communicate()[0]
+        pytest.fail(f"hotline {command} did not start: {out}")
+    return running
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Running]:
+    running = _start(tmp_path, "serve")
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.stop()
+
+
+def _raise_own_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < IDLE + 500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, IDLE + 1000), hard))
+
+
+def test_serve_survives_idle_connections_and_keeps_answering(serve: Running) -> None:
+    _raise_own_fd_limit()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(IDLE):  # bounded: 2,000 sockets that never say a word
+            idle.append(socket.create_connection(("127.0.0.1", serve.agi_port), timeout=10))
+        assert serve.proc.poll() is None
+        assert serve.healthz() == 200  # HTTP still answers
+        trace = asyncio.run(
+            FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="1700000000.1", script=["*", SILENCE]).run(60)
+        )
+        # a new call is served: the menu, again after '*'
+        assert trace.heard[:3] == ["hotline/ru/greeting", "hotline/ru/menu", "hotline/ru/menu"]
+    finally:
+        for s in idle:
+            s.close()
+    assert serve.healthz() == 200
+    out = serve.stop()
+    assert serve.proc.returncode == 0 and "Traceback" not in out, out
+
+
+def test_serve_refuses_a_uniqueid_that_is_a_path(serve: Running, tmp_path: Path) -> None:
+    secret = tmp_path / "x" / "secret-1.wav"
+    secret.parent.mkdir()
+    secret.write_bytes(b"RIFF-secret")
+    # The recordings folder is <tmp>/data/asterisk: ../../x/secret-1.wav would be that file.
+    trace = asyncio.run(
+        FakeAsterisk("127.0.0.1", serve.agi_port, uniqueid="../../x/secret", script=["2", "1"]).run(60)
+    )
+    assert trace.commands == ["FAILURE"] and trace.fallback
+    assert secret.read_bytes() == b"RIFF-secret"
+    out = serve.stop()
+    assert "agi_uniqueid is not an Asterisk uniqueid" in out and "Traceback" not in out
+    db = Database(f"sqlite:///{serve.data_dir / 'hotline.sqlite3'}")
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM calls").scalar() == 0
+    finally:
+        db.dispose()
+
+
+def test_agi_drains_on_sigterm_and_hands_the_rest_back(tmp_path: Path) -> None:
+    running = _start(tmp_path, "agi", HOTLINE_AGI_DRAIN_SECONDS="1")
+
+    async def call_then_sigterm() -> tuple[FakeAsterisk, FakeAsterisk]:
+        quick = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(0.5), "1"])
+        slow = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.2", script=[Hold(3.0), "1"])
+        runs = asyncio.gather(quick.run(60), slow.run(60))
+        await asyncio.sleep(0.3)
+        running.proc.send_signal(signal.SIGTERM)
+        await runs
+        return quick, slow
+
+    quick, slow = asyncio.run(call_then_sigterm())
+    out, _ = running.proc.communicate(timeout=60)
+    assert running.proc.returncode == 0 and "hotline: stopped" in out
+    assert "Traceback" not in out, out
+    # The quick call ended within the drain time as it would have anyway.
+    assert quick.trace.ended_by == "hangup" and "service_restart" not in " ".join(quick.trace.commands)
+    # The slow one was still going: told, and handed to the dialplan's fallback.
+    assert slow.trace.commands[-2:] == ['STREAM FILE hotline/ru/service_restart ""', "FAILURE"]
+    assert slow.trace.fallback and slow.trace.agistatus == "FAILURE"
+    db = Database(f"sqlite:///{running.data_dir / 'hotline.sqlite3'}")
+    try:
+        with db.engine.connect() as conn:
+            outcomes = dict(conn.exec_driver_sql("SELECT backend_call_id, outcome FROM calls").all())
+    finally:
+        db.dispose()
+    assert outcomes == {"1700000000.1": "abandoned", "1700000000.2": "service_restart"}
+
+
+def test_agi_with_its_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        env.update(HOTLINE_DATA_DIR=str(tmp_path / "data"), HOTLINE_AGI_PORT=str(port))
+        result = subprocess.run(
+            [sys.executable, "-c", "from hotline.cli import main; main()", "agi"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot listen for FastAGI" in line and str(port) in line

@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`.
+# The commands of the README: `make run`, `make test` and `make lint` (CI runs lint, then test).
 # Both make a virtual environment in .venv with the project installed in it.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,6 +15,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check hotline ivr web voice_models tests benchmarks
 	$(BIN)/mypy
+	@echo "lint: ruff and mypy found nothing"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline.cleaning import clean_line
+from hotline.db import Database
 from hotline.models import Call, CallEvent, utcnow
+from hotline.phones import stored_phone
+from hotline.settings import Settings
+from hotline.sweeper import Sweeper
+from hotline.vocabulary import Outcome
+
+log = logging.getLogger(__name__)
 
 
 def start_call(
@@ -25,6 +34,8 @@ def start_call(
 ) -> Call:
     """The call with this backend id, made on first sight (webhooks and AMI repeat themselves)."""
     call = find_call(session, backend, backend_call_id)
+    from_number, to_number = stored_phone(from_number), stored_phone(to_number)
+    caller_name = clean_line(caller_name, 200) or None
     if call is None:
         call = Call(
             backend=backend,
@@ -73,8 +84,13 @@ def end_call(
         duration_seconds = max(0, int((call.ended_at - call.started_at).total_seconds()))
     if duration_seconds is not None:
         call.duration_seconds = duration_seconds
+    # What backends report is cleaned to its column (an AGI error text is long and odd),
+    # then settled with what the other writer said (AMI and FastAGI, in either order).
     line = settle_line(
-        LineStatus(call.backend_status, call.hangup_cause), LineStatus(backend_status, hangup_cause)
+        LineStatus(call.backend_status, call.hangup_cause),
+        LineStatus(
+            clean_line(backend_status, STATUS_LENGTH) or None, clean_line(hangup_cause, CAUSE_LENGTH) or None
+        ),
     )
     call.backend_status, call.hangup_cause = line.status, line.cause
     if outcome and not call.outcome:
@@ -132,3 +148,42 @@ def settle_line(current: LineStatus, report: LineStatus) -> LineStatus:
         key=lambda p: (cause_rank(*p), p[1] or ""),
     )[1]
     return LineStatus(status[:STATUS_LENGTH] if status else None, cause[:CAUSE_LENGTH] if cause else None)
+
+
+#: The outcome of a call whose end the backend never reported (closed by the sweep).
+UNREPORTED_END = Outcome.UNREPORTED_END
+
+
+def close_stale_calls(session: Session, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> int:
+    """Close the calls still open `older_than` after they started; how many.
+
+    A call's end may never come: the database was down when the status callback or
+    the AGI hangup arrived, or the callback was lost. Such a call would show as going
+    on for ever; it is closed with the reason in its hang-up cause and its timeline.
+    """
+    now = now or utcnow()
+    stale = session.scalars(
+        select(Call).where(Call.ended_at.is_(None), Call.started_at < now - older_than).limit(500)
+    ).all()
+    minutes = int(older_than.total_seconds() // 60)
+    reason = f"конец звонка не сообщён за {minutes} мин; закрыт автоматически"
+    for call in stale:
+        end_call(
+            session, call, hangup_cause=reason, outcome=UNREPORTED_END, ended_at=now, duration_seconds=None
+        )
+        call.duration_seconds = None  # not known: the time since the start says nothing
+        log_event(session, call, "closed_unreported", reason)
+    return len(stale)
+
+
+def make_sweeper(settings: Settings, db: Database) -> Sweeper:
+    """`hotline serve`'s sweep that closes calls whose end never came."""
+    after = dt.timedelta(minutes=settings.call_close_after_minutes)
+
+    def sweep() -> None:
+        with db.session() as session:
+            closed = close_stale_calls(session, after)
+        if closed:
+            log.info("closed %s calls whose end was never reported", closed)
+
+    return Sweeper("call-log sweep", 60.0, sweep)

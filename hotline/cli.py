@@ -17,10 +17,13 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from hotline import registry
+from hotline.cleaning import clean_line, clean_text, printable
 from hotline.db import Database, DatabaseUnavailable
-from hotline.errors import HotlineError
+from hotline.errors import HotlineError, UserError
 from hotline.models import Request, RequestStatus
+from hotline.phones import display_phone, require_phone
 from hotline.settings import Settings, load_settings
+from hotline.vocabulary import Channel, HistoryAction, RequestKind, label_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,6 +110,11 @@ def request_open(
     db: Database, kind: str, phone: str | None, email: str | None, subject: str, text: str
 ) -> None:
     """Register a request and print its number."""
+    text = clean_text(text).strip()
+    if not text:
+        raise UserError("the text of the request is empty: say what happened (--text)")
+    phone = require_phone(phone) if phone is not None else None
+    email = _email(email) if email is not None else None
     with db.session() as session:
         request = registry.open_request(
             session,
@@ -115,7 +123,7 @@ def request_open(
             actor="cli",
             phone=phone,
             email=email,
-            subject=subject or text.strip().splitlines()[0][:120],
+            subject=clean_line(subject) or text.splitlines()[0][:120],
             description=text,
         )
         number = request.number
@@ -132,12 +140,18 @@ def request_show(db: Database, number: str) -> None:
         click.echo(_describe(request))
         click.echo("История:")
         for event in request.events:
-            change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
+            change = ""
+            if event.to_status and event.from_status:
+                before, after = (label_of(RequestStatus, s) for s in (event.from_status, event.to_status))
+                change = f" {before} → {after}"
             # Multi-line texts (transcripts, letters) stay visibly inside their entry.
             text = ": " + event.text.replace("\n", "\n      ") if event.text else ""
-            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {event.actor} {event.action}{change}{text}")
+            action = label_of(HistoryAction, event.action)
+            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {printable(event.actor)} {action}{change}{_safe(text)}")
         for att in request.attachments:
-            click.echo(f"  вложение: {att.filename} ({att.content_type}, {att.size} байт)")
+            click.echo(
+                f"  вложение: {printable(att.filename)} ({printable(att.content_type)}, {att.size} байт)"
+            )
 
 
 @request_group.command("list")
@@ -151,11 +165,12 @@ def request_list(db: Database, status: str | None, archived: bool | None, limit:
         requests = registry.list_requests(session, status=status, archived=archived, limit=limit)
         for request in requests:
             click.echo(
-                f"{request.number}\t{request.status}\t{request.kind}\t{request.channel}\t"
-                f"{request.created_at:%Y-%m-%d %H:%M}\t{request.subject}"
+                f"{request.number}\t{label_of(RequestStatus, request.status)}\t"
+                f"{label_of(RequestKind, request.kind)}\t{label_of(Channel, request.channel)}\t"
+                f"{request.created_at:%Y-%m-%d %H:%M}\t{printable(request.subject)}"
             )
         if not requests:
-            click.echo("no requests", err=True)
+            click.echo("заявок нет", err=True)
 
 
 @request_group.command("status")
@@ -173,26 +188,40 @@ def request_status(db: Database, number: str, status: str, note: str) -> None:
 
 
 def _describe(request: Request) -> str:
-    kind = registry.KIND_LABELS[registry.RequestKind(request.kind)]
-    status = registry.STATUS_LABELS[RequestStatus(request.status)]
+    kind = label_of(RequestKind, request.kind)
+    status = label_of(RequestStatus, request.status)
     lines = [
         f"Заявка {request.number}",
         f"  вид: {kind}{'' if request.kind_confirmed else ' (не подтверждён)'}",
         f"  статус: {status}{' (в архиве)' if request.archived else ''}",
-        f"  канал: {request.channel}",
+        f"  канал: {label_of(Channel, request.channel)}",
         f"  создана: {request.created_at:%Y-%m-%d %H:%M} UTC,"
         f" изменена: {request.status_changed_at:%Y-%m-%d %H:%M} UTC",
     ]
     for label, value in (
-        ("телефон", request.contact_phone),
+        ("телефон", display_phone(request.contact_phone)),
         ("e-mail", request.contact_email),
         ("тема", request.subject),
     ):
         if value:
-            lines.append(f"  {label}: {value}")
+            lines.append(f"  {label}: {printable(value)}")
     if request.description:
-        lines.append(f"  описание: {request.description}")
+        lines.append(f"  описание: {_safe(request.description)}")
     return "\n".join(lines)
+
+
+def _safe(text: str) -> str:
+    """Stored multi-line text for a terminal: line breaks kept, escapes never printed."""
+    return clean_text(text).replace("\t", " ")
+
+
+def _email(raw: str) -> str:
+    """An e-mail address a person typed; UserError with one line if it is not one."""
+    address = clean_line(raw)
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or len(address) > 254 or any(c in address for c in " <>,;\"'"):
+        raise UserError(f"not an e-mail address: {address[:60]!r}")
+    return address
 
 
 def _safe_url(url: str) -> str:

@@ -6,7 +6,9 @@ recording is committed with transcription_state='pending' before its job is queu
 Huey removes a message before running it, so a worker killed mid-job loses it; the
 recovery sweep (at worker start, then every minute) queues again every recording
 that is pending with no message in the queue, or running past its lease
-(hotline.transcription.pipeline). A job that finds the database down is dropped the same way
+(hotline.transcription.pipeline). A worker stopped by SIGTERM (or `hotline serve`
+stopping) hands its running jobs back at once (`release_running`): the next worker
+takes them without waiting for the lease. A job that finds the database down is dropped the same way
 (one log line) and so is taken again by the first sweep after the database is back.
 
 `run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
@@ -24,8 +26,10 @@ from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
+from sqlalchemy import update
 
 from hotline.db import Database, DatabaseUnavailable
+from hotline.models import Attachment, TranscriptionState
 from hotline.settings import Settings
 
 log = logging.getLogger("hotline.jobs")
@@ -55,12 +59,15 @@ def queue_for(settings: Settings) -> Queue:
     def transcribe(attachment_id: int) -> None:
         from hotline.transcription.pipeline import run_transcription_job
 
+        _running.add(attachment_id)
         try:
             run_transcription_job(settings, attachment_id)
         except DatabaseUnavailable as exc:
             # The row still says pending (or running until its lease ends): the
             # recovery sweep queues it again once the database answers.
             log.warning("recording %s not transcribed now: %s", attachment_id, exc)
+        finally:
+            _running.discard(attachment_id)
 
     @huey.periodic_task(crontab(minute="*"), name="recover_transcriptions")
     def recover() -> None:
@@ -70,6 +77,33 @@ def queue_for(settings: Settings) -> Queue:
             log.warning("transcription recovery sweep postponed: %s", exc)
 
     return Queue(huey=huey, transcribe=transcribe, recover=recover)
+
+
+# Recordings whose job runs in this process now: handed back at once when it stops
+# (systemd's SIGTERM), instead of waiting out the lease.
+_running: set[int] = set()
+
+
+def release_running(settings: Settings, db: Database | None = None) -> list[int]:
+    """Hand back the jobs this process is running (at shutdown); their ids."""
+    from hotline.transcription.pipeline import database_for
+
+    ids = sorted(_running)
+    if not ids:
+        return []
+    db = db or database_for(settings.database_url)
+    try:
+        with db.session() as session:
+            session.execute(
+                update(Attachment)
+                .where(Attachment.id.in_(ids), Attachment.transcription_state == TranscriptionState.RUNNING)
+                .values(transcription_state=TranscriptionState.PENDING, transcription_started_at=None)
+            )
+    except DatabaseUnavailable as exc:  # the lease covers them
+        log.warning("could not hand back transcription jobs %s: %s", ids, exc)
+        return []
+    log.info("handed back transcription jobs %s at shutdown", ids)
+    return ids
 
 
 def enqueue_transcription(settings: Settings, attachment_id: int) -> None:
@@ -117,7 +151,10 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     consumer = queue_for(settings).huey.create_consumer(
         workers=workers, worker_type="thread", periodic=True, max_delay=MAX_POLL_SECONDS
     )
-    consumer.run()
+    try:
+        consumer.run()  # returns on SIGTERM (stop now) or SIGINT (after the running jobs)
+    finally:
+        release_running(settings)
 
 
 class EmbeddedWorker:
@@ -169,6 +206,7 @@ class EmbeddedWorker:
         if self._consumer is not None:
             self._consumer.shutdown_timeout = 10
             self._consumer.stop(graceful=True)
+        release_running(self.settings, self.db)
 
 
 def make_service(settings: Settings, db: Database) -> EmbeddedWorker | None:

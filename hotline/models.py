@@ -27,6 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The closed sets of values live in one place, with their Russian labels.
+# Re-exported (`as`) so that `from hotline.models import RequestStatus` keeps working.
+from hotline.vocabulary import Channel as Channel
+from hotline.vocabulary import RequestKind as RequestKind
+from hotline.vocabulary import RequestStatus as RequestStatus
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -64,25 +70,6 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
-class RequestKind(enum.StrEnum):
-    INCIDENT = "incident"
-    PROBLEM = "problem"
-    SERVICE = "service_request"
-
-
-class RequestStatus(enum.StrEnum):
-    NEW = "new"
-    IN_PROGRESS = "in_progress"
-    AWAITING_INFO = "awaiting_info"
-    PROCESSED = "processed"
-
-
-class Channel(enum.StrEnum):
-    PHONE = "phone"
-    EMAIL = "email"
-    WEB = "web"
-
-
 class TranscriptionState(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -117,8 +104,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), default=Role.ENGINEER)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None]
+    # Failed logins are counted per (login, address) in hotline.users.throttle, never on
+    # the account itself: strangers must not be able to lock an engineer out.
     last_login_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -369,3 +356,93 @@ class LiveTranscript(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[dt.datetime | None]
+
+
+# --- auth sessions, login attempts, Russian search (migration 0004) ---
+
+
+class UserSession(Base):
+    """A logged-in browser: the cookie holds the token, the table its hash (logout deletes it)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token, hex
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LoginAttempts(Base):
+    """Failed logins counted under one key: a (login, address) pair, an address, a login."""
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    login: Mapped[str | None] = mapped_column(String(200), index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RequestSearch(Base):
+    """The searchable text of a request (subject, contact, transcripts, letters, notes).
+
+    Kept in step by hotline.search on every commit. PostgreSQL searches it through a GIN
+    index on to_tsvector('russian', body); SQLite through the FTS5 table request_search_fts
+    holding the Snowball stems. Both indexes are made by migration 0004, not by the models.
+    """
+
+    __tablename__ = "request_search"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+
+
+class RecordingFetch(Base):
+    """A recording the hotline was told about, until its file is stored (migration 0005).
+
+    Written before the download starts, so a crash mid-download leaves a row that the
+    sweep (ivr.twilio.recordings) finds and fetches again, with backoff; after the last
+    try it is 'failed' and shown to the engineers.
+    """
+
+    __tablename__ = "recording_fetches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backend: Mapped[str] = mapped_column(String(20))
+    backend_call_id: Mapped[str] = mapped_column(String(120))
+    # The peer's id of the recording (Twilio RecordingSid): one row per recording.
+    recording_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    # pending → done; failed after the last try
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+
+class DeadLetter(Base):
+    """An input that could not be taken in even after cleaning (migration 0005).
+
+    Its raw bytes are kept in the data dir; it is tried a few times and then left for
+    an engineer (the dashboard lists it), never retried for ever.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # email
+    # The input's identity (sha256 of the raw message): one row per input.
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    summary: Mapped[str] = mapped_column(String(300), default="")
+    path: Mapped[str | None] = mapped_column(String(500))  # the raw input, relative to the data dir
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # retrying → dead (left for an engineer) or done (taken in on a later try)
+    state: Mapped[str] = mapped_column(String(10), default="retrying", index=True)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -3,32 +3,30 @@
 A caller who leaves a request by phone hears its number twice and may not remember
 it; a Russian mobile (+79…) also gets it by SMS, with how to check its status, when
 SMS is configured. The SMS is a `Notification` of the request's `created` history
-entry, so the outbox (hotline.mail.outbox) sends it like every other one: at least
+entry, so the outbox (hotline.notify.outbox) sends it like every other one: at least
 once, retried while Twilio is down, exactly once by its one row per entry, and the
 sending is written into the request's history (`sms_out`).
 """
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline.mail.transport import sms_configured
 from hotline.models import Notification, Request, RequestEvent, utcnow
+from hotline.notify.sms import sms_configured
+from hotline.phones import sms_number
 from hotline.settings import Settings
-
-# Caller ids as they arrive: +79001234567 (Twilio), 79001234567 or 89001234567 (Asterisk trunks).
-_RUSSIAN_MOBILE = re.compile(r"^(?:\+7|7|8)(9\d{9})$")
 
 
 def russian_mobile(phone: str | None) -> str | None:
-    """The number in E.164 (+79…) if `phone` is a Russian mobile, else None."""
-    if not phone:
-        return None
-    match = _RUSSIAN_MOBILE.match(re.sub(r"[\s\-()]", "", phone))
-    return f"+7{match.group(1)}" if match else None
+    """The number in E.164 (+79…) if `phone` is a Russian mobile, else None.
+
+    Caller ids come as +79001234567 (Twilio), 79001234567 or 89001234567 (Asterisk
+    trunks); hotline.phones reads them all.
+    """
+    mobile = sms_number(phone)
+    return mobile if mobile and mobile.startswith("+79") else None
 
 
 def queue_number_sms(session: Session, settings: Settings, request: Request) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from hotline.cleaning import clean_line, clean_text
 from hotline.errors import IllegalTransition, UnknownRequest, UserError
 from hotline.models import (
     Channel,
@@ -24,6 +25,8 @@ from hotline.models import (
     utcnow,
 )
 from hotline.numbers import make_request_number, parse_request_number
+from hotline.phones import stored_phone
+from hotline.vocabulary import HistoryAction, labels
 
 S = RequestStatus
 
@@ -36,18 +39,11 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.PROCESSED: frozenset({S.IN_PROGRESS}),  # reopen
 }
 
-STATUS_LABELS = {
-    S.NEW: "новая",
-    S.IN_PROGRESS: "в работе",
-    S.AWAITING_INFO: "ожидает информации от заказчика",
-    S.PROCESSED: "обработана",
-}
-KIND_LABELS = {
-    RequestKind.INCIDENT: "инцидент",
-    RequestKind.PROBLEM: "проблема",
-    RequestKind.SERVICE: "запрос на обслуживание",
-}
-CHANNEL_LABELS = {Channel.PHONE: "телефон", Channel.EMAIL: "e-mail", Channel.WEB: "вручную"}
+# The labels live with the values in hotline.vocabulary; these mappings are kept for
+# the modules that read them (prompts, mail, the command line).
+STATUS_LABELS = labels(RequestStatus)
+KIND_LABELS = labels(RequestKind)
+CHANNEL_LABELS = labels(Channel)
 
 
 def parse_kind(text: str) -> RequestKind:
@@ -108,12 +104,13 @@ def open_request(
         kind_confirmed=kind_confirmed,
         channel=channel,
         status=S.NEW,
-        subject=subject.strip()[:300],
-        description=description,
-        contact_phone=phone,
-        contact_email=email,
-        contact_name=name,
-        organisation=organisation,
+        # The last guard of the columns, whatever channel the values came by.
+        subject=clean_line(subject, 300),
+        description=clean_text(description),
+        contact_phone=stored_phone(phone),
+        contact_email=clean_line(email, 254) or None,
+        contact_name=clean_line(name, 200) or None,
+        organisation=clean_line(organisation, 200) or None,
     )
     session.add(request)
     session.flush()
@@ -121,7 +118,7 @@ def open_request(
         session,
         request,
         actor,
-        "created",
+        HistoryAction.CREATED,
         text=f"{KIND_LABELS[kind]}, канал: {CHANNEL_LABELS[channel]}",
         to_status=S.NEW,
     )
@@ -147,7 +144,7 @@ def change_status(
     *,
     actor: str,
     note: str = "",
-    action: str = "status",
+    action: str = HistoryAction.STATUS,
 ) -> RequestEvent:
     """Move a request along the lifecycle, or raise IllegalTransition and change nothing."""
     target = parse_status(str(to_status))
@@ -164,6 +161,8 @@ def change_status(
     request.updated_at = now
     # The contract: a processed request goes to the archive; reopening takes it out.
     request.archived_at = now if target is S.PROCESSED else None
+    if target is not S.AWAITING_INFO:
+        request.clarification_question = None  # the question is answered or dropped
     if request.first_response_at is None and actor_is_engineer(actor):
         request.first_response_at = now
     return _record(session, request, actor, action, text=note, from_status=current, to_status=target)
@@ -176,30 +175,68 @@ def add_note(session: Session, request: Request, *, actor: str, text: str) -> Re
     if request.first_response_at is None and actor_is_engineer(actor):
         request.first_response_at = utcnow()
     request.updated_at = utcnow()
-    return _record(session, request, actor, "note", text=text.strip())
+    return _record(session, request, actor, HistoryAction.NOTE, text=text.strip())
 
 
 def ask_clarification(session: Session, request: Request, *, actor: str, question: str) -> RequestEvent:
     """The engineer asks the customer for more information: status awaiting_info."""
     if not question.strip():
         raise UserError("say what information is missing")
-    return change_status(
+    event = change_status(
         session,
         request,
         S.AWAITING_INFO,
         actor=actor,
         note=question.strip(),
-        action="clarification_requested",
+        action=HistoryAction.CLARIFICATION_REQUESTED,
     )
+    # Kept on the request while it waits: shown on the dashboard, read to the caller.
+    request.clarification_question = question.strip()
+    return event
+
+
+def reply(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
+    """An engineer's free-text reply to the customer; the outbox sends it (hotline.notify.outbox)."""
+    if not text.strip():
+        raise UserError("the reply is empty")
+    now = utcnow()
+    if request.first_response_at is None and actor_is_engineer(actor):
+        request.first_response_at = now
+    request.updated_at = now
+    return _record(session, request, actor, HistoryAction.REPLY, text=text.strip())
 
 
 def add_information(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
     """The customer sent more information (a call, an e-mail); work on it resumes."""
-    event = _record(session, request, actor, "information_added", text=text)
+    event = _record(session, request, actor, HistoryAction.INFORMATION_ADDED, text=text)
     if request.status == S.AWAITING_INFO:
         change_status(session, request, S.IN_PROGRESS, actor=actor, note="получена информация от заказчика")
     request.updated_at = utcnow()
     return event
+
+
+def add_caller_information(
+    session: Session, request: Request, *, caller: str | None, actor: str, what: str
+) -> RequestEvent:
+    """Information a caller left on the phone for a request, by its number.
+
+    Request numbers are short and easy to guess: only a caller whose number is the
+    request's contact phone adds information as the customer (and the request goes
+    back to work). From any other or a withheld number it is kept as a note for the
+    engineer to check and accept; the status does not change.
+    """
+    if caller and request.contact_phone and stored_phone(caller) == stored_phone(request.contact_phone):
+        return add_information(session, request, actor=actor, text=f"{what} с недостающей информацией")
+    source = f"с номера {caller}" if caller else "со скрытого номера"
+    request.updated_at = utcnow()
+    return _record(
+        session,
+        request,
+        actor,
+        "information_unverified",
+        text=f"{what} {source}, не совпадающего с контактным телефоном заявки: "
+        "прослушайте и примите, если оно от заказчика",
+    )
 
 
 def assign(session: Session, request: Request, user: User | None, *, actor: str) -> RequestEvent:
@@ -207,7 +244,7 @@ def assign(session: Session, request: Request, user: User | None, *, actor: str)
     request.assignee = user
     request.updated_at = utcnow()
     who = f"{user.name or user.login}" if user else "никто"
-    return _record(session, request, actor, "assigned", text=f"исполнитель: {who}")
+    return _record(session, request, actor, HistoryAction.ASSIGNED, text=f"исполнитель: {who}")
 
 
 def confirm_kind(session: Session, request: Request, kind: RequestKind | str, *, actor: str) -> RequestEvent:
@@ -220,7 +257,7 @@ def confirm_kind(session: Session, request: Request, kind: RequestKind | str, *,
     text = f"вид: {KIND_LABELS[new_kind]}" + (
         f" (было: {KIND_LABELS[RequestKind(old)]})" if old != new_kind else ""
     )
-    return _record(session, request, actor, "kind", text=text)
+    return _record(session, request, actor, HistoryAction.KIND, text=text)
 
 
 def list_requests(
@@ -277,9 +314,9 @@ def _record(
 ) -> RequestEvent:
     event = RequestEvent(
         request=request,
-        actor=actor,
+        actor=clean_line(actor, 200),
         action=action,
-        text=text,
+        text=clean_text(text),
         from_status=from_status,
         to_status=to_status,
         at=utcnow(),
@@ -291,3 +328,31 @@ def _record(
 def record(session: Session, request: Request, *, actor: str, action: str, text: str = "") -> RequestEvent:
     """A free history entry (an attachment arrived, a transcript is ready, a call, ...)."""
     return _record(session, request, actor, action, text=text)
+
+
+#: The subject of a voicemail request until its transcript gives it words.
+VOICE_SUBJECT = "Голосовое сообщение"
+SUBJECT_WORDS = 8
+SUBJECT_CHARS = 80
+
+
+def subject_from_text(text: str) -> str:
+    """The first words of a transcript as a subject: «Линия 3 не читает коды после…»."""
+    words = text.split()
+    if not words:
+        return ""
+    subject = " ".join(words[:SUBJECT_WORDS])
+    if len(subject) > SUBJECT_CHARS:
+        subject = subject[:SUBJECT_CHARS].rsplit(" ", 1)[0] or subject[:SUBJECT_CHARS]
+        words = words[: len(subject.split())]
+    cut = len(words) > SUBJECT_WORDS or len(" ".join(text.split())) > len(subject)
+    subject = subject[:1].upper() + subject[1:]
+    return subject + "…" if cut else subject
+
+
+def follow_transcript(request: Request, text: str, previous: Sequence[str] = ()) -> None:
+    """A voicemail's subject follows its transcript (and its corrections), unless an engineer
+    has given the request a subject of their own. `previous`: the texts it may come from."""
+    derived = subject_from_text(text)
+    if derived and request.subject in {VOICE_SUBJECT, "", *(subject_from_text(p) for p in previous)}:
+        request.subject = derived

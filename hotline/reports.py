@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hotline.models import Attachment, Call, Request, RequestStatus, TranscriptionState, utcnow
+from hotline.models import Attachment, Call, Request, RequestEvent, RequestStatus, TranscriptionState, utcnow
 
 
 @dataclass
@@ -93,3 +93,56 @@ def overview(session: Session, tz: ZoneInfo, *, days: int = 30, now: dt.datetime
         oldest_pending=oldest.replace(tzinfo=dt.UTC) if oldest and oldest.tzinfo is None else oldest,
         review_waiting=waiting or 0,
     )
+
+
+# --- the clock of each request (the request list's age and overdue marks) -----------
+
+
+@dataclass(frozen=True)
+class RequestClock:
+    """How long a request has waited, and whether that is more than its kind allows."""
+
+    age: dt.timedelta
+    last_answer_at: dt.datetime | None  # the engineers' latest history entry
+    waiting: dt.timedelta | None  # since that answer (or since it came) while it is theirs to act on
+    target: dt.timedelta | None
+    overdue: bool
+
+
+#: Statuses in which the next move is the engineers' (awaiting_info waits on the customer).
+ENGINEERS_MOVE = frozenset({RequestStatus.NEW, RequestStatus.IN_PROGRESS})
+
+
+def request_clocks(
+    session: Session,
+    requests: list[Request],
+    targets: dict[str, dt.timedelta],
+    *,
+    now: dt.datetime | None = None,
+) -> dict[int, RequestClock]:
+    """The clock of each request, by id (one query for the whole page)."""
+    now = now or utcnow()
+    ids = [r.id for r in requests]
+    answered: dict[int, dt.datetime] = {}
+    if ids:
+        answered = {
+            rid: at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
+            for rid, at in session.execute(
+                select(RequestEvent.request_id, func.max(RequestEvent.at))
+                .where(RequestEvent.request_id.in_(ids), RequestEvent.actor.like("engineer:%"))
+                .group_by(RequestEvent.request_id)
+            )
+        }
+    clocks = {}
+    for r in requests:
+        last = answered.get(r.id)
+        target = targets.get(r.kind)
+        waiting = now - (last or r.created_at) if r.status in ENGINEERS_MOVE and not r.archived else None
+        clocks[r.id] = RequestClock(
+            age=now - r.created_at,
+            last_answer_at=last,
+            waiting=waiting,
+            target=target,
+            overdue=bool(waiting is not None and target is not None and waiting > target),
+        )
+    return clocks

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hotline.errors import SettingsError
+from hotline.phones import parse_phone  # the one parser of phone numbers
 
 T = TypeVar("T")
 
@@ -43,6 +44,14 @@ class BusinessHours:
         if local.date() in self.holidays or local.weekday() not in self.weekdays:
             return False
         return self.start <= local.time() < self.end
+
+
+#: How long a request of each kind may wait for an engineer (HOTLINE_RESPONSE_TARGETS).
+DEFAULT_RESPONSE_TARGETS: dict[str, dt.timedelta] = {
+    "incident": dt.timedelta(hours=4),
+    "problem": dt.timedelta(hours=24),
+    "service_request": dt.timedelta(hours=72),
+}
 
 
 @dataclass(frozen=True)
@@ -101,9 +110,18 @@ class Settings:
     live_speech: bool
     audiosocket_host: str
     audiosocket_port: int
+    # Intake robustness (hotline.calllog sweep, ivr.twilio.recordings, caller data)
+    call_close_after_minutes: int
+    recording_fetch_tries: int
+    withheld_lookups_per_hour: int
     # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
     prompt_voice: str = "anna"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The dashboard: how long a request of each kind may wait for an engineer's answer.
+    # (compare=False: a dict cannot be hashed, and settings are; the dashboard alone reads it.)
+    response_targets: dict[str, dt.timedelta] = field(
+        default_factory=lambda: dict(DEFAULT_RESPONSE_TARGETS), compare=False
+    )
 
     @property
     def recordings_dir(self) -> Path:
@@ -156,10 +174,10 @@ def _database_url(raw: str) -> str:
 
 
 def _e164(raw: str) -> str:
-    cleaned = raw.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
-    if not (cleaned.startswith("+") and cleaned[1:].isdigit() and 8 <= len(cleaned) <= 16):
+    phone = parse_phone(raw)
+    if phone is None or not phone.is_number:
         raise ValueError("must be a phone number in E.164 form, such as +73435674530")
-    return cleaned
+    return phone.stored
 
 
 def _dial_target(raw: str) -> str:
@@ -226,6 +244,23 @@ def _word(raw: str) -> str:
     if not all(c.isalnum() or c in "-_" for c in raw):
         raise ValueError("must be letters, digits, '-' or '_'")
     return raw
+
+
+_SPAN_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _response_targets(raw: str) -> dict[str, dt.timedelta]:
+    """`incident=4h,problem=1d,service_request=72h` (m, h, d); kinds not named keep the default."""
+    targets = dict(DEFAULT_RESPONSE_TARGETS)
+    for item in raw.split(","):
+        kind, _, span = item.strip().partition("=")
+        kind, span = kind.strip(), span.strip().lower()
+        if kind not in DEFAULT_RESPONSE_TARGETS:
+            raise ValueError(f"kinds are {', '.join(DEFAULT_RESPONSE_TARGETS)}, not {kind!r}")
+        if len(span) < 2 or span[-1] not in _SPAN_UNITS or not span[:-1].isdigit() or int(span[:-1]) == 0:
+            raise ValueError(f"{kind}: give a time such as 30m, 4h or 2d, not {span!r}")
+        targets[kind] = dt.timedelta(seconds=int(span[:-1]) * _SPAN_UNITS[span[-1]])
+    return targets
 
 
 class _Reader:
@@ -347,6 +382,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         live_speech=r.get("HOTLINE_LIVE_SPEECH", _bool, False),
         audiosocket_host=r.get("HOTLINE_AUDIOSOCKET_HOST", str, "127.0.0.1"),
         audiosocket_port=r.get("HOTLINE_AUDIOSOCKET_PORT", _int(0, 65535), 4574),
+        response_targets=r.get("HOTLINE_RESPONSE_TARGETS", _response_targets, dict(DEFAULT_RESPONSE_TARGETS)),
+        # Intake robustness: calls whose end never came are closed after this long;
+        # a recording is fetched this many times (with backoff) before it is shown as lost;
+        # status read-back to withheld numbers, all of them together, per hour.
+        call_close_after_minutes=r.get("HOTLINE_CALL_CLOSE_AFTER_MINUTES", _int(5, 10080), 240),
+        recording_fetch_tries=r.get("HOTLINE_RECORDING_FETCH_TRIES", _int(1, 100), 8),
+        withheld_lookups_per_hour=r.get("HOTLINE_WITHHELD_LOOKUPS_PER_HOUR", _int(1, 100000), 60),
     )
     values.update(overrides)
     if values["secure_cookies"] is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
+import time
 import uuid
 import wave
 from pathlib import Path
@@ -50,7 +52,8 @@ def write_file(data_dir: Path, area: str, filename: str, source: BinaryIO | byte
     tmp = target.with_name(target.name + ".part")
     digest, size = hashlib.sha256(), 0
     try:
-        with open(tmp, "wb") as out:
+        # Owner and group only, whatever the umask: customers' recordings and letters.
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), "wb") as out:
             if isinstance(source, bytes):
                 out.write(source)
                 digest.update(source)
@@ -134,3 +137,38 @@ def store_attachment(
     session.add(attachment)
     session.flush()
     return attachment
+
+
+def remove_temporary_files(data_dir: Path, older_than: float = 300.0) -> int:
+    """Remove what a crash left half-written: data_dir/tmp/* and `*.part` files; how many.
+
+    data_dir/tmp holds only `hotline serve`'s downloads, so it is emptied at its start;
+    `*.part` files younger than `older_than` seconds are left alone, since another
+    process (a worker, the mail poller) may be writing them now.
+    """
+    if not data_dir.is_dir():
+        return 0
+    cutoff = time.time() - older_than
+    candidates = [(p, 0.0) for p in (data_dir / "tmp").glob("*")]
+    candidates += [(p, cutoff) for p in data_dir.glob("*/**/*.part")]
+    removed = 0
+    for path, before in candidates:
+        try:
+            if path.is_file() and not path.is_symlink() and (not before or path.stat().st_mtime < before):
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def data_dir_writable(data_dir: Path) -> bool:
+    """True if a file can be created in the data dir now (the health check asks)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".health-", dir=data_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError:
+        return False
+    return True

@@ -19,6 +19,7 @@ import httpx
 
 from hotline.cli import Context, pass_context
 from hotline.errors import UserError
+from hotline.vocabulary import Outcome, label_of
 from ivr import flow
 from ivr.speech import render_text
 from ivr.twilio.client import RecordingServer, TwilioCall, make_wav
@@ -132,7 +133,7 @@ def call_command(ctx: Context, caller: str, fake: bool, url: str | None) -> None
                 caller,
                 tmp_dir,
             )
-            click.echo(f"(звонок {call_id}: {last.state.outcome})")
+            click.echo(f"(звонок {call_id}: {label_of(Outcome, last.state.outcome, default='не завершён')})")
 
 
 def _call_url(ctx: Context, url: str, caller: str) -> None:

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 from hotline.errors import InvalidRequestNumber
 from hotline.models import RequestKind, RequestStatus
 from hotline.numbers import MAX_LENGTH, parse_request_number
+from hotline.vocabulary import Outcome
 from ivr.speech import Date, Hours, Number, Prompt, Segment, Text, clean_text
 
 # --- configuration ---------------------------------------------------------------
@@ -279,16 +280,16 @@ class StepName(enum.StrEnum):
 
 # Outcomes by weight: a call that made a request is remembered for that, not for
 # the status it heard before.
-_OUTCOME_RANK = {
-    "abandoned": 0,
-    "no_input": 0,
-    "too_many_attempts": 0,
-    "lookup_limit": 0,
-    "duty_unavailable": 1,
-    "status_heard": 2,
-    "transferred": 3,
-    "info_added": 4,
-    "request_created": 5,
+_OUTCOME_RANK: dict[str, int] = {
+    Outcome.ABANDONED: 0,
+    Outcome.NO_INPUT: 0,
+    Outcome.TOO_MANY_ATTEMPTS: 0,
+    Outcome.LOOKUP_LIMIT: 0,
+    Outcome.DUTY_UNAVAILABLE: 1,
+    Outcome.STATUS_HEARD: 2,
+    Outcome.TRANSFERRED: 3,
+    Outcome.INFO_ADDED: 4,
+    Outcome.REQUEST_CREATED: 5,
 }
 
 
@@ -386,7 +387,8 @@ class _Flow:
     def log(self, kind: str, detail: str = "", **data: Any) -> None:
         self.step.log.append(LogEntry(kind, detail, data))
 
-    def outcome(self, outcome: str) -> None:
+    def outcome(self, outcome: Outcome | str) -> None:
+        outcome = Outcome(outcome)  # an outcome not in the vocabulary is a bug here
         current = self.state.outcome
         if current is None or _OUTCOME_RANK[outcome] >= _OUTCOME_RANK[current]:
             self.state.outcome = outcome
@@ -467,7 +469,7 @@ class _Flow:
         if self.state.step != StepName.ENDED:
             self.log("hangup", step=self.state.step)
         if self.state.outcome is None:
-            self.state.outcome = "abandoned"
+            self.state.outcome = Outcome.ABANDONED
         self.state.step = StepName.ENDED
 
     def no_input(self) -> None:

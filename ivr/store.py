@@ -39,8 +39,10 @@ from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, 
 from hotline.number_sms import queue_number_sms
 from hotline.settings import BusinessHours, Settings
 from hotline.transcription.live_store import apply_live
+from hotline.vocabulary import CallEventKind, Channel, HistoryAction
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
+from ivr.speech import render_text
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +87,27 @@ class DbCallPort:
 
     def recent_lookups(self) -> int:
         since = utcnow() - dt.timedelta(hours=1)
-        query = select(func.count(CallEvent.id)).where(CallEvent.kind == "lookup", CallEvent.at >= since)
+        query = select(func.count(CallEvent.id)).where(
+            CallEvent.kind == CallEventKind.LOOKUP, CallEvent.at >= since
+        )
         if self.call.from_number:
             query = query.join(Call).where(Call.from_number == self.call.from_number)
-        else:  # a withheld number: only this call's own lookups can be told apart
-            query = query.where(CallEvent.call_id == self.call.id)
-        return self.session.scalar(query) or 0
+            return self.session.scalar(query) or 0
+        # A withheld number: one caller cannot be told from another, so all of them
+        # share HOTLINE_WITHHELD_LOOKUPS_PER_HOUR across calls; within it, each call
+        # has the per-caller limit of its own lookups.
+        withheld = self.session.scalar(query.join(Call).where(Call.from_number.is_(None))) or 0
+        if withheld >= self.settings.withheld_lookups_per_hour:
+            return max(withheld, self.settings.lookups_per_hour)
+        return self.session.scalar(query.where(CallEvent.call_id == self.call.id)) or 0
 
     def open_voice_request(self, kind: str, recording: Recording) -> str:
         request = registry.open_request(
             self.session,
             kind=kind,
-            channel="phone",
+            channel=Channel.PHONE,
             actor=self.actor,
-            subject="Голосовое сообщение",
+            subject=registry.VOICE_SUBJECT,
             phone=self.call.from_number,
             kind_confirmed=False,  # the caller's choice; an engineer confirms it
         )
@@ -113,8 +122,8 @@ class DbCallPort:
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)
-        registry.add_information(
-            self.session, request, actor=self.actor, text="голосовое сообщение с недостающей информацией"
+        registry.add_caller_information(
+            self.session, request, caller=self.call.from_number, actor=self.actor, what="голосовое сообщение"
         )
         self.call.request_id = self.call.request_id or request.id
         self._store(request, recording)
@@ -160,7 +169,7 @@ class DbCallPort:
             self.session,
             request,
             actor=self.actor,
-            action="attachment",
+            action=HistoryAction.ATTACHMENT,
             text=f"запись звонка{f', {seconds:.0f} с' if seconds else ''}",
         )
         self.stored.append(attachment.id)
@@ -403,9 +412,18 @@ class CallStore:
 
     @contextmanager
     def _open(
-        self, call_id: str, from_number: str | None = None, to_number: str | None = None
+        self,
+        call_id: str,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        *,
+        starts: bool = False,
     ) -> Iterator[_OpenCall]:
-        """The call (made on first sight) in a transaction; its changes are written on success."""
+        """The call (made on first sight) in a transaction; its changes are written on success.
+
+        `starts`: the backend says a call begins; a call with this id that has ended is
+        an old one (a reused id), renamed out of the way so the new call starts afresh.
+        """
         # The connection is taken from the pool before queueing for the writer lock,
         # which every webhook of every worker waits for: keep the work under it short.
         with (
@@ -418,6 +436,9 @@ class CallStore:
                 _SqliteRows(conn, self._sqlite) if self._sqlite else _CoreRows(conn, self._find_call)
             )
             values = rows.find(self.backend, call_id)
+            if values is not None and starts and values["ended_at"] is not None:
+                rows.update_call(values["id"], {"backend_call_id": f"{call_id}#{values['id']}"[:120]})
+                values = None
             if values is None:
                 values = {c.key: None for c in _CALLS.c}
                 values.update(
@@ -451,11 +472,12 @@ class CallStore:
         seq: int | None = None,
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
-        with self._open(call_id, from_number, to_number) as opened:
+        starts = isinstance(event, flow.CallStarted)
+        with self._open(call_id, from_number, to_number, starts=starts) as opened:
             call = opened.call
             state = CallState.from_json(call.flow_state)
             if seq is not None and seq != state.seq:
-                opened.log("stale_webhook", f"{seq} != {state.seq}")
+                opened.log(CallEventKind.STALE_WEBHOOK, f"{seq} != {state.seq}")
                 return flow.Step(state, flow.reprompt(state, self.config))
             port = DbCallPort(opened.get_session, self.settings, call)
             if isinstance(event, flow.CallStarted):
@@ -473,6 +495,12 @@ class CallStore:
             self._apply(opened, step)
         self._after_commit(port)
         return step
+
+    def known(self, call_id: str) -> bool:
+        """True if a call with this id was ever seen (callbacks for others make no call row)."""
+        with self.db.transaction() as conn:
+            found = conn.execute(_FIND_CALL, {"backend": self.backend, "call_id": call_id}).first()
+            return found is not None
 
     def has_recording(self, ref: str) -> bool:
         """True if the file of this recording is stored already."""
@@ -520,6 +548,10 @@ class CallStore:
         call = opened.call
         for entry in step.log:
             opened.log(entry.kind, entry.detail, **entry.data)
+        for action in step.actions:
+            if isinstance(action, flow.Speak):
+                # What the caller heard, word for word: the call's page tells it.
+                opened.log(CallEventKind.SAID, render_text(action.segments))
         call.flow_state = step.state.to_json()
         if step.state.outcome:
             call.outcome = step.state.outcome

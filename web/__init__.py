@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hotline import health
 from hotline.db import Database, DatabaseUnavailable
 from hotline.settings import Settings, load_settings
+from hotline.storage import data_dir_writable
 
 
 def create_app(
@@ -45,6 +46,10 @@ def create_app(
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    from web import boundary
+
+    boundary.init_app(app)  # before any route (bounded ids) and any body read (CSRF reads forms)
+
     from ivr.twilio.webhooks import bp as twilio_bp
 
     app.register_blueprint(twilio_bp)
@@ -54,7 +59,8 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:
-        """For load balancers: 503 takes this node out while its database is unreachable."""
+        """For load balancers: 503 takes this node out while its database is unreachable
+        or its data dir cannot be written (recordings and letters would be lost)."""
         try:
             app.extensions["hotline.db"].ping()
         except DatabaseUnavailable as exc:
@@ -63,10 +69,16 @@ def create_app(
         # Outages the background parts found (an unwritable recordings folder, say).
         if problems := health.problems(settings.data_dir):
             return {"status": "; ".join(problems.values()) or "failing"}, 503
+        if not data_dir_writable(settings.data_dir):
+            app.logger.warning("health check: data dir %s is not writable", settings.data_dir)
+            return {"status": "data dir not writable"}, 503
         return {"status": "ok"}, 200
 
     # --- the dashboard ---
     from web import dashboard
 
     dashboard.init_app(app)
+    from web import intake
+
+    app.register_blueprint(intake.bp)
     return app

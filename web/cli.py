@@ -7,20 +7,33 @@ that returns None when its part is not configured (no AMI URL, no mailbox).
 
 HTTP runs in this process on waitress, or with `--workers N` (N > 1) in N gunicorn
 worker processes started as a child of this one (the services stay here, once), so
-that webhooks use every core instead of one interpreter lock.
+that webhooks use every core instead of one interpreter lock. The gunicorn arbiter
+dies with this process however it ends (the kernel's parent-death signal, set with
+prctl): a `kill -9` of `serve` never leaves HTTP answering without the services, nor
+the port taken for the next start. Its workers leave when their arbiter does.
+
+At start, temporary files a crash left in the data dir are removed, and the process
+creates files readable by its owner and group only (umask 027).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import click
 
 from hotline.cli import Context, pass_context
 from hotline.services import Service, load_services
+from hotline.storage import remove_temporary_files
+
+UMASK = 0o027  # nothing the service writes (recordings, e-mail, the database) is world-readable
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def start_services(ctx: Context) -> list[Service]:
@@ -51,7 +64,11 @@ def start_services(ctx: Context) -> list[Service]:
 def serve(ctx: Context, threads: int, workers: int) -> None:
     """Run the service: dashboard and webhooks over HTTP, and the background parts."""
     settings = ctx.settings
+    os.umask(UMASK)
     ctx.db.upgrade()
+    removed = remove_temporary_files(settings.data_dir)
+    if removed:
+        click.echo(f"hotline: removed {removed} temporary files left by a crash")
     if workers > 1:
         _serve_gunicorn(ctx, threads, workers)
         return
@@ -127,7 +144,7 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
     command = gunicorn_command(
         "web:create_app()", f"{settings.http_host}:{settings.http_port}", workers, threads
     )
-    http = subprocess.Popen(command)
+    http = subprocess.Popen(command, preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 - see _die_with
     try:
         services = start_services(ctx)
     except click.ClickException:
@@ -152,6 +169,22 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         click.echo("hotline: stopped")
     if code not in (0, -signal.SIGTERM):
         raise click.ClickException(f"gunicorn exited with status {code}")
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGINT (gunicorn's quick stop) when `parent` dies.
+
+    Only prctl, getppid and kill run between fork and exec, which is what makes
+    preexec_fn safe enough here (the services' threads start after the fork).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal would come
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return preexec
 
 
 def register(group: click.Group) -> None:

@@ -8,13 +8,13 @@ and cannot send a CSRF token).
 from __future__ import annotations
 
 from flask import Flask, Response, render_template, request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
 from hotline.db import DatabaseUnavailable, unavailable
-from web import auth, calls, files, formatting, live, overview, requests, users
+from web import auth, calls, export, files, formatting, live, overview, requests, users
 from web.db import close_session
 
 #: Blueprints that authenticate in their own way and take no CSRF token.
@@ -43,6 +43,12 @@ class SessionInterface(SecureCookieSessionInterface):
             return self.make_null_session(app)
         return super().open_session(app, request)
 
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        # A tab left open polls /live all day: that must not keep the session alive.
+        if request.endpoint == "live.live":
+            return session.modified
+        return super().should_set_cookie(app, session)
+
 
 def init_app(app: Flask) -> None:
     """Attach the dashboard to the application."""
@@ -62,6 +68,7 @@ def init_app(app: Flask) -> None:
     app.after_request(security_headers)
     auth.init_app(app)
     formatting.init_app(app)
+    app.jinja_env.globals["live_attributes"] = live.page_attributes
     for blueprint in (
         auth.bp,
         overview.bp,
@@ -69,6 +76,7 @@ def init_app(app: Flask) -> None:
         requests.bp,
         files.bp,
         users.bp,
+        export.bp,
         live.bp,
     ):
         app.register_blueprint(blueprint)

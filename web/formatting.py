@@ -8,36 +8,29 @@ from urllib.parse import urlencode
 
 from flask import Flask, request
 
-from hotline.models import Channel, RequestKind, RequestStatus, TranscriptionState
-from hotline.registry import CHANNEL_LABELS, KIND_LABELS, STATUS_LABELS
+from hotline.models import TranscriptionState, utcnow
 from hotline.users import ROLE_LABELS
+from hotline.vocabulary import (
+    Backend,
+    BackendStatus,
+    CallEventKind,
+    Channel,
+    HistoryAction,
+    NotificationKind,
+    NotificationState,
+    NotifyChannel,
+    Outcome,
+    RequestKind,
+    RequestStatus,
+    label_of,
+    plural,
+)
 from web.db import settings
 
-OUTCOME_LABELS = {
-    "status_heard": "узнал статус",
-    "request_created": "оставил заявку",
-    "info_added": "дополнил заявку",
-    "transferred": "соединён с инженером",
-    "abandoned": "положил трубку",
-    "no_input": "нет ввода",
-    "failed": "сбой",
-}
-BACKEND_LABELS = {"twilio": "Twilio", "asterisk": "Asterisk"}
-ACTION_LABELS = {
-    "created": "создана",
-    "status": "смена статуса",
-    "note": "заметка",
-    "clarification_requested": "запрошено уточнение",
-    "information_added": "получена информация",
-    "attachment": "вложение",
-    "transcript": "расшифровка",
-    "transcript_corrected": "исправлена расшифровка",
-    "assigned": "назначение",
-    "kind": "вид заявки",
-    "email_in": "входящее письмо",
-    "email_out": "исходящее письмо",
-    "call": "звонок",
-}
+# Every label comes from hotline.vocabulary; these are the template-facing dicts.
+OUTCOME_LABELS = Outcome.choices()
+BACKEND_LABELS = Backend.choices()
+ACTION_LABELS = HistoryAction.choices()
 TRANSCRIPTION_LABELS = {
     TranscriptionState.PENDING: "ждёт расшифровки",
     TranscriptionState.RUNNING: "расшифровывается",
@@ -79,8 +72,10 @@ def wait(span: dt.timedelta | None) -> str:
     if total < 3600:
         return f"{total // 60} мин"
     if total < 86400:
-        return f"{total // 3600} ч {total % 3600 // 60} мин"
-    return f"{total // 86400} д {total % 86400 // 3600} ч"
+        hours, minutes = total // 3600, total % 3600 // 60
+        return f"{hours} ч {minutes} мин" if minutes else f"{hours} ч"
+    days, hours = total // 86400, total % 86400 // 3600
+    return f"{days} д {hours} ч" if hours else f"{days} д"
 
 
 def actor(text: str) -> str:
@@ -99,6 +94,16 @@ def size(n: int) -> str:
     return str(n)
 
 
+def plural_filter(n: int, one: str, few: str, many: str) -> str:
+    """`{{ n|plural('заявка', 'заявки', 'заявок') }}` → «21 заявка»."""
+    return f"{n} {plural(n, one, few, many)}"
+
+
+def agree(n: int, one: str, few: str, many: str) -> str:
+    """`{{ n|agree('ждёт', 'ждут', 'ждут') }}`: the form alone, for the word after the count."""
+    return plural(n, one, few, many)
+
+
 def with_args(**changes: Any) -> str:
     """The current URL's query string with some arguments changed (None removes one)."""
     args = {k: v for k, v in request.args.items() if k not in changes}
@@ -107,12 +112,15 @@ def with_args(**changes: Any) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(local=local, duration=duration, wait=wait, actor=actor, size=size)
+    app.context_processor(lambda: {"now": utcnow()})
+    app.jinja_env.filters.update(
+        local=local, duration=duration, wait=wait, actor=actor, size=size, plural=plural_filter, agree=agree
+    )
     app.jinja_env.globals.update(
         with_args=with_args,
-        STATUS_LABELS={s.value: label for s, label in STATUS_LABELS.items()},
-        KIND_LABELS={k.value: label for k, label in KIND_LABELS.items()},
-        CHANNEL_LABELS={c.value: label for c, label in CHANNEL_LABELS.items()},
+        STATUS_LABELS=RequestStatus.choices(),
+        KIND_LABELS=RequestKind.choices(),
+        CHANNEL_LABELS=Channel.choices(),
         OUTCOME_LABELS=OUTCOME_LABELS,
         BACKEND_LABELS=BACKEND_LABELS,
         ACTION_LABELS=ACTION_LABELS,
@@ -122,4 +130,13 @@ def init_app(app: Flask) -> None:
         RequestStatus=RequestStatus,
         RequestKind=RequestKind,
         Channel=Channel,
+        Outcome=Outcome,
+        Backend=Backend,
+        BackendStatus=BackendStatus,
+        CallEventKind=CallEventKind,
+        NotificationKind=NotificationKind,
+        NotificationState=NotificationState,
+        NotifyChannel=NotifyChannel,
+        HistoryAction=HistoryAction,
+        label_of=label_of,
     )

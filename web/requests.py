@@ -5,24 +5,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
-from hotline import registry
+from hotline import registry, reports
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
-from hotline.models import Attachment, Call, Request, RequestKind, RequestStatus, Transcript, User
+from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
-from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
+from hotline.search import RequestFilter, review_queue, review_waiting, search_requests, suggest_numbers
 from hotline.transcription.pipeline import linked_requests
 from hotline.transcription.transcripts import correct_transcript
+from web import customer
+from web.asr import asr_problem
 from web.auth import me, require_login
+from web.boundary import int_arg
 from web.db import session, settings
 
 bp = Blueprint("requests", __name__)
 require_login(bp)
 
 PER_PAGE = 50
+SORTS = {
+    "": "сначала новые",
+    "age": "сначала старые",
+    "activity": "по последнему изменению",
+    "status": "по статусу",
+}
 
 
 def _engineers(db: Session) -> list[User]:
@@ -31,16 +40,17 @@ def _engineers(db: Session) -> list[User]:
 
 def _list(archived: bool) -> str:
     args = request.args
-    assignee = args.get("assignee", "")
+    mine = bool(args.get("mine")) and not archived
     f = RequestFilter(
         status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
         kind=args.get("kind", "")[:20],
         channel=args.get("channel", "")[:10],
-        assignee_id=int(assignee) if assignee.isdigit() else None,
+        assignee_id=me().user_id if mine else int_arg(args, "assignee"),
         archived=archived,
         text=args.get("q", "")[:100],
+        sort=args.get("sort", "") if args.get("sort", "") in SORTS else "",
     )
-    page = int(args["page"]) if args.get("page", "").isdigit() and int(args["page"]) > 0 else 1
+    page = int_arg(args, "page", low=1, high=100_000) or 1
     db = session()
     rows, more = search_requests(db, f, page=page, per_page=PER_PAGE)
     return render_template(
@@ -49,9 +59,13 @@ def _list(archived: bool) -> str:
         more=more,
         page=page,
         f=f,
+        mine=mine,
+        sorts=SORTS,
         archived=archived,
         engineers=_engineers(db),
         waiting=review_waiting(db) if not archived else 0,
+        suggestions=suggest_numbers(db, f.text) if not rows and f.text else [],
+        clocks=reports.request_clocks(db, list(rows), settings().response_targets),
     )
 
 
@@ -79,8 +93,11 @@ def _load(number: str, db: Session, *, for_update: bool = False) -> Request:
 
 @bp.get("/requests/<number>")
 def show(number: str) -> str:
+    return _page(_load(number, session()))
+
+
+def _page(req: Request, *, reply_draft: str = "") -> str:
     db = session()
-    req = _load(number, db)
     attachments = db.scalars(
         select(Attachment)
         .options(selectinload(Attachment.transcript))
@@ -89,8 +106,12 @@ def show(number: str) -> str:
     ).all()
     calls = db.scalars(select(Call).where(Call.request_id == req.id).order_by(Call.started_at)).all()
     current = RequestStatus(req.status)
+    review_keys = any(a.is_audio for a in attachments)
     return render_template(
         "requests/show.html",
+        review_keys=review_keys,
+        next_voicemail=_next_voicemail(db, req) if review_keys else None,
+        clock=reports.request_clocks(db, [req], settings().response_targets)[req.id],
         req=req,
         links={a.id: linked_requests(db, a.transcript) for a in attachments if a.transcript},
         audio=[a for a in attachments if a.is_audio],
@@ -103,6 +124,26 @@ def show(number: str) -> str:
         engineers=_engineers(db),
         callback_enabled=bool(settings().ami_url),
         my_extension=db.get_one(User, me().user_id).extension,
+        reach=customer.reach(settings(), req),
+        reply_draft=reply_draft,
+        phone_will_hear=customer.phone_will_hear(req),
+        notifications=customer.notifications(db, req),
+        asr_problem=asr_problem(settings()) if attachments else None,
+    )
+
+
+def _next_voicemail(db: Session, req: Request) -> Request | None:
+    """The voicemail to review after this one: the next oldest in the queue, else the oldest."""
+    queue = select(Request).where(
+        Request.channel == Channel.PHONE, Request.status == RequestStatus.NEW, Request.id != req.id
+    )
+    later = or_(
+        Request.created_at > req.created_at, and_(Request.created_at == req.created_at, Request.id > req.id)
+    )
+    oldest_first = (Request.created_at.asc(), Request.id.asc())
+    return (
+        db.scalars(queue.where(later).order_by(*oldest_first).limit(1)).first()
+        or db.scalars(queue.order_by(*oldest_first).limit(1)).first()
     )
 
 
@@ -165,7 +206,7 @@ def add_note(number: str) -> Response:
 
 @bp.post("/requests/<number>/clarify")
 def clarify(number: str) -> Response:
-    def act(db: Session, req: Request) -> str:
+    def act(db: Session, req: Request) -> str | None:
         question = _form("question")
         if not question:
             raise UserError("напишите, какой информации не хватает")
@@ -174,7 +215,37 @@ def clarify(number: str) -> Response:
             # the lifecycle wants the request taken into work first, so do both.
             registry.change_status(db, req, RequestStatus.IN_PROGRESS, actor=me().actor)
         registry.ask_clarification(db, req, actor=me().actor, question=question)
-        return "Уточнение запрошено: заказчик получит уведомление."
+        reach = customer.reach(settings(), req)
+        if reach.possible:
+            return f"Вопрос сохранён в заявке и будет отправлен заказчику {reach.how}."
+        heard = " Звонивший услышит его, когда узнает статус заявки по телефону." if req.contact_phone else ""
+        flash(f"Вопрос сохранён в заявке, но заказчику не отправлен: {reach.why_not}.{heard}", "warn")
+        return None
+
+    return _act(number, act)
+
+
+@bp.post("/requests/<number>/reply")
+def reply(number: str) -> Response | tuple[str, int]:
+    """The engineer's own words to the customer, by e-mail or SMS (the outbox sends them)."""
+    text = _form("text", 5000)
+    req = _load(number, session())
+    reach = customer.reach(settings(), req)
+    problem = (
+        "Напишите текст ответа."
+        if not text
+        else None
+        if reach.possible
+        else f"Ответ не отправить: {reach.why_not}."
+    )
+    if problem:
+        # The page again with the text in the form: nothing typed is lost.
+        flash(problem, "error")
+        return _page(req, reply_draft=text), 400
+
+    def act(db: Session, req: Request) -> str:
+        registry.reply(db, req, actor=me().actor, text=text)
+        return f"Ответ сохранён в истории и будет отправлен заказчику {reach.how}."
 
     return _act(number, act)
 
@@ -184,7 +255,8 @@ def assign(number: str) -> Response:
     choice = _form("user_id", 20)
 
     def act(db: Session, req: Request) -> str:
-        user = db.get(User, int(choice)) if choice.isdigit() else None
+        user_id = int_arg({"user_id": choice}, "user_id")  # a huge id is "no such engineer", not a 500
+        user = db.get(User, user_id) if user_id is not None else None
         if choice and (user is None or not user.active):
             raise UserError("такого инженера нет")
         registry.assign(db, req, user, actor=me().actor)

@@ -11,9 +11,9 @@ import click
 from hotline.cli import Context, pass_context
 from hotline.errors import UserError
 from hotline.mail.intake import poll_once
-from hotline.mail.outbox import drain
 from hotline.mail.service import MailService, mailbox_for
-from hotline.mail.transport import sms_configured
+from hotline.notify.outbox import drain
+from hotline.notify.registry import any_configured
 
 
 @click.command("mail")
@@ -22,7 +22,7 @@ from hotline.mail.transport import sms_configured
 def mail(ctx: Context, once: bool) -> None:
     """Turn the support mailbox's messages into requests and notify customers."""
     settings = ctx.settings
-    if not (settings.imap_url or settings.smtp_url or sms_configured(settings)):
+    if not (settings.imap_url or any_configured(settings)):
         raise UserError("nothing to do: set HOTLINE_IMAP_URL and HOTLINE_SMTP_URL (see README)")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

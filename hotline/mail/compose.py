@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from hotline.models import Request, RequestKind, utcnow
+from hotline.phones import international_phone
 from hotline.registry import KIND_LABELS
 from hotline.settings import Settings
 
@@ -21,14 +22,6 @@ SENDER_NAME = "Техническая поддержка ПСР QR"
 MAX_REFERENCES = 20
 _NUMBER_TAG = re.compile(r"\[\s*Заявка\s+\d+\s*\]\s*", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|ha|отв|ответ)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-def format_phone(e164: str) -> str:
-    """+73435674530 → +7 (343) 567-45-30; other numbers unchanged."""
-    if e164.startswith("+7") and len(e164) == 12:
-        d = e164[2:]
-        return f"+7 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
-    return e164
 
 
 def mail_domain(settings: Settings) -> str:
@@ -51,7 +44,7 @@ def tagged_subject(request: Request) -> str:
 
 
 def _how_to_quote(request: Request, settings: Settings) -> str:
-    phone = format_phone(settings.support_number)
+    phone = international_phone(settings.support_number)
     return (
         f"Указывайте номер заявки {request.number} во всех письмах и звонках по ней: "
         "просто ответьте на это письмо, номер уже стоит в теме.\n"
@@ -100,6 +93,17 @@ def processed_text(request: Request, note: str, settings: Settings) -> str:
     )
 
 
+def reply_text(request: Request, text: str, engineer: str, settings: Settings) -> str:
+    """An engineer's own reply to the customer (written on the request's page)."""
+    return (
+        "Здравствуйте!\n\n"
+        f"{text.strip()}\n\n"
+        "Ответьте, пожалуйста, на это письмо: ответ и вложения будут добавлены к заявке.\n\n"
+        + _how_to_quote(request, settings)
+        + f"\n\n--\n{engineer + ', ' if engineer else ''}{SENDER_NAME}"
+    )
+
+
 def build_email(
     settings: Settings,
     *,
@@ -131,7 +135,7 @@ def build_email(
 
 def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> str:
     """The SMS of a notification: short, with the number and the hotline phone."""
-    phone = format_phone(settings.support_number)
+    phone = international_phone(settings.support_number)
     detail = detail.strip()
     if len(detail) > 300:
         detail = detail[:297] + "..."
@@ -143,5 +147,7 @@ def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> st
     if kind == "clarification":
         head = f"ПСР QR: по заявке {request.number} нужна информация" + (f": {detail}" if detail else ".")
         return f"{head}\nПозвоните {phone}, нажмите 1, наберите {request.number}# и запишите ответ."
+    if kind == "reply":
+        return f"ПСР QR, заявка {request.number}: {detail}\nВопросы: {phone}, номер заявки {request.number}."
     head = f"ПСР QR: заявка {request.number} обработана." + (f" {detail}" if detail else "")
     return f"{head}\nВопросы: {phone}, номер заявки {request.number}."

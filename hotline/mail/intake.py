@@ -4,7 +4,12 @@ One message, one transaction: the request (or the addition to it), its attachmen
 and the EmailMessage row keyed by Message-ID are committed together, and only then
 is the message marked done in the mailbox. A crash in between leaves it unread: the
 next poll sees it again, finds its Message-ID and just marks it. The automatic reply
-is not sent here: the 'created' history entry puts it in the outbox (hotline.mail.outbox).
+is not sent here: the 'created' history entry puts it in the outbox (hotline.notify.outbox).
+
+Every header and the text are cleaned to fit their columns (`clean_mail`: no NUL or
+control characters, an address over 254 characters is not made a contact), with a
+note of what was changed. A message that still fails is tried MAX_TRIES times and
+then kept as a dead letter (hotline.deadletters) and marked done: never retried for ever.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hotline import registry
+from hotline import deadletters, registry
+from hotline.cleaning import clean, clean_line
 from hotline.db import Database, DatabaseUnavailable
 from hotline.jobs import enqueue_transcription
 from hotline.mail.parse import InboundAttachment, InboundMail, parse_message
@@ -62,7 +68,7 @@ def guess_kind(text: str) -> RequestKind | None:
 
 def ingest(settings: Settings, db: Database, raw: bytes) -> IntakeResult:
     """Turn one raw message into a request or an addition to one (idempotent by Message-ID)."""
-    mail = parse_message(raw)
+    mail = clean_mail(parse_message(raw))
     to_transcribe: list[int] = []
     try:
         with db.session() as session:
@@ -89,6 +95,39 @@ def ingest(settings: Settings, db: Database, raw: bytes) -> IntakeResult:
         except Exception:  # the recording stays 'pending' and is queued again later
             log.exception("cannot queue transcription of attachment %s", attachment_id)
     return result
+
+
+MAX_ADDRESS = 254  # RFC 5321: no longer address can be delivered to
+
+
+def clean_mail(mail: InboundMail) -> InboundMail:
+    """The message with every field cleaned to fit its column; notes say what changed."""
+    notes: list[str] = []
+
+    def line(value: str, limit: int, what: str) -> str:
+        cleaned = clean(value, limit, multiline=False, what=what)
+        notes.extend(cleaned.notes)
+        return cleaned.text
+
+    mail.message_id = clean_line(mail.message_id, 998)
+    address = clean_line(mail.from_addr)
+    if len(address) > MAX_ADDRESS or (address and "@" not in address):
+        notes.append(f"адрес отправителя не годится для ответа: «{address[:80]}…»")
+        address = ""
+    mail.from_addr = address
+    mail.from_name = line(mail.from_name, 200, "имя отправителя")
+    mail.to = line(mail.to, 998, "адресаты")
+    mail.subject = line(mail.subject, 998, "тема письма")
+    body = clean(mail.text, what="текст письма")
+    notes.extend(body.notes)
+    mail.text = body.text
+    mail.in_reply_to = clean_line(mail.in_reply_to, 998) or None if mail.in_reply_to else None
+    mail.references = [clean_line(r, 998) for r in mail.references if clean_line(r)]
+    for item in mail.attachments:
+        item.filename = clean_line(item.filename, 300) or "file"
+        item.content_type = clean_line(item.content_type, 120) or "application/octet-stream"
+    mail.notes.extend(notes)
+    return mail
 
 
 def _file(
@@ -209,14 +248,29 @@ def poll_once(settings: Settings, db: Database, mailbox: Mailbox) -> list[Intake
     """Take every unread message of the mailbox in, marking each done after its commit."""
     results = []
     for uid, raw in mailbox.new_messages():
+        if deadletters.is_dead(db, raw):  # given up before; marking it done failed then
+            mailbox.mark_done(uid)
+            continue
         try:
             result = ingest(settings, db, raw)
         except DatabaseUnavailable:
             raise
-        except Exception:
+        except Exception as exc:
             # Left unread, so it is tried again; the other messages must not wait for it.
-            log.exception("mail uid %s could not be taken in; it stays unread", uid)
+            log.exception("mail uid %s could not be taken in", uid)
+            if deadletters.record_failure(db, settings.data_dir, "email", raw, _summary(raw), exc):
+                mailbox.mark_done(uid)
             continue
+        deadletters.mark_taken(db, raw)
         mailbox.mark_done(uid)
         results.append(result)
     return results
+
+
+def _summary(raw: bytes) -> str:
+    """Who sent a message and about what, for the list of dead letters (never raises)."""
+    try:
+        mail = parse_message(raw)
+        return f"{mail.from_addr or 'неизвестный отправитель'}: {mail.subject or 'без темы'}"
+    except Exception:  # noqa: BLE001 - a summary must not fail
+        return f"письмо {len(raw)} байт"

@@ -7,8 +7,9 @@ import threading
 
 from hotline.db import Database, DatabaseUnavailable
 from hotline.mail.intake import poll_once
-from hotline.mail.outbox import drain
-from hotline.mail.transport import Mailbox, sms_configured
+from hotline.mail.transport import Mailbox
+from hotline.notify.outbox import drain
+from hotline.notify.registry import any_configured
 from hotline.settings import Settings
 
 log = logging.getLogger("hotline.mail")
@@ -42,7 +43,7 @@ class MailService:
         """Start the intake and outbox threads (those that are configured)."""
         if self.settings.imap_url:
             self._threads.append(threading.Thread(target=self._intake, name="mail-intake", daemon=True))
-        if self.settings.smtp_url or sms_configured(self.settings):
+        if any_configured(self.settings):
             self._threads.append(threading.Thread(target=self._outbox, name="mail-outbox", daemon=True))
         for thread in self._threads:
             thread.start()
@@ -85,6 +86,6 @@ class MailService:
 
 def make(settings: Settings, db: Database) -> MailService | None:
     """The mail service for `hotline serve`, None when neither mail nor SMS is configured."""
-    if not (settings.imap_url or settings.smtp_url or sms_configured(settings)):
+    if not (settings.imap_url or any_configured(settings)):
         return None
     return MailService(settings, db)

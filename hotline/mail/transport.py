@@ -1,10 +1,10 @@
-"""The mail and SMS peers: the IMAP mailbox, the SMTP server and Twilio's SMS API.
+"""The mail peers: the IMAP mailbox and the SMTP server (SMS is hotline.notify.sms).
 
 Vendor errors are translated here, at the edge:
 
 HotlineError
 ├── MailboxError        the IMAP server is unreachable, refuses the login, or fails a command
-└── DeliveryError       a message or SMS was not sent; `.permanent` says whether retrying can help
+└── DeliveryError       a message was not sent (hotline.notify.channel's, shared by every channel)
 
 Plaintext (no TLS) connections are refused unless the server is on the loopback
 interface or HOTLINE_MAIL_ALLOW_PLAINTEXT is set: imap:// and smtp:// upgrade with
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from hotline.errors import HotlineError
-from hotline.settings import Settings
+from hotline.notify.channel import DeliveryError
 
 log = logging.getLogger("hotline.mail")
 
@@ -36,14 +36,6 @@ IDLE_RENEW_SECONDS = 300  # RFC 2177 asks clients to renew IDLE at least every 2
 
 class MailboxError(HotlineError):
     """The IMAP mailbox cannot be used right now."""
-
-
-class DeliveryError(HotlineError):
-    """A message was not delivered to the SMTP server or to Twilio."""
-
-    def __init__(self, message: str, *, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -232,40 +224,3 @@ class SmtpSender:
             raise DeliveryError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=permanent) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {self.url.host}:{self.url.port}: {exc}") from exc
-
-
-class SmsSender(Protocol):
-    def send(self, to: str, body: str) -> str:
-        """Send an SMS; returns the provider's message id or raises DeliveryError."""
-
-
-class TwilioSms:
-    """SMS through Twilio's REST API (settings.twilio_api_base, so tests can use a local server)."""
-
-    def __init__(self, settings: Settings):
-        from twilio.rest import Client
-
-        if not (settings.sms_from and settings.twilio_account_sid and settings.twilio_auth_token):
-            raise ValueError("SMS needs HOTLINE_SMS_FROM, TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
-        self.sms_from = settings.sms_from
-        self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token, environment={})
-        # The Api domain builds every URL from base_url; with no edge or region set the
-        # client uses it unchanged (twilio.base.client_base.get_hostname).
-        self.client.api.base_url = settings.twilio_api_base
-
-    def send(self, to: str, body: str) -> str:
-        """Send `body` to `to`; returns the Message SID."""
-        from twilio.base.exceptions import TwilioException, TwilioRestException
-
-        try:
-            return str(self.client.messages.create(to=to, from_=self.sms_from, body=body).sid)
-        except TwilioRestException as exc:
-            permanent = 400 <= exc.status < 500 and exc.status != 429
-            raise DeliveryError(f"Twilio {exc.status}: {exc.msg}", permanent=permanent) from exc
-        except (TwilioException, OSError) as exc:  # requests' errors are OSErrors
-            raise DeliveryError(f"Twilio: {exc}") from exc
-
-
-def sms_configured(settings: Settings) -> bool:
-    """True when SMS can be sent (a sender number and Twilio credentials)."""
-    return bool(settings.sms_from and settings.twilio_account_sid and settings.twilio_auth_token)

@@ -253,6 +253,7 @@ def _store(
     session.flush()
     if result.text and not request.description.strip():
         request.description = result.text
+    registry.follow_transcript(request, normalized)
     kind = suggest_kind(normalized)
     if kind is not None:
         request.suggested_kind = kind

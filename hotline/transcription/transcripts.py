@@ -30,6 +30,9 @@ def correct_transcript(session: Session, transcript: Transcript, text: str, *, l
         # engineer has written the description themselves.
         if request.description.strip() == previous:
             request.description = text
+        registry.follow_transcript(
+            request, text, previous=(previous, transcript.text, transcript.normalized_text)
+        )
         registry.record(
             session,
             request,

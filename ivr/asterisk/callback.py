@@ -36,6 +36,7 @@ from hotline.errors import HotlineError, UserError
 from hotline.jobs import huey_for, start_consumer
 from hotline.models import Call, CallEvent, RequestEvent, utcnow
 from hotline.settings import Settings
+from hotline.vocabulary import CallEventKind, HistoryAction
 from ivr.asterisk.ami import AmiConnection, AmiError
 from ivr.asterisk.amievents import OriginateReason, OriginateResponse
 from ivr.asterisk.amilog import BACKEND, CALLBACK_PREFIX
@@ -54,9 +55,9 @@ WORKERS = 4  # call-backs ringing at the same time
 
 # Call events and history action of a call-back (the call's `outcome` is `callback`
 # when the engineer answered, `callback_failed` otherwise).
-EVENT_ORIGINATE = "callback_originate"  # the Originate was sent (detail: the extension)
-EVENT_RESULT = "callback"  # Asterisk's answer (detail: `answered` or why not)
-HISTORY_ACTION = "callback"
+EVENT_ORIGINATE = CallEventKind.CALLBACK_ORIGINATE  # the Originate was sent (detail: the extension)
+EVENT_RESULT = CallEventKind.CALLBACK  # Asterisk's answer (detail: `answered` or why not)
+HISTORY_ACTION = HistoryAction.CALLBACK
 OUTCOME_ANSWERED, OUTCOME_FAILED = "callback", "callback_failed"
 
 

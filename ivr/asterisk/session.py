@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hotline import health
 from hotline.db import DatabaseUnavailable
+from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.storage import wav_duration
 from hotline.transcription.audio import AudioError, has_speech
+from hotline.vocabulary import CallEventKind
 from ivr import flow
 from ivr.asterisk import agi
 from ivr.asterisk.agi import (
@@ -66,12 +68,12 @@ HANGUP_CAUSE_MAX = 80  # Call.hangup_cause's column
 RECORDINGS_CHECK = "agi_recordings"
 
 # Call-log events and outcomes of this adapter (besides the flow's own).
-PROMPT_MISSING = "prompt_missing"
-RECORDING_UNWRITABLE = "recording_unwritable"
-RECORDING_SILENT = "recording_silent"
-SERVICE_RESTART = "service_restart"
-SESSION_REFUSED = "session_refused"
-ANSWER_TIMEOUT = "answer_timeout"
+PROMPT_MISSING = CallEventKind.PROMPT_MISSING
+RECORDING_UNWRITABLE = CallEventKind.RECORDING_UNWRITABLE
+RECORDING_SILENT = CallEventKind.RECORDING_SILENT
+SERVICE_RESTART = CallEventKind.SERVICE_RESTART
+SESSION_REFUSED = CallEventKind.SESSION_REFUSED
+ANSWER_TIMEOUT = CallEventKind.ANSWER_TIMEOUT
 
 
 def dial_string(target: str, timeout_seconds: int) -> str:
@@ -128,8 +130,8 @@ class AgiCall:
             step = await self._db(
                 self.store.handle,
                 self.call_id,
-                flow.CallStarted(self.env.callerid),
-                from_number=self.env.callerid,
+                flow.CallStarted(caller := stored_phone(self.env.callerid)),  # hotline.phones: E.164 or ≤ 40
+                from_number=caller,
                 to_number=self.settings.support_number,
             )
             while True:

@@ -49,6 +49,9 @@ class RecordingServer:
         self.credentials = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.files: dict[str, bytes] = {}
         self.downloads: list[str] = []
+        # Recordings whose download stops halfway until `resume` is set (a crash test's window).
+        self.stalled: set[str] = set()
+        self.resume = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -66,6 +69,11 @@ class RecordingServer:
                 self.send_header("Content-Type", "audio/x-wav")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if sid in server.stalled:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    server.resume.wait(120)
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:

@@ -163,12 +163,20 @@ def event_for(step: str, form: Mapping[str, str]) -> flow.Event | None:
     return None
 
 
+MAX_DURATION = 24 * 3600
+
+
 def parse_duration(raw: str | None) -> float | None:
-    """Twilio's RecordingDuration / CallDuration (whole seconds), None if absent or garbage."""
+    """Twilio's RecordingDuration / CallDuration (whole seconds), None if absent or garbage.
+
+    No call lasts more than a day (Twilio ends them at 24 h): a negative or larger
+    value is garbage, not a duration to store.
+    """
     try:
-        return float(int(raw or ""))
+        seconds = int((raw or "")[:20])
     except ValueError:
         return None
+    return float(seconds) if 0 <= seconds <= MAX_DURATION else None
 
 
 def same_origin(url: str, base: str) -> bool:

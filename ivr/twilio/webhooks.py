@@ -11,8 +11,15 @@ URLs (all POST, all signed by Twilio, checked against HOTLINE_PUBLIC_URL + path 
   per RecordingSid; transcription is queued, never run here.
 
 `GET /twilio/prompts/<key>.wav` serves the prompt audio for HOTLINE_PROMPTS=play.
-A missing or forged signature gets 403 and nothing is written; with no auth token
-the webhooks refuse to work unless HOTLINE_TWILIO_INSECURE_DEV is set.
+A body over MAX_BODY bytes gets 413 and a missing signature 403 before the body is
+read; a forged one 403 after reading at most MAX_BODY bytes; nothing is written for
+either. With no auth token the webhooks refuse to work unless
+HOTLINE_TWILIO_INSECURE_DEV is set.
+
+Every field is cleaned at the boundary (`hotline.cleaning`: no NUL or control
+characters, a length limit) and the caller's number parsed once (`hotline.phones`):
+what Twilio sends is stored cleaned, with a call-log note when it had to be changed.
+Status and recording callbacks for a CallSid the hotline never saw make no call row.
 """
 
 from __future__ import annotations
@@ -20,21 +27,21 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import os
-import tempfile
+import re
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from flask import Blueprint, Response, abort, current_app, request, send_file
 from twilio.request_validator import RequestValidator
 
+from hotline.cleaning import clean_line
 from hotline.db import DatabaseUnavailable
+from hotline.phones import parse_phone
 from hotline.settings import Settings
 from hotline.transcription.live_store import set_recording_ref
 from ivr import flow
 from ivr.store import CallStore
-from ivr.twilio import twiml
+from ivr.twilio import recordings, twiml
 from ivr.twilio.media import stream_url
 from voice_models.prompts import catalogue, prompt_audio_path
 
@@ -42,8 +49,11 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
-DOWNLOAD_TIMEOUT = httpx.Timeout(10.0, connect=3.0)  # Twilio gives the whole exchange 15 s
 XML = "text/xml; charset=utf-8"
+#: Twilio's webhook bodies are one or two kilobytes (FIELD-NOTES); more is not Twilio.
+MAX_BODY = 8 * 1024
+FIELD_LIMIT = 300  # no Twilio parameter the hotline reads is longer
+_SID = re.compile(r"[A-Za-z0-9]{2,64}")
 
 
 def _settings() -> Settings:
@@ -62,6 +72,10 @@ def check_signature() -> Response | None:
     """Refuse anything Twilio did not sign (prompt audio is public)."""
     if request.method == "GET":
         return None
+    # The body's size is known before it is read: a stranger's megabytes are never parsed.
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _plain("request body too large", 413)
+    request.max_content_length = MAX_BODY  # a chunked body is cut off while it is read
     settings = _settings()
     if not settings.twilio_auth_token:
         if settings.twilio_insecure:
@@ -76,7 +90,10 @@ def check_signature() -> Response | None:
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not _signed(_validator(settings.twilio_auth_token), url, signature):
+    if not signature:  # refused before the body is read
+        log.warning("Twilio webhook without a signature: %s", request.path)
+        return _plain("invalid Twilio signature", 403)
+    if not _signed(_validator(settings.twilio_auth_token), url, signature):
         log.warning("Twilio webhook with a missing or wrong signature: %s", request.path)
         return _plain("invalid Twilio signature", 403)
     return None
@@ -98,21 +115,29 @@ def _signed(validator: RequestValidator, url: str, signature: str) -> bool:
 @bp.post("/voice")
 def voice() -> Response:
     """A call comes in."""
-    form = request.form
-    step = _store().handle(
-        _call_sid(),
-        flow.CallStarted(form.get("From")),
-        from_number=form.get("From"),
-        to_number=form.get("To"),
+    caller = parse_phone(request.form.get("From"))
+    called = parse_phone(request.form.get("To"))
+    from_number = caller.stored if caller else None
+    store, call_sid = _store(), _call_sid()
+    step = store.handle(
+        call_sid,
+        flow.CallStarted(from_number),
+        from_number=from_number,
+        to_number=called.stored if called else None,
         seq=0,  # Twilio asking again for a call already going only hears the question again
     )
+    if caller is not None and caller.truncated:
+        store.log(
+            call_sid, "caller_id_cleaned", "номер звонящего длиннее 40 символов", original=caller.original
+        )
     return _twiml(step)
 
 
 @bp.post("/step/<name>")
 def step(name: str) -> Response:
     """The action of a Gather, Record, Redirect or Dial."""
-    event = twiml.event_for(name, request.form)
+    form = {key: clean_line(value, FIELD_LIMIT) for key, value in request.form.items()}
+    event = twiml.event_for(name, form)
     if event is None:
         abort(404)
     try:
@@ -130,60 +155,65 @@ def recording() -> Response:
     """recordingStatusCallback: the file exists now; fetch it and keep it with its request."""
     form = request.form
     settings, store, call_sid = _settings(), _store(), _call_sid()
-    sid, url = form.get("RecordingSid", ""), form.get("RecordingUrl", "")
-    status = form.get("RecordingStatus", "completed")
+    sid = clean_line(form.get("RecordingSid"), FIELD_LIMIT)
+    url = form.get("RecordingUrl", "")
+    status = clean_line(form.get("RecordingStatus", "completed"), 40)
     duration = twiml.parse_duration(form.get("RecordingDuration"))
+    known = store.known(call_sid)
     if status != "completed" or not sid:
-        store.log(call_sid, "recording_status", status, recording=sid)
+        if known:
+            store.log(call_sid, "recording_status", status, recording=sid)
         return _plain("", 204)
+    if not _SID.fullmatch(sid):
+        log.warning("recording callback with a malformed RecordingSid for %s", call_sid)
+        return _plain("malformed RecordingSid", 400)
     if duration is not None and duration < 1:
-        store.log(call_sid, "recording_empty", sid, recording=sid)
+        if known:
+            store.log(call_sid, "recording_empty", sid, recording=sid)
         return _plain("", 204)
+    if len(url) > 2000 or any(c.isspace() or not c.isprintable() for c in url):
+        # A tab or a line break in a URL is no URL Twilio sends: refused before any download.
+        if known:
+            store.log(call_sid, "recording_refused", clean_line(url, 300), recording=sid)
+        return _plain("malformed RecordingUrl", 400)
     if not twiml.same_origin(url, settings.twilio_api_base):
-        store.log(call_sid, "recording_refused", url[:300], recording=sid)
+        if known:
+            store.log(call_sid, "recording_refused", url[:300], recording=sid)
         return _plain("recording URL outside HOTLINE_TWILIO_API_BASE", 400)
+    if not known:
+        # Never a call of ours: kept on record (the intake page shows it), no call row made.
+        recordings.remember(store.db, call_sid, sid, url, duration, unknown_call=True)
+        log.warning("recording %s for an unknown call %s", sid, call_sid)
+        return _plain("", 204)
     if store.has_recording(sid):
         return _plain("", 204)  # a retried callback
-    path = _download(settings, url)
-    if path is None:
+    # Recorded durably first: a crash from here on is finished by the recording sweep.
+    fetch = recordings.remember(store.db, call_sid, sid, url, duration)
+    if not recordings.fetch(settings, store.db, store, fetch.id):
         store.log(call_sid, "recording_download_failed", sid, recording=sid)
-        return _plain("cannot fetch the recording", 502)  # Twilio retries the callback
-    try:
-        store.save_recording(call_sid, flow.Recording(sid, duration, path, speech=_has_speech(path)))
-    finally:
-        os.unlink(path)
+        return _plain("cannot fetch the recording", 502)  # Twilio retries; so does the sweep
     return _plain("", 204)
-
-
-def _has_speech(path: str) -> bool | None:
-    """Whether a downloaded recording holds speech (silence makes no request); None if undecodable."""
-    from pathlib import Path
-
-    from hotline.transcription.audio import AudioError, has_speech
-
-    try:
-        return has_speech(Path(path))
-    except AudioError:
-        return None
 
 
 @bp.post("/status")
 def status() -> Response:
     """The call status callback: the call's final status and duration."""
     form = request.form
-    call_status = form.get("CallStatus", "")
-    store = _store()
+    call_status = clean_line(form.get("CallStatus", ""), 40)
+    store, call_sid = _store(), _call_sid()
     if call_status in twiml.FINAL_CALL_STATUSES:
+        # A call we never saw (the database was down when it came) is logged closed.
         duration = twiml.parse_duration(form.get("CallDuration"))
+        caller, called = parse_phone(form.get("From")), parse_phone(form.get("To"))
         store.hang_up(
-            _call_sid(),
+            call_sid,
             backend_status=call_status,
             duration_seconds=int(duration) if duration is not None else None,
-            from_number=form.get("From"),
-            to_number=form.get("To"),
+            from_number=caller.stored if caller else None,
+            to_number=called.stored if called else None,
         )
-    else:
-        store.log(_call_sid(), "call_status", call_status)
+    elif store.known(call_sid):
+        store.log(call_sid, "call_status", call_status)
     return _plain("", 204)
 
 
@@ -221,7 +251,7 @@ def failure(exc: Exception) -> Any:
 
 def _call_sid() -> str:
     sid = request.form.get("CallSid", "")
-    if not sid or len(sid) > 100:
+    if not _SID.fullmatch(sid):
         abort(400)
     return sid
 
@@ -289,34 +319,3 @@ def _speech() -> twiml.SpeechRenderer:
 
 def _plain(text: str, status: int) -> Response:
     return Response(text, status=status, mimetype="text/plain")
-
-
-def _download(settings: Settings, url: str) -> str | None:
-    """Fetch a recording into a temporary file; its path, or None on failure."""
-    auth = None
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        auth = (settings.twilio_account_sid, settings.twilio_auth_token)
-    tmp_dir = settings.data_dir / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(suffix=".wav", dir=tmp_dir)
-    size = 0
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            httpx.stream("GET", url, auth=auth, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False) as response,
-        ):
-            if response.status_code != 200:
-                raise httpx.HTTPStatusError("bad status", request=response.request, response=response)
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > settings.attachment_max_bytes:
-                    raise ValueError("recording larger than HOTLINE_ATTACHMENT_MAX_BYTES")
-                out.write(chunk)
-    except (httpx.HTTPError, ValueError, OSError) as exc:
-        log.warning("cannot download recording %s: %s", url, exc)
-        os.unlink(path)
-        return None
-    if size == 0:
-        os.unlink(path)
-        return None
-    return path

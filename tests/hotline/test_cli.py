@@ -41,7 +41,9 @@ def test_request_lifecycle_from_the_command_line(run):
     assert run("request", "status", number, "processed").returncode == 0
     shown = run("request", "show", number)
     assert "обработана (в архиве)" in shown.stdout
-    assert "in_progress→processed" in shown.stdout and "взял" in shown.stdout
+    assert "в работе → обработана" in shown.stdout and "взял" in shown.stdout
+    assert "in_progress" not in shown.stdout and "смена статуса" in shown.stdout
+    assert "новая\tинцидент\tвручную" in listed.stdout
 
 
 def test_multi_line_history_stays_inside_its_entry(run):
@@ -82,7 +84,7 @@ def test_illegal_transition_is_one_line(run):
         result.stderr.strip()
         == f"error: request {number}: new → processed is not allowed (from new: in_progress)"
     )
-    assert "new" in run("request", "show", number).stdout  # nothing changed
+    assert "статус: новая" in run("request", "show", number).stdout  # nothing changed
 
 
 def test_bad_setting_is_one_line(run):

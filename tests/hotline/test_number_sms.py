@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from hotline.mail.outbox import drain
+from hotline.notify.outbox import drain
 from hotline.models import Notification, Request
 from hotline.number_sms import russian_mobile
 from ivr import flow

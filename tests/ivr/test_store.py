@@ -12,6 +12,7 @@ from hotline.db import Database
 from hotline.models import Attachment, Call, Request
 from ivr import flow
 from ivr.store import CallStore
+from voice_models.prompts import prompt_text
 
 
 def make_wav(path: Path, seconds: float = 2.0) -> Path:
@@ -49,8 +50,12 @@ def test_new_request_with_recording_and_call_log(store, tmp_path):
         call = s.scalars(select(Call)).one()
         assert call.request_id == request.id and call.outcome == "request_created"
         assert call.ended_at is not None and call.answered_at is not None
-        kinds = [e.kind for e in call.events]
+        kinds = [e.kind for e in call.events if e.kind != "said"]
         assert kinds == ["call_started", "digits", "menu", "digits", "kind", "request_created", "hangup"]
+        # What the caller heard, word for word, after each step (the call's page tells it).
+        said = [e.detail for e in call.events if e.kind == "said"]
+        assert said[0].startswith(prompt_text("greeting")) and len(said) == 4
+        assert said[-1].startswith(prompt_text("request_created"))  # the new number read back
     assert step.state.recorded["rec-1"]["number"] == request.number
 
 
@@ -71,7 +76,9 @@ def test_recording_file_names_have_one_suffix(ref, suffix, expected):
 
 def test_information_for_awaiting_request(store, tmp_path):
     with store.db.session() as s:
-        request = registry.open_request(s, kind="incident", channel="web", actor="cli")
+        request = registry.open_request(
+            s, kind="incident", channel="web", actor="cli", phone="8 900 555-66-77"
+        )
         registry.change_status(s, request, "in_progress", actor="engineer:ivan")
         registry.ask_clarification(s, request, actor="engineer:ivan", question="Какая линия?")
         number = request.number
@@ -133,7 +140,7 @@ def test_status_callback_first_fills_the_caller_later(store):
     with store.db.session() as s:
         call = s.scalars(select(Call)).one()
         assert (call.from_number, call.to_number) == ("+79007778899", "+73435674530")
-        assert [e.kind for e in call.events] == ["call_status", "call_started"]
+        assert [e.kind for e in call.events] == ["call_status", "call_started", "said"]
         assert call.flow_state["step"] == "menu" and call.flow_state["seq"] == 1
 
 

@@ -117,15 +117,18 @@ def voicemail(db: Database, settings: Settings) -> Voicemail:
         call = calllog.start_call(
             s, backend="asterisk", backend_call_id="1700000000.42", from_number="+79001234567"
         )
-        calllog.log_event(s, call, "menu", "выбран пункт 2", digits="2")
-        calllog.log_event(s, call, "kind", "инцидент", digits="1")
+        # As the flow logs them (ivr.flow): keys typed, the menu choice, the kind.
+        calllog.log_event(s, call, "digits", "2", step="menu")
+        calllog.log_event(s, call, "menu", "new_request")
+        calllog.log_event(s, call, "digits", "1", step="kind")
+        calllog.log_event(s, call, "kind", "incident", request_kind="incident")
         req = registry.open_request(
             s,
             kind="incident",
             channel="phone",
             actor="caller:+79001234567",
             phone="+79001234567",
-            subject="Голосовая заявка",
+            subject=registry.VOICE_SUBJECT,
             kind_confirmed=False,
         )
         att = storage.store_attachment(

@@ -77,7 +77,9 @@ def test_filters(engineer, app):
 
 def test_call_page_timeline_request_and_recording(engineer, voicemail):
     page = engineer.get(f"/calls/{voicemail.call_id}").get_data(as_text=True)
-    assert '<span class="digits">2</span>' in page and "выбран пункт 2" in page
+    assert "Нажал 2." in page and "Выбрал: оставить новую заявку." in page
+    assert "Выбрал вид заявки: инцидент." in page
+    assert "new_request" not in page and "incident" not in page  # no codes on screen
     assert f'href="/requests/{voicemail.number}"' in page
     assert f'src="/files/{voicemail.attachment_id}"' in page
     assert "оставил заявку" in page and "0:40" in page
@@ -96,3 +98,46 @@ def test_ongoing_calls(engineer, app):
         assert s.query(Call).count() == 1
     page = engineer.get("/calls?outcome=-").get_data(as_text=True)
     assert "+79005550000" in page and "идёт" in page
+
+
+def test_call_page_tells_the_call_as_a_story(engineer, app, settings):
+    """A call through the real flow: the page says what the caller heard and did, in Russian."""
+    from ivr import flow
+    from ivr.store import CallStore
+    from voice_models.prompts import prompt_text
+
+    store = CallStore(app.extensions["hotline.db"], settings, "console")
+    for event in (flow.CallStarted("+79001112233"), flow.DigitsEntered("1"), flow.DigitsEntered("12345#")):
+        store.handle("console-story", event, from_number="+79001112233", to_number="console")
+    store.hang_up("console-story")
+    with app.extensions["hotline.db"].session() as s:
+        call = s.query(Call).one()
+    page = engineer.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert "Звонивший услышал:" in page
+    assert prompt_text("greeting").split("!")[0] in page  # the greeting's own words
+    assert prompt_text("enter_number").split(".")[0] in page
+    assert "Выбрал: узнать статус заявки." in page and "Набрал 12345." in page
+    assert "Номер 12345 введён с ошибкой" in page
+    assert "Звонивший положил трубку при вводе номера заявки." in page
+    assert "проверка из терминала" in page
+    for code in ("console", "call_started", "lookup", "number_invalid", "hangup", "digits"):
+        assert code not in re.sub(r"<[^>]+>", " ", page), code  # no codes in the text
+
+
+def test_every_outcome_can_be_named_and_picked(engineer, app):
+    from hotline.vocabulary import Outcome
+
+    with app.extensions["hotline.db"].session() as s:
+        for i, outcome in enumerate(Outcome):
+            call = calllog.start_call(
+                s, backend="asterisk", backend_call_id=f"oc{i}", from_number=f"+7900{i:07d}"
+            )
+            calllog.end_call(s, call, outcome=outcome)
+    page = engineer.get("/calls").get_data(as_text=True)
+    for outcome in Outcome:
+        assert f'<option value="{outcome.value}"' in page, outcome  # in the filter
+        assert f">{outcome.label}</span>" in page, outcome  # named in the list
+        assert _ids(engineer.get("/calls", query_string={"outcome": outcome.value}).get_data(as_text=True))
+    text = re.sub(r"<[^>]+>", " ", page)
+    for code in ("too_many_attempts", "duty_unavailable", "service_restart", "callback_failed"):
+        assert code not in text

@@ -61,6 +61,8 @@ def test_figures(db):
 def test_overview_page(engineer, voicemail):
     page = engineer.get("/").get_data(as_text=True)
     assert "Звонки по дням" in page and '<svg class="chart"' in page
-    assert "голосовых заявок ждут разбора" in page
+    assert "голосовая заявка ждёт разбора" in page and "голосовых заявок" not in page
+    assert page.count("в очереди расшифровки") == 1 and "0 записей в очереди" not in page
+    assert "<b>0</b><span>записей в очереди расшифровки" in page
     assert "оставил заявку" in page
     assert "Asia/Yekaterinburg" in page

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hotline.mail.compose import base_subject, format_phone
+from hotline.mail.compose import base_subject
 from hotline.mail.intake import guess_kind
 from hotline.mail.parse import decode_bytes, html_to_text, parse_message
+from hotline.phones import international_phone
 
 TEXT = "Сканер на линии 3 не читает коды"
 
@@ -94,7 +95,7 @@ def test_kind_keywords_and_subject_helpers():
     assert guess_kind("Прошу настроить доступ") == "service_request"
     assert guess_kind("Добрый день") is None
     assert base_subject("RE: Fwd: [Заявка 10008] Сканер") == "Сканер"
-    assert format_phone("+73435674530") == "+7 (343) 567-45-30"
+    assert international_phone("+73435674530") == "+7 343 567-45-30"
 
 
 def test_a_stranger_quoting_a_number_adds_information_but_gets_no_notifications(settings, db):

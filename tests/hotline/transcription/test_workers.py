@@ -154,3 +154,30 @@ def test_serve_runs_an_embedded_worker(make_settings, db, tmp_path):
     finally:
         service.stop()
     assert make_service(make_settings(HOTLINE_TRANSCRIPTION_WORKERS="0"), db) is None
+
+
+def test_sigterm_hands_the_running_job_back_at_once(make_settings, db, tmp_path, procs):
+    settings = make_settings(HOTLINE_QUEUE_NAME=f"term-{uuid.uuid4().hex[:8]}")
+    wav = write_wav(tmp_path / "call.wav", tone(2.0, 8000), 8000, "ULAW")
+    _, att = add_recording(settings, db, wav)
+    enqueue_transcription(settings, att)
+    started, release = tmp_path / "started", tmp_path / "release"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tests.hotline.transcription.gated_worker", str(started), str(release)],
+        cwd=ROOT,
+        env=worker_env(settings),
+    )
+    procs.append(first)
+    wait_for(started.exists, what="the worker to hold the recording")
+    first.send_signal(signal.SIGTERM)  # what systemd sends on stop
+    first.wait(timeout=30)
+    with db.session() as s:
+        a = s.get_one(Attachment, att)
+        assert (a.transcription_state, a.transcription_started_at) == ("pending", None)
+    # The default lease (15 minutes) applies: only a handed-back job is taken at once.
+    second = subprocess.Popen([HOTLINE, "worker"], cwd=tmp_path, env=worker_env(settings))
+    procs.append(second)
+    wait_for(lambda: states(db) == {"done": 1}, what="the next worker to finish the job")
+    with db.session() as s:
+        assert s.get_one(Attachment, att).transcription_attempts == 2
+        assert s.scalar(select(func.count()).select_from(Transcript)) == 1

@@ -76,8 +76,11 @@ def settings(make_settings) -> Settings:  # type: ignore[no-untyped-def]
 
 
 def open_request(db: Database, status: str = "new") -> str:
+    """A request whose contact phone is the fake Asterisk's caller id (FakeAsterisk.callerid)."""
     with db.session() as session:
-        request = registry.open_request(session, kind="problem", channel="email", actor="system", subject="x")
+        request = registry.open_request(
+            session, kind="problem", channel="email", actor="system", subject="x", phone="79001234567"
+        )
         if status != "new":
             registry.change_status(session, request, "in_progress", actor="engineer:petrov")
         if status == "awaiting_info":
@@ -104,7 +107,7 @@ def test_status_of_a_known_request(settings: Settings, db: Database) -> None:
     assert heard[-1] == "menu"  # back in the main menu, where the caller hung up
     call = call_row(db)
     assert call.outcome == "status_heard" and call.ended_at is not None
-    assert call.from_number == "79001234567" and call.answered_at is not None
+    assert call.from_number == "+79001234567" and call.answered_at is not None
     kinds = event_kinds(call)
     assert kinds[0] == "agi_start" and "lookup" in kinds and kinds[-1] == "hangup"
 
@@ -171,7 +174,7 @@ def requests(db: Database) -> list[Request]:
 def test_new_request_of_each_kind(settings: Settings, db: Database, key: str, kind: str) -> None:
     [trace] = serve(settings, db, {"script": ["2", key, Record(2.0, "timeout")]})
     [request] = requests(db)
-    assert request.kind == kind and request.status == "new" and request.contact_phone == "79001234567"
+    assert request.kind == kind and request.status == "new" and request.contact_phone == "+79001234567"
     [attachment] = request.attachments
     assert attachment.content_type.startswith("audio/") and attachment.size > 30000
     heard = prompts(trace)

@@ -87,9 +87,10 @@ def count(db, model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def open_request(db, status="new") -> str:
+def open_request(db, status="new", phone="+79001234567") -> str:
+    """A request whose contact phone is the simulated caller's (TwilioCall.caller)."""
     with db.session() as s:
-        request = registry.open_request(s, kind="incident", channel="web", actor="cli")
+        request = registry.open_request(s, kind="incident", channel="web", actor="cli", phone=phone)
         if status != "new":
             registry.change_status(s, request, "in_progress", actor="engineer:ivan")
         if status == "awaiting_info":

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from hotline import registry
 from hotline.mail.intake import ingest
-from hotline.mail.outbox import _claim, drain, enqueue
 from hotline.models import EmailMessage as EmailRow
 from hotline.models import Notification, RequestEvent, utcnow
+from hotline.notify.outbox import _claim, drain, enqueue
 from tests.helpers import free_port
 from tests.hotline.mail.test_intake import customer_mail
 
@@ -78,7 +78,7 @@ def test_a_phone_request_is_notified_by_sms_through_twilio(make_settings, db, tw
     assert call["form"]["To"] == "+79001234567"
     assert call["form"]["From"] == "+73435674530"
     assert number in call["form"]["Body"] and "Назовите номер линии" in call["form"]["Body"]
-    assert "+7 (343) 567-45-30" in call["form"]["Body"]
+    assert "+7 343 567-45-30" in call["form"]["Body"]  # hotline.phones.international_phone
     with db.session() as session:
         n = session.scalars(select(Notification)).one()
         assert (n.channel, n.state) == ("sms", "sent")

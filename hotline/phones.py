@@ -1,0 +1,143 @@
+"""Phone numbers, parsed once at the boundary.
+
+Every number that comes from outside (Twilio's `From`, the AGI caller id, `--phone`
+on the command line, a number in an e-mail or a dashboard form) goes through
+`parse_phone`, which uses Google's libphonenumber (the `phonenumbers` package) with
+Russia as the default region: `8 343 567-45-30`, `+7 (343) 567 45 30` and
+`73435674530` are all `+73435674530` in storage. What is not a telephone number is
+kept as cleaned text with its kind beside it: a SIP URI (`sip:alice@pbx.example`)
+or an extension (`101`) from Asterisk. A withheld number (`anonymous`, `unknown`,
+empty) is None: the caller cannot be told apart from other withheld callers.
+
+For people, `display_phone` gives the national format of Russian numbers
+(`8 (343) 567-45-30`) and the international one of others; SMS goes only to what
+`sms_number` accepts (a valid mobile number).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from hotline.cleaning import clean_line
+from hotline.errors import UserError
+
+DEFAULT_REGION = "RU"
+#: The width of the phone columns (calls.from_number, requests.contact_phone).
+MAX_STORED = 40
+WITHHELD = frozenset({"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable"})
+
+
+class PhoneKind(enum.StrEnum):
+    NUMBER = "number"  # a valid telephone number, stored in E.164
+    SIP = "sip"  # a SIP/SIPS/tel URI that is not a number, kept as text
+    OTHER = "other"  # an extension, a short code or garbage, kept as cleaned text
+
+
+@dataclass(frozen=True)
+class Phone:
+    """A caller's or customer's number as the hotline stores it."""
+
+    stored: str  # E.164 for a number, cleaned text (at most MAX_STORED) otherwise
+    kind: PhoneKind
+    mobile: bool = False
+    original: str = ""  # the cleaned text as it came, when it differs from `stored`
+
+    @property
+    def is_number(self) -> bool:
+        return self.kind is PhoneKind.NUMBER
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.original) > MAX_STORED and not self.is_number
+
+
+def parse_phone(raw: str | None, region: str = DEFAULT_REGION) -> Phone | None:
+    """The phone of untrusted text; None when it is withheld or empty. Never raises."""
+    return _parse((raw or "")[:MAX_ORIGINAL], region)
+
+
+MAX_ORIGINAL = 500  # no caller id is longer; what is longer is kept cut to this in notes
+
+
+@functools.lru_cache(maxsize=4096)  # ~90 µs a parse; a caller's webhooks repeat one number
+def _parse(raw: str, region: str) -> Phone | None:
+    text = clean_line(raw)
+    if text.lower() in WITHHELD:
+        return None
+    candidate = text
+    lowered = text.lower()
+    if lowered.startswith(("sip:", "sips:", "tel:")):
+        user = text.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0]
+        candidate = user if _looks_numeric(user) else ""
+        if not candidate:
+            return Phone(text[:MAX_STORED], PhoneKind.SIP, original=text)
+    number = _parse_number(candidate, region)
+    if number is None:
+        kind = PhoneKind.SIP if lowered.startswith(("sip:", "sips:", "tel:")) else PhoneKind.OTHER
+        return Phone(text[:MAX_STORED], kind, original=text)
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    mobile = phonenumbers.number_type(number) in (
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
+    return Phone(e164, PhoneKind.NUMBER, mobile=mobile, original=text if text != e164 else "")
+
+
+def stored_phone(raw: str | None) -> str | None:
+    """What goes into a phone column for this untrusted text (None when withheld)."""
+    phone = parse_phone(raw)
+    return phone.stored if phone else None
+
+
+def require_phone(raw: str) -> str:
+    """A phone number a person typed (CLI, dashboard) in E.164; UserError if it is not one."""
+    phone = parse_phone(raw)
+    if phone is None or not phone.is_number:
+        raise UserError(f"not a phone number: {clean_line(raw)[:60]!r} (for example +7 343 567-45-30)")
+    return phone.stored
+
+
+def display_phone(stored: str | None) -> str:
+    """A stored phone for people: `8 (343) 567-45-30` in Russia, international elsewhere."""
+    if not stored:
+        return ""
+    number = _parse_number(stored, DEFAULT_REGION) if stored.startswith("+") else None
+    if number is None:
+        return stored
+    if phonenumbers.region_code_for_number(number) == DEFAULT_REGION:
+        return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+
+
+def international_phone(stored: str) -> str:
+    """`+7 343 567-45-30`: a number as printed in letters to anyone, anywhere."""
+    number = _parse_number(stored, DEFAULT_REGION)
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL) if number else stored
+
+
+def sms_number(stored: str | None) -> str | None:
+    """The E.164 number an SMS may go to: only a valid mobile number, else None."""
+    phone = parse_phone(stored)
+    return phone.stored if phone is not None and phone.is_number and phone.mobile else None
+
+
+def _looks_numeric(text: str) -> bool:
+    digits = text.lstrip("+")
+    return bool(digits) and all(c.isdigit() or c in " -()." for c in digits)
+
+
+def _parse_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    if not text or len(text) > 40 or not any(c.isdigit() for c in text):
+        return None
+    if not all(c.isascii() for c in text):
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None

@@ -72,7 +72,9 @@ def show(call_id: int) -> str:
         technical=[line for line in lines if line.technical],
         hangup_cause=callstory.hangup_cause(call.hangup_cause),
         backend_status=callstory.backend_status(call.backend_status),
-        live_transcripts=call_live_text(db, call.backend, call.backend_call_id),  # speech decoded during the call
+        live_transcripts=call_live_text(
+            db, call.backend, call.backend_call_id
+        ),  # speech decoded during the call
     )
 
 

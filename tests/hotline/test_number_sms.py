@@ -6,8 +6,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from hotline.notify.outbox import drain
 from hotline.models import Notification, Request
+from hotline.notify.outbox import drain
 from hotline.number_sms import russian_mobile
 from ivr import flow
 from ivr.speech import Prompt

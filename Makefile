@@ -1,7 +1,7 @@
-# The two commands of the README: `make run` and `make test`.
-# Both make a virtual environment in .venv with the project installed in it: `run`
-# installs what the service needs and nothing else (a first start in well under a
-# minute); `test` adds the test extras (Playwright, a 253 MB Vosk model, linters).
+# The commands of the README: `make run`, `make test` and `make lint` (CI runs lint, then test).
+# Each makes a virtual environment in .venv with the project installed in it: `run`
+# installs what the service needs and nothing else; `test` and `lint` add the test
+# extras (Playwright, a 253 MB Vosk model, linters).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,6 +17,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hotline ivr web voice_models tests benchmarks
 	$(BIN)/mypy
+	@echo "lint: ruff and mypy found nothing"
 
 # One stamp per set of packages: `make run` after `make test` installs nothing more,
 # and either is redone when pyproject.toml changes.

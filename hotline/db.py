@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hotline import search  # noqa: F401 - registers the search index's flush hook on every Session
 from hotline.errors import HotlineError
 
 if TYPE_CHECKING:

@@ -104,8 +104,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), default=Role.ENGINEER)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None]
+    # Failed logins are counted per (login, address) in hotline.users.throttle, never on
+    # the account itself: strangers must not be able to lock an engineer out.
     last_login_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -224,6 +224,9 @@ class Transcript(Base):
     corrected_text: Mapped[str | None] = mapped_column(Text)
     corrected_by: Mapped[str | None] = mapped_column(String(80))
     corrected_at: Mapped[dt.datetime | None]
+    # Where the text comes from: offline (the job decoded the file), live (decoded while
+    # the caller spoke, stream complete), live_partial (the stream broke: the job replaces it).
+    source: Mapped[str] = mapped_column(String(20), default="offline", server_default="offline")
 
     attachment: Mapped[Attachment] = relationship(back_populates="transcript")
 
@@ -325,6 +328,75 @@ class Notification(Base):
     # message; SMS: Twilio's Message SID once sent.
     external_id: Mapped[str | None] = mapped_column(String(998))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LiveTranscript(Base):
+    """A call's audio decoded while it streams in (AudioSocket, Twilio Media Streams).
+
+    One row per stretch of audio that becomes a transcript (a voicemail being
+    recorded): its partial text while the caller speaks (the dashboard's call page
+    reads it), then the final words. `recording_ref` is the peer's id of the
+    recording it belongs to (Attachment.external_id = backend:ref), so the stored
+    recording takes this transcript at once instead of waiting for the offline job.
+    """
+
+    __tablename__ = "live_transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_key: Mapped[str] = mapped_column(String(200), unique=True)
+    backend: Mapped[str] = mapped_column(String(20))
+    backend_call_id: Mapped[str] = mapped_column(String(120), index=True)
+    recording_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    # open (audio coming), complete (the stream covered the whole recording), broken
+    state: Mapped[str] = mapped_column(String(10), default="open")
+    text: Mapped[str] = mapped_column(Text, default="")
+    words: Mapped[list[Any]] = mapped_column(default=list)
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(120), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+
+
+# --- auth sessions, login attempts, Russian search (migration 0004) ---
+
+
+class UserSession(Base):
+    """A logged-in browser: the cookie holds the token, the table its hash (logout deletes it)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token, hex
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LoginAttempts(Base):
+    """Failed logins counted under one key: a (login, address) pair, an address, a login."""
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    login: Mapped[str | None] = mapped_column(String(200), index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RequestSearch(Base):
+    """The searchable text of a request (subject, contact, transcripts, letters, notes).
+
+    Kept in step by hotline.search on every commit. PostgreSQL searches it through a GIN
+    index on to_tsvector('russian', body); SQLite through the FTS5 table request_search_fts
+    holding the Snowball stems. Both indexes are made by migration 0004, not by the models.
+    """
+
+    __tablename__ = "request_search"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text, default="")
 
 
 class RecordingFetch(Base):

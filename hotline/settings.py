@@ -106,6 +106,10 @@ class Settings:
     agi_max_sessions: int
     agi_drain_seconds: int
     agi_answer_timeout: int
+    # Speech on the line (hotline.transcription.live): AudioSocket listener, Twilio Media Streams.
+    live_speech: bool
+    audiosocket_host: str
+    audiosocket_port: int
     # Intake robustness (hotline.calllog sweep, ivr.twilio.recordings, caller data)
     call_close_after_minutes: int
     recording_fetch_tries: int
@@ -374,6 +378,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
         agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
         agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
+        # Speech on the line (hotline.transcription.live)
+        live_speech=r.get("HOTLINE_LIVE_SPEECH", _bool, False),
+        audiosocket_host=r.get("HOTLINE_AUDIOSOCKET_HOST", str, "127.0.0.1"),
+        audiosocket_port=r.get("HOTLINE_AUDIOSOCKET_PORT", _int(0, 65535), 4574),
         response_targets=r.get("HOTLINE_RESPONSE_TARGETS", _response_targets, dict(DEFAULT_RESPONSE_TARGETS)),
         # Intake robustness: calls whose end never came are closed after this long;
         # a recording is fetched this many times (with backoff) before it is shown as lost;

@@ -26,6 +26,7 @@ class FakeCallPort:
     opened: list[tuple[str, str, Recording]] = field(default_factory=list)  # number, kind, recording
     information: list[tuple[str, Recording]] = field(default_factory=list)
     attached: list[tuple[str, Recording]] = field(default_factory=list)
+    sms: bool = False  # new requests' numbers go to the caller by SMS
     _sequence: int = 2000
 
     def add_request(
@@ -71,6 +72,9 @@ class FakeCallPort:
 
     def duty_target(self) -> str | None:
         return self.target
+
+    def number_sms_queued(self, number: str) -> bool:
+        return self.sms and any(n == number for n, _, _ in self.opened)
 
     def duty_hours(self) -> BusinessHours | None:
         return self.hours

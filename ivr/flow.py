@@ -256,6 +256,9 @@ class CallPort(Protocol):
     def duty_hours(self) -> DutyHours | None:
         """The duty engineer's working hours, read to callers outside them."""
 
+    def number_sms_queued(self, number: str) -> bool:
+        """True if the new request's number is on its way to the caller by SMS."""
+
 
 # --- state -------------------------------------------------------------------------
 
@@ -626,11 +629,13 @@ class _Flow:
             self.ask()
         elif "new" in saved:
             number = saved["number"]
+            sms = (Prompt("sms_sent"),) if self.port.number_sms_queued(number) else ()
             self.goodbye(
                 Prompt("request_created"),
                 Number(number),
                 Prompt("repeat_number"),
                 Number(number),
+                *sms,
                 outcome="request_created",
             )
         else:

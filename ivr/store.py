@@ -33,7 +33,9 @@ from hotline import calllog, callrows, registry, storage
 from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, utcnow
+from hotline.number_sms import queue_number_sms
 from hotline.settings import BusinessHours, Settings
+from hotline.transcription.live_store import apply_live
 from hotline.vocabulary import CallEventKind, Channel, HistoryAction
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
@@ -72,6 +74,7 @@ class DbCallPort:
         self.settings = settings
         self.call = call
         self.stored: list[int] = []  # attachment ids to transcribe after the commit
+        self.sms_numbers: set[str] = set()  # new requests whose number goes to the caller by SMS
 
     @property
     def session(self) -> Session:
@@ -141,7 +144,12 @@ class DbCallPort:
         )
         self.call.request_id = request.id
         self._store(request, recording)
+        if queue_number_sms(self.session, self.settings, request):
+            self.sms_numbers.add(request.number)
         return request.number
+
+    def number_sms_queued(self, number: str) -> bool:
+        return number in self.sms_numbers
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)
@@ -387,6 +395,12 @@ class CallStore:
 
     def _after_commit(self, port: DbCallPort) -> None:
         for attachment_id in port.stored:
+            try:
+                # A live transcript already made while the caller spoke is the transcript now;
+                # the queued job then finds the recording done (or replaces a partial one).
+                apply_live(self.db, attachment_id)
+            except Exception:  # noqa: BLE001 - the offline job still transcribes it
+                log.exception("could not apply the live transcript of attachment %s", attachment_id)
             try:
                 enqueue_transcription(self.settings, attachment_id)
             except Exception:  # noqa: BLE001 - the row stays 'pending' and is found again

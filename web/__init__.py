@@ -53,6 +53,9 @@ def create_app(
     from ivr.twilio.webhooks import bp as twilio_bp
 
     app.register_blueprint(twilio_bp)
+    from ivr.twilio.media import bp as twilio_media_bp  # live speech (Media Streams)
+
+    app.register_blueprint(twilio_media_bp)
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:

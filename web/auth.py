@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -20,19 +18,25 @@ from flask import (
     request,
     url_for,
 )
+from flask import (
+    session as cookie,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy.exc import OperationalError
 from werkzeug.wrappers import Response
 
 from hotline import users
 from hotline.db import DatabaseUnavailable
-from hotline.models import Role, User, utcnow
+from hotline.models import Role, User
+from hotline.users.throttle import ADDRESS, Throttle, make_store
 from web.db import session
 
 bp = Blueprint("auth", __name__)
 
-IP_FAILURES = 20  # failed logins from one address …
-IP_WINDOW = 15 * 60  # … within this many seconds, then that address waits
+IP_FAILURES = ADDRESS.limit  # failed logins from one address, then that address waits
+HSTS = "max-age=31536000"
+#: How a slowed-down answer waits (tests watch it instead of waiting).
+sleep = time.sleep
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,10 @@ class Engineer(UserMixin):
     login: str
     name: str
     role: str
-    session_tag: str
+    token: str  # of the row in user_sessions: logout or a new password deletes it
 
     def get_id(self) -> str:
-        # The tag changes with the password, which ends every other session.
-        return f"{self.user_id}.{self.session_tag}"
+        return self.token
 
     @property
     def is_admin(self) -> bool:
@@ -58,40 +61,8 @@ class Engineer(UserMixin):
         return f"engineer:{self.login}"
 
     @classmethod
-    def of(cls, user: User) -> Engineer:
-        return cls(user.id, user.login, user.name or user.login, user.role, user.password_hash[-12:])
-
-
-class FailedLogins:
-    """Failed logins per client address in a sliding window (per process)."""
-
-    def __init__(self, limit: int = IP_FAILURES, window: float = IP_WINDOW):
-        self.limit, self.window = limit, window
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        times = self._seen.setdefault(address, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def blocked_for(self, address: str) -> float:
-        """Seconds this address must wait before trying again (0: go ahead)."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(address, now)
-            if len(times) < self.limit:
-                return 0.0
-            return times[0] + self.window - now
-
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(address, now).append(now)
-            if len(self._seen) > 10000:  # forget quiet addresses rather than grow forever
-                for key in [k for k, v in self._seen.items() if not v]:
-                    del self._seen[key]
+    def of(cls, user: User, token: str) -> Engineer:
+        return cls(user.id, user.login, user.name or user.login, user.role, token)
 
 
 def init_app(app: Flask) -> None:
@@ -100,26 +71,36 @@ def init_app(app: Flask) -> None:
     manager.login_message = "Войдите, чтобы продолжить."
     manager.login_message_category = "info"
     manager.session_protection = "basic"
-    app.extensions["hotline.failed_logins"] = FailedLogins()
+    database = app.extensions["hotline.db"]
+    app.extensions["hotline.throttle"] = Throttle(
+        make_store(database.engine, app.extensions["hotline.settings"].queue_url)
+    )
 
     @manager.user_loader
-    def load_user(user_id: str) -> Engineer | None:
-        ident, _, tag = user_id.partition(".")
-        if not ident.isdigit():
-            return None
+    def load_user(token: str) -> Engineer | None:
         try:
-            user = session().get(User, int(ident))
+            db = session()
+            user = users.session_user(db, token)
+            # End the read: on SQLite every transaction holds the write lock, and the login
+            # counters (and the CSV export) work in transactions of their own.
+            db.commit()
         except (DatabaseUnavailable, OperationalError):
             # The 503 page asks who is logged in again: let it see nobody, not fail twice.
             g._login_user = manager.anonymous_user()
             raise
-        if user is None or not user.active or user.password_hash[-12:] != tag:
-            return None
-        return Engineer.of(user)
+        return Engineer.of(user, token) if user is not None else None
 
     @app.context_processor
     def current_engineer() -> dict[str, object]:
         return {"me": current_user}
+
+    if (app.extensions["hotline.settings"].public_url or "").startswith("https://"):
+
+        @app.after_request
+        def strict_transport(response: Response) -> Response:
+            """Served over https: browsers must never come back over plain http."""
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+            return response
 
 
 def require_login(blueprint: Blueprint) -> None:
@@ -163,35 +144,49 @@ def login() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         current_app.extensions["hotline.db"].ping()  # no form to fill in while logging in cannot work
         return render_template("login.html")
-    throttle: FailedLogins = current_app.extensions["hotline.failed_logins"]
-    address = request.remote_addr or "?"
-    login_name = request.form.get("login", "").strip()
-    if wait := throttle.blocked_for(address):
-        flash(f"Слишком много неудачных попыток с этого адреса. Повторите через {_minutes(wait)}.", "error")
-        return render_template("login.html", login=login_name), 429
-    db = session()
-    try:
-        user = users.authenticate(db, login_name, request.form.get("password", ""))
-    except users.AccountLocked as exc:
-        wait = (exc.until - utcnow()).total_seconds()
+    throttle: Throttle = current_app.extensions["hotline.throttle"]
+    address = (request.remote_addr or "?")[:64]
+    login_name = request.form.get("login", "").strip()[:200]
+    # Counted before the password is checked; the answers below do not depend on
+    # whether the login exists, nor does their timing.
+    verdict = throttle.before_check(login_name, address)
+    if verdict.address_wait:
         flash(
-            "Учётная запись временно заблокирована после неудачных попыток. "
-            f"Повторите через {_minutes(wait)}.",
+            "Слишком много неудачных попыток входа с этого адреса. "
+            f"Повторите через {_minutes(verdict.address_wait)}.",
             "error",
         )
         return render_template("login.html", login=login_name), 429
-    db.commit()  # the failure count, or the successful login
+    if verdict.pair_wait:
+        flash(
+            f"Слишком много неудачных попыток входа. Повторите через {_minutes(verdict.pair_wait)}.", "error"
+        )
+        return render_template("login.html", login=login_name), 429
+    if verdict.delay:
+        sleep(verdict.delay)
+    db = session()
+    user = users.authenticate(db, login_name, request.form.get("password", ""))
     if user is None:
-        throttle.failed(address)
+        db.rollback()
         flash("Неверный логин или пароль.", "error")
         return render_template("login.html", login=login_name), 401
-    login_user(Engineer.of(user))
+    token = users.start_session(db, user)
+    db.commit()
+    throttle.succeeded(login_name, address)
+    # A new session cookie: nothing from before the login (the CSRF token included) carries over.
+    cookie.clear()
+    login_user(Engineer.of(user, token))
     return redirect(_safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        db = session()
+        users.end_session(db, me().token)
+        db.commit()
     logout_user()
+    cookie.clear()
     flash("Вы вышли.", "info")
     return redirect(url_for("auth.login"))
 

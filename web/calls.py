@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from hotline.models import Attachment, Call
 from hotline.search import CallFilter, search_calls
+from hotline.transcription.live_store import call_live_text
 from web import callstory
 from web.auth import require_login
 from web.boundary import int_arg
@@ -70,4 +72,37 @@ def show(call_id: int) -> str:
         technical=[line for line in lines if line.technical],
         hangup_cause=callstory.hangup_cause(call.hangup_cause),
         backend_status=callstory.backend_status(call.backend_status),
+        live_transcripts=call_live_text(
+            db, call.backend, call.backend_call_id
+        ),  # speech decoded during the call
     )
+
+
+#: What a live transcript's state means, in the engineer's words.
+STATE_LABELS = {
+    "open": "идёт запись, текст дополняется",
+    "complete": "расшифровано по ходу звонка",
+    "broken": "звук пришёл не весь: запись расшифровывается заново",
+}
+
+
+@bp.get("/<int:call_id>/live")
+def live_transcript(call_id: int) -> dict[str, Any]:
+    """The call's live transcripts: text so far, state, when last updated."""
+    db = session()
+    call = db.get(Call, call_id)
+    if call is None:
+        abort(404)
+    return {
+        "call": call.id,
+        "ended": call.ended_at is not None,
+        "transcripts": [
+            {
+                "state": row.state,
+                "state_label": STATE_LABELS.get(row.state, row.state),
+                "text": row.text,
+                "updated_at": row.updated_at.isoformat(),
+            }
+            for row in call_live_text(db, call.backend, call.backend_call_id)
+        ],
+    }

@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 
 from hotline.db import DatabaseUnavailable, unavailable
-from web import auth, calls, files, formatting, live, overview, requests, users
+from web import auth, calls, export, files, formatting, live, overview, requests, users
 from web.db import close_session
 
 #: Blueprints that authenticate in their own way and take no CSRF token.
@@ -76,6 +76,7 @@ def init_app(app: Flask) -> None:
         requests.bp,
         files.bp,
         users.bp,
+        export.bp,
         live.bp,
     ):
         app.register_blueprint(blueprint)

@@ -13,7 +13,7 @@ from hotline import registry, reports
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
 from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
-from hotline.search import RequestFilter, review_queue, review_waiting, search_requests
+from hotline.search import RequestFilter, review_queue, review_waiting, search_requests, suggest_numbers
 from hotline.transcription.pipeline import linked_requests
 from hotline.transcription.transcripts import correct_transcript
 from web import customer
@@ -64,6 +64,7 @@ def _list(archived: bool) -> str:
         archived=archived,
         engineers=_engineers(db),
         waiting=review_waiting(db) if not archived else 0,
+        suggestions=suggest_numbers(db, f.text) if not rows and f.text else [],
         clocks=reports.request_clocks(db, list(rows), settings().response_targets),
     )
 

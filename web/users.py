@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from hotline import users
 from hotline.errors import UserError
 from hotline.models import User, utcnow
+from hotline.users.throttle import Throttle
 from web.auth import me, require_admin
 from web.db import session
 
@@ -15,9 +16,19 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 require_admin(bp)
 
 
+def _throttle() -> Throttle:
+    return current_app.extensions["hotline.throttle"]  # type: ignore[no-any-return]
+
+
+def _page(**extra: object) -> str:
+    # The counters first: on SQLite the request's session holds the write lock once it reads.
+    locked = _throttle().store.locked_logins(utcnow())
+    return render_template("users.html", users=users.list_users(session()), locked=locked, **extra)
+
+
 @bp.get("")
 def index() -> str:
-    return render_template("users.html", users=users.list_users(session()), now=utcnow())
+    return _page()
 
 
 @bp.post("")
@@ -35,7 +46,7 @@ def create() -> Response | tuple[str, int]:
     except UserError as exc:
         db.rollback()
         flash(f"Не удалось создать пользователя: {exc}.", "error")
-        return render_template("users.html", users=users.list_users(db), now=utcnow(), form=form), 400
+        return _page(form=form), 400
     db.commit()
     flash(f"Пользователь {user.login} создан.", "ok")
     return redirect(url_for(".index"))
@@ -57,12 +68,12 @@ def update(user_id: int) -> Response:
             users.set_active(db, user, form["active"] == "1")
         if form.get("password"):
             users.set_password(user, form["password"])
-        if form.get("unlock"):
-            user.failed_logins, user.locked_until = 0, None
     except UserError as exc:
         db.rollback()
         flash(f"{user.login}: {exc}.", "error")
         return redirect(url_for(".index"))
     db.commit()
+    if form.get("unlock") or form.get("password"):
+        _throttle().store.clear_login(user.login)
     flash(f"Пользователь {user.login} изменён.", "ok")
     return redirect(url_for(".index"))

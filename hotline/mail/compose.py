@@ -139,6 +139,11 @@ def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> st
     detail = detail.strip()
     if len(detail) > 300:
         detail = detail[:297] + "..."
+    if kind == "created":  # a phone request: its number, and how to hear its status
+        return (
+            f"ПСР QR: ваша заявка принята, номер {request.number}.\n"
+            f"Статус: позвоните {phone}, нажмите 1, наберите {request.number}#."
+        )
     if kind == "clarification":
         head = f"ПСР QR: по заявке {request.number} нужна информация" + (f": {detail}" if detail else ".")
         return f"{head}\nПозвоните {phone}, нажмите 1, наберите {request.number}# и запишите ответ."

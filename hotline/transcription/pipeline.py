@@ -216,9 +216,17 @@ def _release(db: Database, claim: Claim) -> None:
         log.exception("recording %s: could not hand the job back", claim.attachment_id)
 
 
-def _store(session: Session, attachment: Attachment, result, model: str, decode_seconds: float) -> None:
+def _store(
+    session: Session,
+    attachment: Attachment,
+    result,
+    model: str,
+    decode_seconds: float | None,
+    source: str = "offline",
+) -> None:
     normalized = normalize_numbers(result.text)
     transcript = attachment.transcript or Transcript(attachment=attachment)
+    transcript.source = source
     transcript.text = result.text
     transcript.normalized_text = normalized
     transcript.words = [
@@ -248,11 +256,21 @@ def _store(session: Session, attachment: Attachment, result, model: str, decode_
     )
 
 
+_READY = {
+    "offline": "Расшифровка готова",
+    "live": "Расшифровка готова по ходу звонка",
+    "live_partial": (
+        "Предварительная расшифровка по ходу звонка (звук пришёл не весь, запись расшифровывается заново)"
+    ),
+}
+
+
 def _history_text(session: Session, transcript: Transcript, kind: RequestKind | None) -> str:
+    ready = _READY.get(transcript.source, _READY["offline"])
     if not transcript.text:
-        return "Расшифровка готова: речь в записи не распознана."
+        return f"{ready}: речь в записи не распознана."
     conf = f", средняя уверенность {transcript.mean_confidence:.2f}" if transcript.mean_confidence else ""
-    lines = [f"Расшифровка готова (модель {transcript.model}{conf}): «{transcript.normalized_text}»"]
+    lines = [f"{ready} (модель {transcript.model}{conf}): «{transcript.normalized_text}»"]
     if kind is not None:
         lines.append(f"Предлагаемый вид: {registry.KIND_LABELS[kind]} (требует подтверждения инженером)")
     links = linked_requests(session, transcript)

@@ -153,3 +153,7 @@ def normalize_numbers(text: str) -> str:
 
 def _fold(word: str) -> str:
     return word.lower().replace("ё", "е").strip(".,!?;:«»\"'()")
+
+
+#: Every number word form this module knows (the live recognizer's grammar is built from it).
+WORDS: tuple[str, ...] = tuple(_WORDS)

@@ -12,7 +12,8 @@ import click
 
 from hotline import users
 from hotline.cli import Context, pass_context
-from hotline.models import Role
+from hotline.models import Role, utcnow
+from hotline.users import throttle
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -47,10 +48,11 @@ def user_add(ctx: Context, login: str, name: str, role: str, password_stdin: boo
 def user_list(ctx: Context) -> None:
     """List the accounts."""
     ctx.db.upgrade()
+    locked = throttle.make_store(ctx.db.engine, ctx.settings.queue_url).locked_logins(utcnow())
     with ctx.db.session() as session:
         for user in users.list_users(session):
             state = "active" if user.active else "disabled"
-            if users.lock_remaining(user):
+            if user.active and user.login in locked:
                 state = "locked"
             last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-"
             click.echo(f"{user.login}\t{user.role}\t{state}\t{last}\t{user.name}")
@@ -61,12 +63,13 @@ def user_list(ctx: Context) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @pass_context
 def user_passwd(ctx: Context, login: str, password_stdin: bool) -> None:
-    """Set an account's password (and unlock it)."""
+    """Set an account's password (and unlock it); its open sessions end."""
     ctx.db.upgrade()
     with ctx.db.session() as session:
         user = users.get_user(session, login)
         users.set_password(user, _read_password(password_stdin))
         click.echo(f"password of {user.login} changed")
+    throttle.make_store(ctx.db.engine, ctx.settings.queue_url).clear_login(login)
 
 
 def register(group: click.Group) -> None:

@@ -165,6 +165,7 @@ class FakeAsterisk:
         script_path: str = "hotline",
         gate: Callable[[], Awaitable[None]] | None = None,
         shared_folder: bool = True,
+        stream: str | None = None,  # the AudioSocket UUID the dialplan passes as the second argument
         missing: Iterable[str] = (),
     ):
         self.host, self.port = host, port
@@ -184,6 +185,7 @@ class FakeAsterisk:
         self.variables: dict[str, str] = {}
         self.shared_folder = shared_folder  # False: Asterisk writes on a disk the hotline cannot see
         self.gate = gate  # awaited before the first answer (hold many calls open at once)
+        self.stream = stream
         #: Sound files Asterisk does not have (as STREAM FILE names them; "beep" for the beep).
         self.missing = set(missing)
         self.failed = False  # a command failed with the channel up: AGISTATUS=FAILURE at the end
@@ -212,6 +214,9 @@ class FakeAsterisk:
         }
         if self.linkedid:
             lines["agi_arg_1"] = self.linkedid
+        if self.stream:
+            lines["agi_arg_1"] = self.linkedid or self.uniqueid
+            lines["agi_arg_2"] = self.stream
         return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
 
     def _next(self) -> Step | None:

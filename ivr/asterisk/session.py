@@ -39,6 +39,13 @@ from ivr.asterisk.agi import (
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.fastagi import AgiChannel, Stopping
 from ivr.asterisk.recordings import inside, recording_name, unlink_inside
+from ivr.livecall import (
+    LISTEN_STEP_MS,
+    begin_live_recording,
+    heard_event,
+    listen_for_number,
+    live_stream_id,
+)
 from ivr.speech import Text, render_audio
 from voice_models.prompt_audio import speak_cached
 
@@ -96,6 +103,9 @@ class AgiCall:
         # The dialplan passes ${CHANNEL(linkedid)} so the AMI call log and we share one row.
         linked = env.args[0] if env.args else ""
         self.call_id = linked if agi.UNIQUEID.match(linked) else env.uniqueid
+        # The AudioSocket UUID of the call's live audio stream, when the dialplan starts one.
+        self.stream_id = live_stream_id(env.args)
+        self.number_said = False  # the last gather ended with a spoken number
         self.carried = ""  # keys typed over a prompt: the start of the next input
         self.recordings = 0
         self.gone: str | None = None  # why the channel is gone, once it is
@@ -304,9 +314,24 @@ class AgiCall:
     async def gather(self, action: flow.Gather) -> flow.Event:
         typed, self.carried = self.carried, ""
         finish = action.finish_on_key
+        # A request number may also be said: listen on the call's stream between keys.
+        answer, self.number_said = self.number_said, False  # a number read back: «да» / «нет» may follow
+        live = await self._db(listen_for_number, self.stream_id, action, answer) if not typed else None
+        waited = 0
         while not (finish and typed.endswith(finish)) and len(typed) < action.max_digits:
-            key = await self.channel.wait_for_digit(action.timeout_seconds * 1000)
+            if live is not None and not typed:
+                heard = heard_event(live)
+                if heard is not None:
+                    self.number_said = isinstance(heard, flow.SpokenNumber)
+                    return heard
+                if live.closed:  # the stream broke: the keypad alone, as without a stream
+                    live = None
+            step = LISTEN_STEP_MS if live is not None and not typed else action.timeout_seconds * 1000
+            key = await self.channel.wait_for_digit(step)
             if key is None:
+                waited += step
+                if live is not None and not typed and waited < action.timeout_seconds * 1000:
+                    continue
                 break
             typed += key
         if finish and typed.endswith(finish):
@@ -320,6 +345,7 @@ class AgiCall:
         folder = self.settings.agi_recordings_dir
         with contextlib.suppress(OSError):  # Asterisk's side may see it even if we cannot make it
             await self._db(folder.mkdir, parents=True, exist_ok=True)
+        live = await self._db(begin_live_recording, self.stream_id, self.call_id, name)
         outcome = await self.channel.record_file(
             str(folder / name),
             max_ms=action.max_seconds * 1000,
@@ -327,6 +353,8 @@ class AgiCall:
             escape_digits=action.finish_on_key,
             beep=action.beep,
         )
+        if live is not None:  # before the step that stores the file, which then takes these words
+            await self._db(live.end_recording)
         how = outcome.how
         if how == "unwritable":
             await self._recordings_unwritable(folder)

@@ -31,6 +31,9 @@ DIAL_RESULTS = {
 #: CallStatus values that end a call.
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
+#: The name of the live stream of a recording (ivr.twilio.media), so the next document stops it.
+LIVE_STREAM = "voicemail"
+
 UrlFor = Callable[[str], str]  # step name ("digits", "timeout", ...) → absolute URL
 
 
@@ -59,9 +62,22 @@ class SpeechRenderer:
             verb.say(render_text(speak.segments), language="ru-RU", voice=self.voice)  # type: ignore[attr-defined]
 
 
-def render(actions: Sequence[flow.Action], url_for: UrlFor, speech: SpeechRenderer) -> str:
-    """The TwiML document that carries out the flow's actions."""
+def render(
+    actions: Sequence[flow.Action],
+    url_for: UrlFor,
+    speech: SpeechRenderer,
+    *,
+    stream_url: str | None = None,
+    stop_stream: bool = False,
+) -> str:
+    """The TwiML document that carries out the flow's actions.
+
+    With `stream_url` a recording is streamed live while it is made (ivr.twilio.media);
+    `stop_stream` stops that stream first (the document after a recording).
+    """
     response = VoiceResponse()
+    if stream_url and stop_stream:
+        response.stop().stream(name=LIVE_STREAM)
     i = 0
     while i < len(actions):
         action = actions[i]
@@ -85,6 +101,8 @@ def render(actions: Sequence[flow.Action], url_for: UrlFor, speech: SpeechRender
         elif isinstance(action, flow.Gather):
             _gather(response, action, [], url_for, speech)
         elif isinstance(action, flow.Record):
+            if stream_url:
+                response.start().stream(name=LIVE_STREAM, url=stream_url, track="inbound_track")
             response.record(
                 action=url_for("recorded"),
                 method="POST",

@@ -38,9 +38,11 @@ from hotline.cleaning import clean_line
 from hotline.db import DatabaseUnavailable
 from hotline.phones import parse_phone
 from hotline.settings import Settings
+from hotline.transcription.live_store import set_recording_ref
 from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio import recordings, twiml
+from ivr.twilio.media import stream_url
 from voice_models.prompts import catalogue, prompt_audio_path
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,10 @@ def step(name: str) -> Response:
         seq = int(request.args.get("seq", ""))
     except ValueError:
         seq = -1
-    return _twiml(_store().handle(_call_sid(), event, seq=seq))
+    if name == "recorded" and request.form.get("RecordingSid") and _settings().live_speech:
+        # The live stream of this recording learns which recording it is (ivr.twilio.media).
+        set_recording_ref(_store().db, "twilio", _call_sid(), request.form["RecordingSid"][:100])
+    return _twiml(_store().handle(_call_sid(), event, seq=seq), after_record=name in _AFTER_RECORD)
 
 
 @bp.post("/recording")
@@ -251,20 +256,39 @@ def _call_sid() -> str:
     return sid
 
 
-def _twiml(step: flow.Step) -> Response:
+def _twiml(step: flow.Step, after_record: bool = False) -> Response:
     settings = _settings()
+    base = _public_base()
+    live = stream_url(base) if settings.live_speech else None
     body = _render(
-        tuple(step.actions), step.state.seq, _public_base(), settings.prompts_mode, settings.twilio_voice
+        tuple(step.actions),
+        step.state.seq,
+        base,
+        settings.prompts_mode,
+        settings.twilio_voice,
+        live,
+        after_record,
     )
     return Response(body, mimetype=XML)
 
 
+_AFTER_RECORD = frozenset({"recorded", "record_empty"})
+
+
 @functools.lru_cache(maxsize=1024)
-def _render(actions: tuple[flow.Action, ...], seq: int, base: str, mode: str, voice: str) -> str:
+def _render(
+    actions: tuple[flow.Action, ...],
+    seq: int,
+    base: str,
+    mode: str,
+    voice: str,
+    live: str | None = None,
+    after_record: bool = False,
+) -> str:
     # Most webhooks answer with one of a few documents (the menu, the number
     # question): building TwiML is a good part of a webhook's work, so keep them.
     speech = twiml.SpeechRenderer(mode, voice, lambda key: f"{base}/twilio/prompts/{key}.wav")
-    return twiml.render(actions, _urls(base, seq), speech)
+    return twiml.render(actions, _urls(base, seq), speech, stream_url=live, stop_stream=after_record)
 
 
 def _url_for(seq: int) -> twiml.UrlFor:

@@ -1,14 +1,14 @@
-"""Accounts: argon2 hashes, roles, lockout after failed logins, the `hotline user` commands."""
+"""Accounts: argon2 hashes, password strength, sessions, roles, the `hotline user` commands."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from hotline import users
 from hotline.errors import NotFound, UserError
@@ -62,27 +62,35 @@ def test_duplicate_login_and_unknown_role(db):
             users.get_user(s, "nobody")
 
 
-def test_lockout_grows_and_a_success_resets_it(db):
+@pytest.mark.parametrize(
+    "password",
+    ["1234567890", "password12", "qwertyuiop", "йцукенгшщз", "пароль12345", "ivanov12345", "Иванов-2024"],
+)
+def test_guessable_passwords_are_refused_in_russian(db, password):
+    with db.session() as s, pytest.raises(UserError, match="слишком простой"):
+        users.create_user(s, "ivanov", password=password, name="Иван Иванов")
+
+
+def test_sessions_end_on_logout_new_password_and_disabling(db):
     now = utcnow()
     with db.session() as s:
+        users.create_user(s, "boss", password=PASSWORD, role="admin")
         user = users.create_user(s, "ivanov", password=PASSWORD)
-        for _ in range(users.FREE_ATTEMPTS - 1):
-            assert users.authenticate(s, "ivanov", "x", now=now) is None
-            assert user.locked_until is None
-        assert users.authenticate(s, "ivanov", "x", now=now) is None
-        assert user.locked_until == now + users.FIRST_LOCK
-        with pytest.raises(users.AccountLocked):
-            users.authenticate(s, "ivanov", PASSWORD, now=now + dt.timedelta(seconds=10))
-        later = now + users.FIRST_LOCK + dt.timedelta(seconds=1)
-        assert users.authenticate(s, "ivanov", "x", now=later) is None
-        assert user.locked_until == later + 2 * users.FIRST_LOCK  # doubled
-        for _ in range(30):  # never beyond the cap, never an overflow
-            user.locked_until = None
-            users.authenticate(s, "ivanov", "x", now=later)
-        assert user.locked_until == later + users.MAX_LOCK
-        user.locked_until = None
-        assert users.authenticate(s, "ivanov", PASSWORD, now=later) is user
-        assert user.failed_logins == 0
+        first, second = users.start_session(s, user, now), users.start_session(s, user, now)
+        assert first != second and first not in str(s.execute(text("SELECT id FROM user_sessions")).all())
+        assert users.session_user(s, first, now) is user
+        users.end_session(s, first)
+        assert users.session_user(s, first, now) is None
+        assert users.session_user(s, second, now) is user  # the other browser stays in
+        assert users.session_user(s, second, now + users.SESSION_LIFETIME) is None  # expired
+        users.set_password(user, "совсем-другой-пароль")
+        s.flush()
+        assert users.session_user(s, second, now) is None
+        third = users.start_session(s, user, now)
+        users.set_active(s, user, False)
+        s.flush()
+        assert users.session_user(s, third, now) is None and users.open_sessions(s, user.id, now) == 0
+        assert users.session_user(s, "", now) is None and users.session_user(s, "x" * 500, now) is None
 
 
 def test_disabled_accounts_cannot_log_in(db):

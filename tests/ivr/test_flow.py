@@ -486,3 +486,18 @@ def test_speech_where_it_is_not_asked_counts_as_no_input(
     text = caller.send(event)
     assert "не услышали" in text
     assert port.lookups == 0 and caller.state.tries == 1
+
+
+def test_the_caller_hears_that_the_number_went_by_sms():
+    from ivr.fake import FakeCallPort
+    from ivr.flow import CallStarted, CallState, DigitsEntered, Recording, RecordingFinished, Speak, handle
+    from ivr.speech import Prompt
+
+    for sms in (True, False):
+        port = FakeCallPort(sms=sms)
+        state = CallState()
+        for event in (CallStarted("+79001234567"), DigitsEntered("2"), DigitsEntered("1")):
+            state = handle(state, event, port).state
+        step = handle(state, RecordingFinished(Recording("r1", 5.0)), port)
+        said = [s for a in step.actions if isinstance(a, Speak) for s in a.segments]
+        assert (Prompt("sms_sent") in said) is sms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import soxr
 
 from hotline import registry
 from hotline.db import Database
@@ -85,3 +87,13 @@ def add_recording(
             request_id=request.id,
         )
         return request.number, attachment.id
+
+
+def phone_audio(text: str) -> bytes:
+    """Korean speech by espeak-ng as a telephone line carries it: 8 kHz s16le, 2 s of silence after."""
+    if shutil.which("espeak-ng") is None:
+        missing_service("espeak-ng is not installed")
+    wav = subprocess.run(["espeak-ng", "-v", "ko", "--stdout", text], capture_output=True, check=True).stdout
+    samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    phone = soxr.resample(samples, rate, 8000)
+    return (np.clip(phone, -1, 1) * 32767).astype("<i2").tobytes() + bytes(2 * 8000 * 2)

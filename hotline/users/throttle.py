@@ -1,0 +1,294 @@
+"""Failed logins counted where every worker sees them: the database, or Redis.
+
+Three counters stand between a guesser and the password check (see docs/auth.md):
+
+- the (login, address) pair: `PAIR.limit` tries, then a doubling lock of that pair only,
+  so a stranger elsewhere cannot lock an engineer out, and the answer is the same
+  whether or not the login exists;
+- the address: `ADDRESS.limit` tries in a window, whatever the logins;
+- the login from every address: beyond `LOGIN.limit` tries each answer is slowed down
+  (never refused), which blunts guessing from many addresses.
+
+Every attempt is counted *before* the password is checked, in one atomic step (a row
+lock in the database, a Lua script in Redis), so concurrent attempts cannot slip past
+the limit; a success then resets the pair and gives back its count to the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hotline.models import LoginAttempts, utcnow
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many tries under one key, and what happens after them."""
+
+    name: str
+    limit: int
+    window: dt.timedelta
+    first_lock: dt.timedelta = dt.timedelta(0)  # 0: count only, never lock
+    max_lock: dt.timedelta = dt.timedelta(0)
+
+    def lock_after(self, failures: int) -> dt.timedelta | None:
+        """How long `failures` tries lock the key (doubling past the limit); None: not locked."""
+        if not self.first_lock or failures < self.limit:
+            return None
+        return min(self.first_lock * 2 ** min(failures - self.limit, 16), self.max_lock)
+
+
+PAIR = Policy("pair", 5, dt.timedelta(hours=24), dt.timedelta(seconds=30), dt.timedelta(minutes=15))
+ADDRESS = Policy("address", 20, dt.timedelta(minutes=15), dt.timedelta(minutes=15), dt.timedelta(minutes=15))
+LOGIN = Policy("login", 10, dt.timedelta(minutes=15))
+SLOWDOWN_STEP = 0.5  # seconds added per try beyond LOGIN.limit …
+SLOWDOWN_MAX = 3.0  # … up to this
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One counted try: `wait` seconds left on a lock (0: go ahead), `failures` so far."""
+
+    wait: float
+    failures: int
+
+
+class AttemptStore(Protocol):
+    """Where the counts live (the database or Redis); every method is atomic."""
+
+    def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt: ...
+
+    def succeeded(self, key: str, policy: Policy) -> None: ...
+
+    def clear_login(self, login: str) -> None: ...
+
+    def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]: ...
+
+
+def pair_key(login: str, address: str) -> str:
+    return f"pair:{login}|{address}"
+
+
+def normal_login(login: str) -> str:
+    return login.strip().lower()[:200]
+
+
+def slowdown(failures: int) -> float:
+    """Seconds to hold an answer for a login tried `failures` times from anywhere."""
+    over = failures - LOGIN.limit
+    return 0.0 if over <= 0 else min(SLOWDOWN_STEP * over, SLOWDOWN_MAX)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the counters say about a login attempt, before the password is checked."""
+
+    address_wait: float = 0.0  # the address is blocked
+    pair_wait: float = 0.0  # this login from this address is locked
+    delay: float = 0.0  # go ahead, but answer this much later
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.address_wait or self.pair_wait)
+
+
+class Throttle:
+    """The three counters of login attempts over one store."""
+
+    def __init__(self, store: AttemptStore):
+        self.store = store
+
+    def before_check(self, login: str, address: str, now: dt.datetime | None = None) -> Verdict:
+        """Count this try under the address, the pair and the login; refuse or slow it down."""
+        now = now or utcnow()
+        login = normal_login(login)
+        by_address = self.store.attempt(f"address:{address}", None, ADDRESS, now)
+        if by_address.wait:
+            return Verdict(address_wait=by_address.wait)
+        by_pair = self.store.attempt(pair_key(login, address), login, PAIR, now)
+        if by_pair.wait:
+            return Verdict(pair_wait=by_pair.wait)
+        by_login = self.store.attempt(f"login:{login}", login, LOGIN, now)
+        return Verdict(delay=slowdown(by_login.failures))
+
+    def succeeded(self, login: str, address: str) -> None:
+        """The password was right: forget the pair's failures, give back the others' count."""
+        login = normal_login(login)
+        self.store.succeeded(pair_key(login, address), PAIR)
+        self.store.succeeded(f"address:{address}", ADDRESS)
+        self.store.succeeded(f"login:{login}", LOGIN)
+
+
+# --- in the database ---
+
+
+class SqlAttemptStore:
+    """Counts in the `login_attempts` table; a row lock (SQLite: the write lock) per step."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @contextmanager
+    def _row(self, conn: Connection, key: str, login: str | None, now: dt.datetime) -> Iterator[Any]:
+        dialect = conn.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(LoginAttempts)
+            .values(key=key, login=login, failures=0, window_started_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        yield conn.execute(select(LoginAttempts).where(LoginAttempts.key == key).with_for_update()).one()
+
+    def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
+        with self.engine.begin() as conn, self._row(conn, key, login, now) as row:
+            if row.locked_until and row.locked_until > now:
+                return Attempt((row.locked_until - now).total_seconds(), row.failures)
+            failures, started = row.failures, row.window_started_at
+            if started <= now - policy.window:
+                failures, started = 0, now
+            failures += 1
+            lock = policy.lock_after(failures)
+            conn.execute(
+                update(LoginAttempts)
+                .where(LoginAttempts.key == key)
+                .values(
+                    failures=failures,
+                    window_started_at=started,
+                    locked_until=now + lock if lock else None,
+                    updated_at=now,
+                )
+            )
+            if failures == 1 and started == now:
+                # Forget keys nobody has tried for a day: guessed logins must not fill the table.
+                conn.execute(
+                    delete(LoginAttempts).where(
+                        LoginAttempts.updated_at < now - dt.timedelta(days=1),
+                        (LoginAttempts.locked_until.is_(None)) | (LoginAttempts.locked_until < now),
+                    )
+                )
+            return Attempt(0.0, failures)
+
+    def succeeded(self, key: str, policy: Policy) -> None:
+        with self.engine.begin() as conn:
+            if policy is PAIR:
+                conn.execute(delete(LoginAttempts).where(LoginAttempts.key == key))
+                return
+            conn.execute(
+                update(LoginAttempts)
+                .where(LoginAttempts.key == key, LoginAttempts.failures > 0)
+                .values(failures=LoginAttempts.failures - 1, locked_until=None)
+            )
+
+    def clear_login(self, login: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(LoginAttempts).where(LoginAttempts.login == normal_login(login)))
+
+    def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(LoginAttempts.login, func.max(LoginAttempts.locked_until))
+                .where(LoginAttempts.key.startswith("pair:"), LoginAttempts.locked_until > now)
+                .group_by(LoginAttempts.login)
+            )
+            out: dict[str, dt.datetime] = {}
+            for login, until in rows:
+                if login and until:
+                    # SQLite returns max() of a datetime column as text.
+                    moment = dt.datetime.fromisoformat(until) if isinstance(until, str) else until
+                    out[login] = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+            return out
+
+
+# --- in Redis ---
+
+_ATTEMPT_LUA = """
+local now = tonumber(ARGV[1])
+local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local first_lock, max_lock = tonumber(ARGV[4]), tonumber(ARGV[5])
+local h = redis.call('HMGET', KEYS[1], 'failures', 'start', 'locked_until')
+local failures, start, locked = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
+if locked > now then return {tostring(locked - now), failures} end
+if start <= now - window then failures = 0; start = now end
+failures = failures + 1
+locked = 0
+if first_lock > 0 and failures >= limit then
+  locked = now + math.min(first_lock * 2 ^ math.min(failures - limit, 16), max_lock)
+end
+redis.call('HSET', KEYS[1], 'failures', failures, 'start', start, 'locked_until', locked)
+redis.call('EXPIRE', KEYS[1], math.ceil(math.max(window, locked - now)) + 60)
+if ARGV[6] ~= '' then
+  redis.call('SADD', ARGV[7], KEYS[1])
+  redis.call('EXPIRE', ARGV[7], math.ceil(math.max(window, max_lock)) + 60)
+end
+return {'0', failures}
+"""
+
+
+class RedisAttemptStore:
+    """Counts in Redis hashes (HOTLINE_QUEUE_URL is redis): one Lua script per step."""
+
+    def __init__(self, client: Any, prefix: str = "hotline:login-attempts:"):
+        self.redis = client
+        self.prefix = prefix
+        self._attempt = client.register_script(_ATTEMPT_LUA)
+
+    def _logins_key(self, login: str) -> str:
+        return f"{self.prefix}of-login:{login}"
+
+    def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
+        wait, failures = self._attempt(
+            keys=[self.prefix + key],
+            args=[
+                now.timestamp(),
+                policy.limit,
+                policy.window.total_seconds(),
+                policy.first_lock.total_seconds(),
+                policy.max_lock.total_seconds(),
+                login if policy is PAIR and login else "",
+                self._logins_key(login or ""),
+            ],
+        )
+        return Attempt(float(wait), int(failures))
+
+    def succeeded(self, key: str, policy: Policy) -> None:
+        name = self.prefix + key
+        if policy is PAIR:
+            self.redis.delete(name)
+            return
+        if int(self.redis.hget(name, "failures") or 0) > 0:
+            pipe = self.redis.pipeline()
+            pipe.hincrby(name, "failures", -1)
+            pipe.hset(name, "locked_until", 0)
+            pipe.execute()
+
+    def clear_login(self, login: str) -> None:
+        login = normal_login(login)
+        keys = list(self.redis.smembers(self._logins_key(login)))
+        self.redis.delete(*keys, self._logins_key(login), f"{self.prefix}login:{login}")
+
+    def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        out: dict[str, dt.datetime] = {}
+        for name in self.redis.scan_iter(match=f"{self.prefix}pair:*", count=500):
+            locked = float(self.redis.hget(name, "locked_until") or 0)
+            if locked > now.timestamp():
+                login = name.decode()[len(self.prefix) + len("pair:") :].rsplit("|", 1)[0]
+                until = dt.datetime.fromtimestamp(math.floor(locked), dt.UTC)
+                out[login] = max(out.get(login, until), until)
+        return out
+
+
+def make_store(engine: Engine, queue_url: str | None) -> AttemptStore:
+    """Redis when the queue is on Redis (shared by every host), the database otherwise."""
+    if queue_url and queue_url.split(":", 1)[0] in {"redis", "rediss", "unix"}:
+        import redis
+
+        return RedisAttemptStore(redis.Redis.from_url(queue_url))
+    return SqlAttemptStore(engine)

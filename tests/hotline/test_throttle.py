@@ -1,0 +1,115 @@
+"""Counting failed logins where every worker sees them: the database (both) and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+
+from hotline.db import Database
+from hotline.users import throttle
+from hotline.users.throttle import ADDRESS, LOGIN, PAIR, SqlAttemptStore, Throttle
+from tests.conftest import _reset_postgres
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
+def store(request):
+    """The same contract on SQLite, PostgreSQL and Redis."""
+    if request.param == "sqlite":
+        yield SqlAttemptStore(request.getfixturevalue("db").engine)
+        return
+    if request.param == "postgres":
+        url = request.getfixturevalue("_postgres_database")
+        _reset_postgres(url)
+        database = Database(url)
+        yield SqlAttemptStore(database.engine)
+        database.dispose()
+        return
+    import redis
+
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = f"hotline:test:{uuid.uuid4().hex}:"
+    yield throttle.RedisAttemptStore(client, prefix=prefix)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+
+
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def test_a_pair_locks_after_its_free_tries_and_the_lock_doubles(store):
+    t = Throttle(store)
+    for _ in range(PAIR.limit):
+        assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
+    locked = t.before_check("ivanov", "10.0.0.1", NOW)
+    assert locked.pair_wait == pytest.approx(PAIR.first_lock.total_seconds())
+    # The same login from another address, and another login from this one, go ahead.
+    assert not t.before_check("ivanov", "10.0.0.2", NOW).refused
+    assert not t.before_check("petrov", "10.0.0.1", NOW).refused
+    later = NOW + PAIR.first_lock + dt.timedelta(seconds=1)
+    assert not t.before_check("ivanov", "10.0.0.1", later).refused  # one more try …
+    again = t.before_check("IVANOV ", "10.0.0.1", later)  # … then twice as long
+    assert again.pair_wait == pytest.approx(2 * PAIR.first_lock.total_seconds())
+    assert store.locked_logins(later).keys() == {"ivanov"}
+
+
+def test_a_success_resets_the_pair(store):
+    t = Throttle(store)
+    for _ in range(PAIR.limit - 1):
+        t.before_check("ivanov", "10.0.0.1", NOW)
+    t.succeeded("ivanov", "10.0.0.1")
+    for _ in range(PAIR.limit):
+        assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
+
+
+def test_an_address_is_blocked_after_many_logins_tried(store):
+    t = Throttle(store)
+    for i in range(ADDRESS.limit):
+        assert not t.before_check(f"guess{i}", "10.0.0.9", NOW).refused
+    blocked = t.before_check("ivanov", "10.0.0.9", NOW)
+    assert blocked.address_wait > 0 and not blocked.pair_wait
+    assert not t.before_check("ivanov", "10.0.0.10", NOW).refused
+    assert not t.before_check("x", "10.0.0.9", NOW + ADDRESS.max_lock + dt.timedelta(seconds=1)).refused
+
+
+def test_a_login_tried_from_many_addresses_is_slowed_never_locked(store):
+    t = Throttle(store)
+    delays = [t.before_check("ivanov", f"10.1.0.{i}", NOW).delay for i in range(LOGIN.limit + 10)]
+    assert delays[: LOGIN.limit] == [0.0] * LOGIN.limit
+    assert 0 < delays[LOGIN.limit] < delays[LOGIN.limit + 1] and max(delays) == throttle.SLOWDOWN_MAX
+    assert not t.before_check("ivanov", "10.9.9.9", NOW).refused
+
+
+def test_admin_clears_the_locks_of_a_login(store):
+    t = Throttle(store)
+    for _ in range(PAIR.limit + 1):
+        t.before_check("ivanov", "10.0.0.1", NOW)
+    assert t.before_check("ivanov", "10.0.0.1", NOW).pair_wait
+    store.clear_login("ivanov")
+    assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
+    assert store.locked_logins(NOW) == {}
+
+
+def test_concurrent_tries_cannot_slip_past_the_limit(store):
+    """Twenty threads at once: exactly PAIR.limit of them reach the password check."""
+    t = Throttle(store)
+    allowed: list[bool] = []
+    start = threading.Barrier(20)
+
+    def attempt() -> None:
+        start.wait()
+        allowed.append(not t.before_check("ivanov", "10.0.0.1", NOW).refused)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == PAIR.limit
+
+
+def test_the_store_follows_the_queue(db, redis_url):
+    assert isinstance(throttle.make_store(db.engine, None), SqlAttemptStore)
+    assert isinstance(throttle.make_store(db.engine, redis_url), throttle.RedisAttemptStore)

@@ -244,16 +244,25 @@ class RequestFilter:
     sort: str = ""  # a key of REQUEST_ORDERS; "" is newest first
 
     @classmethod
-    def from_query(cls, args: Mapping[str, str], *, archived: bool = False) -> RequestFilter:
-        """The filter of the request list's query string (status, kind, channel, assignee, q)."""
+    def from_query(
+        cls, args: Mapping[str, str], *, archived: bool = False, me: int | None = None
+    ) -> RequestFilter:
+        """The filter of the request list's query string (status, kind, channel, assignee,
+        q, sort; `mine=1` means the engineer `me`, outside the archive)."""
         assignee = args.get("assignee", "")
+        mine = bool(args.get("mine")) and not archived and me is not None
         return cls(
             status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
             kind=args.get("kind", "")[:20],
             channel=args.get("channel", "")[:10],
-            assignee_id=int(assignee) if assignee.isdigit() and len(assignee) < 10 else None,
+            assignee_id=me
+            if mine
+            else int(assignee)
+            if assignee.isascii() and assignee.isdigit() and len(assignee) < 10
+            else None,
             archived=archived,
             text=args.get("q", "")[:100],
+            sort=args.get("sort", "") if args.get("sort", "") in REQUEST_ORDERS else "",
         )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
@@ -22,19 +21,6 @@ require_login(bp)
 PER_PAGE = 50
 
 
-def _local_day(text: str | None, *, next_day: bool = False) -> dt.datetime | None:
-    """The start of a local date typed as YYYY-MM-DD (or of the day after), as an aware moment."""
-    if not text:
-        return None
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        return None
-    if next_day:
-        day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(), settings().business_hours.timezone)
-
-
 def _int_arg(name: str) -> int | None:
     return int_arg(request.args, name)
 
@@ -42,14 +28,7 @@ def _int_arg(name: str) -> int | None:
 @bp.get("")
 def index() -> str:
     args = request.args
-    f = CallFilter(
-        date_from=_local_day(args.get("from")),
-        date_to=_local_day(args.get("to"), next_day=True),
-        number=args.get("number", "")[:40],
-        outcome=args.get("outcome", "")[:40],
-        backend=args.get("backend", "")[:20],
-        text=args.get("q", "")[:100],
-    )
+    f = CallFilter.from_query(args, settings().business_hours.timezone)
     page = search_calls(session(), f, before=_int_arg("before"), after=_int_arg("after"), limit=PER_PAGE)
     return render_template("calls/index.html", page=page, f=f, args=args)
 

@@ -41,15 +41,7 @@ def _engineers(db: Session) -> list[User]:
 def _list(archived: bool) -> str:
     args = request.args
     mine = bool(args.get("mine")) and not archived
-    f = RequestFilter(
-        status=args.get("status", "") if args.get("status") in set(RequestStatus) else "",
-        kind=args.get("kind", "")[:20],
-        channel=args.get("channel", "")[:10],
-        assignee_id=me().user_id if mine else int_arg(args, "assignee"),
-        archived=archived,
-        text=args.get("q", "")[:100],
-        sort=args.get("sort", "") if args.get("sort", "") in SORTS else "",
-    )
+    f = RequestFilter.from_query(args, archived=archived, me=me().user_id)
     page = int_arg(args, "page", low=1, high=100_000) or 1
     db = session()
     rows, more = search_requests(db, f, page=page, per_page=PER_PAGE)

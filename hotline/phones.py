@@ -11,13 +11,20 @@ empty) is None: the caller cannot be told apart from other withheld callers.
 
 For people, `display_phone` gives the national format of Russian numbers
 (`8 (343) 567-45-30`) and the international one of others; SMS goes only to what
-`sms_number` accepts (a valid mobile number).
+`sms_number` accepts (a valid mobile number); the number of a new phone request goes
+by SMS only to a Russian mobile (`russian_mobile`, +79…).
+
+The helpers that read numbers for one purpose live here too, so that every reading
+of a phone goes through libphonenumber: `same_number` (is this DID the hotline's?),
+`dial_number` (what a PBX may dial for a stored phone) and `search_digits` (what an
+engineer typed into a search field).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import re
 from dataclasses import dataclass
 
 import phonenumbers
@@ -29,6 +36,8 @@ from hotline.errors import UserError
 DEFAULT_REGION = "RU"
 #: The width of the phone columns (calls.from_number, requests.contact_phone).
 MAX_STORED = 40
+#: Russian mobile numbers in E.164: the 9xx codes of the Russian numbering plan.
+RUSSIAN_MOBILE_PREFIX = "+79"
 WITHHELD = frozenset({"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable"})
 
 
@@ -124,6 +133,49 @@ def sms_number(stored: str | None) -> str | None:
     """The E.164 number an SMS may go to: only a valid mobile number, else None."""
     phone = parse_phone(stored)
     return phone.stored if phone is not None and phone.is_number and phone.mobile else None
+
+
+def russian_mobile(stored: str | None) -> str | None:
+    """The E.164 number (+79…) if this is a valid Russian mobile number, else None."""
+    mobile = sms_number(stored)
+    return mobile if mobile and mobile.startswith(RUSSIAN_MOBILE_PREFIX) else None
+
+
+def same_number(one: str | None, other: str | None) -> bool:
+    """True if both are the same telephone number, however written (+7 343…, 8 343…, 343…)."""
+    a, b = parse_phone(one), parse_phone(other)
+    return a is not None and b is not None and a.is_number and b.is_number and a.stored == b.stored
+
+
+_DIALLABLE = re.compile(r"\+?\d{3,16}")
+
+
+def dial_number(stored: str | None) -> str | None:
+    """What a PBX dials for a stored phone (E.164, an extension's digits); None if nothing."""
+    phone = parse_phone(stored)
+    if phone is None or phone.kind is PhoneKind.SIP:
+        return None
+    if phone.is_number:
+        return phone.stored
+    digits = re.sub(r"[\s().\-]", "", phone.stored)
+    return digits if _DIALLABLE.fullmatch(digits) else None
+
+
+_PHONE_LIKE = re.compile(r"^[\d\s+()\-.]+$")
+
+
+def search_digits(text: str) -> str:
+    """The digits to look for in stored phones for what an engineer typed; '' if not phone-like.
+
+    A whole number in any form is looked for as its E.164 digits (8 900 123-45-67 →
+    79001234567); a piece of one (567-45) as the digits typed.
+    """
+    if not _PHONE_LIKE.match(text):
+        return ""
+    phone = parse_phone(text)
+    if phone is not None and phone.is_number:
+        return phone.stored.removeprefix("+")
+    return re.sub(r"\D", "", text)
 
 
 def _looks_numeric(text: str) -> bool:

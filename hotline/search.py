@@ -55,6 +55,7 @@ from hotline.models import (
     Transcript,
 )
 from hotline.numbers import MAX_LENGTH, MIN_LENGTH, is_valid
+from hotline.phones import search_digits
 
 T = TypeVar("T")
 _SAME = {"е": "ЕеЁё", "ё": "ЕеЁё"}
@@ -97,19 +98,6 @@ def contains_ci(session: Session, column: ColumnElement[str] | object, text: str
     if session.get_bind().dialect.name == "sqlite":
         return col.op("GLOB")(glob_pattern(text))  # type: ignore[return-value]
     return col.op("~")(regex_pattern(text))  # type: ignore[return-value]
-
-
-_PHONE_LIKE = re.compile(r"^[\d\s+()\-.]+$")
-
-
-def phone_digits(text: str) -> str:
-    """The digits of a phone number as typed (8 900… and +7 900… both give 7900…); '' if not one."""
-    if not _PHONE_LIKE.match(text):
-        return ""
-    digits = re.sub(r"\D", "", text)
-    if len(digits) == 11 and digits.startswith("8"):
-        digits = "7" + digits[1:]
-    return digits
 
 
 # --- the call log ---
@@ -165,14 +153,14 @@ def _call_conditions(session: Session, f: CallFilter) -> list[ColumnElement[bool
         cond.append(Call.outcome.is_(None) if f.outcome == "-" else Call.outcome == f.outcome)
     if f.backend:
         cond.append(Call.backend == f.backend)
-    if f.number and (digits := phone_digits(f.number)):
+    if f.number and (digits := search_digits(f.number)):
         cond.append(Call.from_number.like(f"%{digits}%"))
     if text := f.text.strip():
         options: list[ColumnElement[bool]] = [
             Call.backend_call_id == text,
             contains_ci(session, Call.caller_name, text),
         ]
-        if (digits := phone_digits(text)) and len(digits) >= 3:
+        if (digits := search_digits(text)) and len(digits) >= 3:
             options.append(Call.from_number.like(f"%{digits}%"))
         if number := request_number_in(text):
             options.append(Call.request.has(Request.number == number))
@@ -294,7 +282,7 @@ def _request_conditions(
             options.append(Request.number == number)
         elif text.isdigit():
             options.append(Request.number == text)
-        if (digits := phone_digits(text)) and len(digits) >= 3:
+        if (digits := search_digits(text)) and len(digits) >= 3:
             options.append(Request.contact_phone.like(f"%{digits}%"))
         words = word_match(session, text)
         if words is not None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from hotline import calllog
 from hotline.db import Database
 from hotline.models import Call, CallEvent, utcnow
+from hotline.phones import same_number
 from ivr.asterisk.amievents import AmiEvent, Cdr, DialBegin, DialEnd, Hangup, NewChannel, NewState
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,6 @@ BACKEND = "asterisk"
 REMEMBERED = 20_000  # channels whose call we still know (a Cdr may come late)
 AGI_STARTED = "agi_start"  # call event the FastAGI session writes first
 CALLBACK_PREFIX = "hotline-cb-"  # ChannelId of a call-back's Originate
-
-
-def digits(text: str | None) -> str:
-    return "".join(c for c in text or "" if c.isdigit())
-
-
-def is_hotline_number(dialled: str | None, support_number: str) -> bool:
-    """True if what the caller dialled is the hotline (+7 343…, 8 343…, 343…)."""
-    got, ours = digits(dialled), digits(support_number)
-    return len(got) >= 10 and got[-10:] == ours[-10:]
 
 
 def is_callback(uniqueid: str) -> bool:
@@ -97,7 +88,7 @@ class AmiCallLog:
         if e.linkedid in self._linked.values() or e.linkedid in self._linked or is_callback(e.linkedid):
             self._remember(e.uniqueid, e.linkedid)  # another leg of a call we follow
             return
-        if e.uniqueid != e.linkedid or not is_hotline_number(e.exten, self.support_number):
+        if e.uniqueid != e.linkedid or not same_number(e.exten, self.support_number):
             return
         self._remember(e.uniqueid, e.linkedid)
         with self.db.session() as session:
@@ -139,7 +130,7 @@ class AmiCallLog:
         linkedid = self.linkedid_of(e.uniqueid)
         with self.db.session() as session:
             call = calllog.find_call(session, BACKEND, linkedid) if linkedid else None
-            if call is None and is_hotline_number(e.destination, self.support_number):
+            if call is None and same_number(e.destination, self.support_number):
                 # The Newchannel was missed (we started after the call did): the CDR is enough.
                 linkedid = e.uniqueid
                 call = calllog.start_call(

@@ -35,6 +35,7 @@ from hotline.db import Database
 from hotline.errors import HotlineError, UserError
 from hotline.jobs import huey_for, start_consumer
 from hotline.models import Call, CallEvent, RequestEvent, utcnow
+from hotline.phones import dial_number
 from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, HistoryAction
 from ivr.asterisk.ami import AmiConnection, AmiError
@@ -62,11 +63,11 @@ OUTCOME_ANSWERED, OUTCOME_FAILED = "callback", "callback_failed"
 
 
 def customer_dial_number(phone: str) -> str:
-    """The customer's number as the dialplan dials it: digits, with a leading + kept."""
-    cleaned = re.sub(r"[\s()\-]", "", phone)
-    if not re.fullmatch(r"\+?\d{3,16}", cleaned):
+    """The customer's number as [hotline-callback] dials it (`_X.` or `_+X.`), or UserError."""
+    dial = dial_number(phone)
+    if dial is None:
         raise UserError(f"у заявки неподходящий номер телефона для обратного звонка: {phone!r}")
-    return cleaned
+    return dial
 
 
 def check_call_back(session: Session, request_number: str, extension: str) -> tuple[str, str]:

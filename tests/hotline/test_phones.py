@@ -6,7 +6,17 @@ import pytest
 
 from hotline.cleaning import clean, clean_line, clean_text
 from hotline.errors import UserError
-from hotline.phones import PhoneKind, display_phone, parse_phone, require_phone, sms_number
+from hotline.phones import (
+    PhoneKind,
+    dial_number,
+    display_phone,
+    parse_phone,
+    require_phone,
+    russian_mobile,
+    same_number,
+    search_digits,
+    sms_number,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +56,78 @@ def test_display_and_sms():
     assert display_phone("sip:alice@pbx") == "sip:alice@pbx" and display_phone(None) == ""
     assert sms_number("+79001234567") == "+79001234567"
     assert sms_number("+73435674530") is None and sms_number("101") is None and sms_number(None) is None
+
+
+@pytest.mark.parametrize(
+    ("phone", "mobile"),
+    [
+        ("+79001234567", "+79001234567"),
+        ("79001234567", "+79001234567"),
+        ("89001234567", "+79001234567"),
+        ("+7 (900) 123-45-67", "+79001234567"),
+        ("+73435674530", None),  # a landline in Yekaterinburg
+        ("+447911123456", None),  # a mobile, not a Russian one
+        ("unknown", None),
+        (None, None),
+        ("+7900123456", None),  # a digit short
+    ],
+)
+def test_russian_mobiles(phone, mobile):
+    assert russian_mobile(phone) == mobile
+
+
+@pytest.mark.parametrize(
+    ("dialled", "ours"),
+    [
+        ("+73435674530", True),
+        ("73435674530", True),
+        ("83435674530", True),
+        ("3435674530", True),
+        ("8 (343) 567-45-30", True),
+        ("sip:+73435674530@pbx.example", True),
+        ("101", False),
+        ("s", False),
+        ("", False),
+        (None, False),
+        ("+73435674531", False),
+        ("+43435674530", False),  # the same ten digits in another country
+    ],
+)
+def test_same_number(dialled, ours):
+    assert same_number(dialled, "+73435674530") is ours
+
+
+@pytest.mark.parametrize(
+    ("stored", "dial"),
+    [
+        ("+79001234567", "+79001234567"),
+        ("8 (900) 123-45-67", "+79001234567"),
+        ("101", "101"),
+        ("+7900123456", "+7900123456"),  # not a valid number, but digits a trunk may know
+        ("sip:alice@pbx.example", None),
+        ("10", None),
+        ("101; rm -rf /", None),
+        ("unknown", None),
+        (None, None),
+    ],
+)
+def test_dial_number(stored, dial):
+    assert dial_number(stored) == dial
+
+
+@pytest.mark.parametrize(
+    ("typed", "digits"),
+    [
+        ("8 (900) 123-45-67", "79001234567"),
+        ("+7 900 1234567", "79001234567"),
+        ("900 123-45-67", "79001234567"),  # a whole number without the country: as stored
+        ("567-45", "56745"),  # a piece of one: its digits
+        ("CA0010", ""),
+        ("камера 3", ""),
+    ],
+)
+def test_search_digits(typed, digits):
+    assert search_digits(typed) == digits
 
 
 @pytest.mark.parametrize("raw", ["12", "позвоните", "", "sip:alice@pbx"])

@@ -14,7 +14,6 @@ from hotline.search import (
     RequestFilter,
     glob_pattern,
     near_numbers,
-    phone_digits,
     regex_pattern,
     search_calls,
     search_requests,
@@ -27,9 +26,6 @@ def test_patterns():
     assert glob_pattern("Ёж 1*") == "*[ЕеЁё][Жж] 1[*]*"
     assert glob_pattern("a]") == "*[Aa][]]*"
     assert regex_pattern("ёж.+") == "[ЕеЁё][Жж]\\.\\+"
-    assert phone_digits("8 (900) 123-45-67") == "79001234567"
-    assert phone_digits("+7 900 1234567") == "79001234567"
-    assert phone_digits("CA0010") == ""
 
 
 @pytest.mark.parametrize(

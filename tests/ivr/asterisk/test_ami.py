@@ -40,7 +40,7 @@ from ivr.asterisk.amievents import (
     parse_response,
     split_packets,
 )
-from ivr.asterisk.amilog import AGI_STARTED, AmiCallLog, is_hotline_number
+from ivr.asterisk.amilog import AGI_STARTED, AmiCallLog
 from ivr.asterisk.fake_ami import FakeAmiServer, incoming_call_events
 from ivr.asterisk.service import AmiService, make_ami
 from ivr.store import CallStore
@@ -474,23 +474,6 @@ def test_a_call_backs_customer_leg_is_logged_on_its_row(db: Database, request_nu
     [call] = calls(db)
     assert kinds(db, call.id) == ["ami_hangup", "ami_hangup"]
     assert call.hangup_cause == "16 Normal Clearing" and call.outcome is None  # the job decides it
-
-
-@pytest.mark.parametrize(
-    ("dialled", "ours"),
-    [
-        ("+73435674530", True),
-        ("73435674530", True),
-        ("83435674530", True),
-        ("3435674530", True),
-        ("101", False),
-        ("s", False),
-        ("", False),
-        ("+73435674531", False),
-    ],
-)
-def test_hotline_number(dialled: str, ours: bool) -> None:
-    assert is_hotline_number(dialled, "+73435674530") is ours
 
 
 def test_service_logs_calls_over_a_real_connection(

@@ -33,10 +33,10 @@ from hotline import calllog, callrows, registry, storage
 from hotline.db import Database, translate_errors
 from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, CallEvent, Request, RequestStatus, utcnow
-from hotline.number_sms import queue_number_sms
+from hotline.notify.registry import route
 from hotline.settings import BusinessHours, Settings
 from hotline.transcription.live_store import apply_live
-from hotline.vocabulary import CallEventKind, Channel, HistoryAction
+from hotline.vocabulary import CallEventKind, Channel, HistoryAction, NotificationKind, NotifyChannel
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
 from ivr.speech import render_text
@@ -74,7 +74,6 @@ class DbCallPort:
         self.settings = settings
         self.call = call
         self.stored: list[int] = []  # attachment ids to transcribe after the commit
-        self.sms_numbers: set[str] = set()  # new requests whose number goes to the caller by SMS
 
     @property
     def session(self) -> Session:
@@ -144,12 +143,13 @@ class DbCallPort:
         )
         self.call.request_id = request.id
         self._store(request, recording)
-        if queue_number_sms(self.session, self.settings, request):
-            self.sms_numbers.add(request.number)
         return request.number
 
     def number_sms_queued(self, number: str) -> bool:
-        return number in self.sms_numbers
+        # The outbox sends the `created` notification by this same rule once the call's
+        # transaction commits (one row per history entry: once, retried, in the history).
+        request = registry.get_request(self.session, number)
+        return route(self.settings, request, NotificationKind.CREATED).channel == NotifyChannel.SMS
 
     def add_information(self, number: str, recording: Recording) -> None:
         request = registry.get_request(self.session, number, for_update=True)

@@ -32,6 +32,8 @@ class NotificationChannel(Protocol):
 
     name: str  # stored in Notification.channel (at most 10 characters)
     sent_action: str  # the request history's action once sent ("email_out")
+    what: str  # «отправка … не настроена»: писем, SMS
+    needs: str  # the settings it needs, for the same sentence
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:

@@ -4,17 +4,19 @@ The registry only writes history entries; this module turns the entries a custom
 must hear about into `Notification` rows and sends them:
 
 - `created` of an e-mail request → the automatic reply with the request number;
+- `created` of a request made by phone from a Russian mobile → its number by SMS;
 - `clarification_requested` → the engineer's question;
 - a change to `processed` → the request is done.
 
-The customer is written to on the first channel of `hotline.notify.registry` that is
-configured and can reach them (e-mail, threaded into their conversation; else SMS to
-a mobile number). Delivery is at least once and, short of a crash in the instant
-between the server's acceptance and our commit, exactly once: a row is claimed
-(state 'sending') before it is sent, so two workers never send it both, and a claim
-whose worker died is taken again after LEASE. A resent e-mail keeps its Message-ID,
-so mail clients show it once. A server that is down leaves the row pending for a
-later try, and the rest of its channel's queue waits with it.
+The customer is written to by the routing rule of `hotline.notify.registry`: the first
+channel that is configured and can reach them (e-mail, threaded into their
+conversation; else SMS to a mobile number). Delivery is at least once and, short of a
+crash in the instant between the server's acceptance and our commit, exactly once: a
+row (one per history entry, a unique key) is claimed (state 'sending') before it is
+sent, so two workers never send it both, and a claim whose worker died is taken again
+after LEASE. A resent e-mail keeps its Message-ID, so mail clients show it once. A
+server that is down leaves the row pending for a later try, and the rest of its
+channel's queue waits with it.
 """
 
 from __future__ import annotations
@@ -24,23 +26,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hotline import registry
 from hotline.db import Database
-from hotline.models import (
-    Channel,
-    Notification,
-    Request,
-    RequestEvent,
-    RequestStatus,
-    utcnow,
-)
+from hotline.models import Notification, Request, RequestEvent, RequestStatus, utcnow
 from hotline.notify import registry as channels
 from hotline.notify.channel import DeliveryError, NotificationChannel
+from hotline.phones import RUSSIAN_MOBILE_PREFIX
 from hotline.settings import Settings
+from hotline.vocabulary import Channel, HistoryAction, NotificationKind
 
 log = logging.getLogger("hotline.notify")
 
@@ -59,17 +56,27 @@ class DrainResult:
     failed: int = 0
 
 
-def notification_kind(event: RequestEvent, request: Request) -> str | None:
-    """Which notification a history entry calls for, if any."""
-    if event.action == "clarification_requested":
-        return "clarification"
-    if event.action == "reply":  # an engineer's free-text reply (web/requests.py)
-        return "reply"
-    if event.to_status == RequestStatus.PROCESSED:
-        return "processed"
-    if event.action == "created" and request.channel == Channel.EMAIL:
-        return "created"
-    return None
+# Which notification a history entry calls for (NULL: none). The one place that says
+# it, in SQL, so that every entry selected gets its row (pending, or skipped with the
+# reason): an entry left without one would be selected again on every drain.
+_KIND = case(
+    (RequestEvent.action == HistoryAction.CLARIFICATION_REQUESTED, NotificationKind.CLARIFICATION.value),
+    (RequestEvent.action == HistoryAction.REPLY, NotificationKind.REPLY.value),  # web/requests.py
+    (RequestEvent.to_status == RequestStatus.PROCESSED, NotificationKind.PROCESSED.value),
+    (
+        and_(
+            RequestEvent.action == HistoryAction.CREATED,
+            or_(
+                Request.channel == Channel.EMAIL,  # the automatic reply
+                and_(  # the number, by SMS to a caller's mobile (routed in SmsChannel.recipient)
+                    Request.channel == Channel.PHONE,
+                    Request.contact_phone.startswith(RUSSIAN_MOBILE_PREFIX, autoescape=True),
+                ),
+            ),
+        ),
+        NotificationKind.CREATED.value,
+    ),
+)
 
 
 def enqueue(
@@ -78,56 +85,30 @@ def enqueue(
     """Make Notification rows for the history entries that have none yet."""
     active = {c.name: c for c in channels.active_channels(settings, senders)}
     rows = session.execute(
-        select(RequestEvent, Request)
+        select(RequestEvent.id, Request, _KIND)
         .join(Request, RequestEvent.request_id == Request.id)
         .outerjoin(Notification, Notification.event_id == RequestEvent.id)
-        .where(
-            Notification.id.is_(None),
-            RequestEvent.at >= now - NOTIFY_WITHIN,
-            or_(
-                RequestEvent.action.in_(["clarification_requested", "reply"]),
-                RequestEvent.to_status == RequestStatus.PROCESSED,
-                and_(RequestEvent.action == "created", Request.channel == Channel.EMAIL),
-            ),
-        )
+        .where(Notification.id.is_(None), RequestEvent.at >= now - NOTIFY_WITHIN, _KIND.is_not(None))
         .order_by(RequestEvent.id)
         .limit(500)
     ).all()
-    for event, request in rows:
-        kind = notification_kind(event, request)
-        if kind is None:
-            continue
-        channel, recipient, why_not = _route(active, request, kind)
+    for event_id, request, kind in rows:
+        to = channels.route(settings, request, kind, active)
         session.add(
             Notification(
-                event_id=event.id,
+                event_id=event_id,
                 request_id=request.id,
                 kind=kind,
-                channel=channel,
-                recipient=recipient,
-                state="pending" if why_not is None else "skipped",
-                last_error=why_not,
+                channel=to.channel,
+                recipient=to.recipient,
+                state="pending" if to.possible else "skipped",
+                last_error=to.why_not,
                 next_attempt_at=now,
-                external_id=active[channel].new_external_id() if channel in active else None,
+                external_id=active[to.channel].new_external_id() if to.possible else None,
                 created_at=now,
             )
         )
     return len(rows)
-
-
-def _route(
-    active: dict[str, NotificationChannel], request: Request, kind: str
-) -> tuple[str, str, str | None]:
-    """(channel, recipient, reason it cannot be sent or None)."""
-    for channel in active.values():
-        recipient = channel.recipient(request, kind)
-        if recipient:
-            return channel.name, recipient, None
-    if any(cls.recipient(request, kind) for cls in channels.channel_classes()):
-        return "none", "", "отправка писем или SMS не настроена"
-    if request.contact_phone and not request.contact_email:
-        return "none", "", "у заявки нет адреса e-mail, а её телефон не мобильный"
-    return "none", "", "у заявки нет адреса e-mail или телефона"
 
 
 def drain(

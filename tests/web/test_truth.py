@@ -11,7 +11,6 @@ from hotline import registry
 from hotline.models import Request
 from hotline.notify import outbox
 from hotline.notify.channel import DeliveryError
-from hotline.notify.registry import active_channels
 from tests.web.conftest import post
 from web import create_app
 from web.customer import reach
@@ -120,7 +119,7 @@ def test_a_refused_notification_shows_as_not_delivered(mail_app, db):
     assert "уведомление не доставлено" in page  # the history entry's own label
 
 
-def test_reach_follows_the_outbox_rules(make_settings):
+def test_reach_is_the_outbox_routing_rule(make_settings):
     plain = make_settings()
     full = make_settings(
         HOTLINE_SMTP_URL="smtp://127.0.0.1:2525",
@@ -128,21 +127,52 @@ def test_reach_follows_the_outbox_rules(make_settings):
         TWILIO_ACCOUNT_SID="AC" + "0" * 32,
         TWILIO_AUTH_TOKEN="t" * 32,
     )
+    sms_only = make_settings(
+        HOTLINE_SMS_FROM="+73435674530", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32
+    )
     both = Request(contact_email="a@b.ru", contact_phone="+79001234567", channel="email")
     phone = Request(contact_phone="+79001234567", channel="phone")
+    landline = Request(contact_phone="+73435674530", channel="phone")
     assert reach(full, both).how == "по e-mail на a@b.ru"
     assert reach(full, phone).how == "по SMS на +79001234567"
     assert reach(plain, both).why_not == "отправка писем и SMS не настроена"
+    assert reach(sms_only, both).how == "по SMS на +79001234567"
     assert reach(plain, Request(channel="web")).why_not == "у заявки нет ни e-mail, ни телефона заказчика"
-    assert "не мобильный" in reach(full, Request(contact_phone="+73435674530", channel="phone")).why_not
-    for settings, req in ((full, both), (full, phone), (plain, both), (plain, phone)):
-        active = {c.name: c for c in active_channels(settings)}
-        channel, recipient, why_not = outbox._route(active, req, "clarification")
-        assert (channel, recipient, why_not is None) == (
-            reach(settings, req).channel,
-            reach(settings, req).recipient,
-            reach(settings, req).possible,
-        )
+    assert "не мобильный" in reach(full, landline).why_not
+    # The number of a new request: a letter is answered by a letter, a call from a mobile by SMS.
+    assert reach(full, both, "created").how == "по e-mail на a@b.ru"
+    assert reach(sms_only, both, "created").why_not == "отправка писем не настроена (HOTLINE_SMTP_URL)"
+    assert reach(full, phone, "created").how == "по SMS на +79001234567"
+    assert reach(plain, phone, "created").why_not.startswith("отправка SMS не настроена (HOTLINE_SMS_FROM")
+    assert "не мобильный" in reach(full, landline, "created").why_not
+    web_mobile = Request(contact_phone="+79001234567", contact_email="a@b.ru", channel="web")
+    assert "только в ответ на письмо" in reach(full, web_mobile, "created").why_not
+    abroad = Request(contact_phone="+447911123456", channel="phone")
+    assert reach(full, abroad).how == "по SMS на +447911123456"
+    assert "на российский мобильный" in reach(full, abroad, "created").why_not
+
+
+def test_the_number_sms_shows_in_the_history_with_its_delivery(make_settings, db, accounts):
+    sms = {
+        "HOTLINE_SMS_FROM": "+73435674530",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t",
+    }
+    settings = make_settings(**sms)
+    app = create_app({"TESTING": True}, settings=settings, db=db)
+    with app.extensions["hotline.db"].session() as s:
+        number = registry.open_request(
+            s, kind="incident", channel="phone", actor="caller:+79001234567", phone="+79001234567"
+        ).number
+
+    class Sms:
+        def send(self, to: str, text: str) -> str:
+            raise DeliveryError("Twilio 503: Service Unavailable")
+
+    outbox.drain(settings, db, sms=Sms(), now=dt.datetime.now(dt.UTC))
+    page = _client(app).get(f"/requests/{number}").get_data(as_text=True)
+    assert "Уведомление заказчику (автоответ с номером заявки) по SMS на +79001234567:" in page
+    assert "<b>ждёт отправки</b> (попыток: 1" in page and "Twilio 503: Service Unavailable" in page
 
 
 def test_overview_and_request_page_say_transcription_is_off(engineer, voicemail, settings):

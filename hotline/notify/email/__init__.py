@@ -12,6 +12,7 @@ from hotline.mail.parse import SYNTHETIC_DOMAIN
 from hotline.mail.transport import MailSender, SmtpSender
 from hotline.models import EmailMessage, Notification, Request, RequestEvent, User
 from hotline.settings import Settings
+from hotline.vocabulary import Channel, NotificationKind
 
 
 class EmailChannel:
@@ -19,6 +20,8 @@ class EmailChannel:
 
     name = "email"
     sent_action = "email_out"
+    what = "писем"
+    needs = "HOTLINE_SMTP_URL"
 
     def __init__(self, settings: Settings, sender: MailSender | None = None):
         self.settings = settings
@@ -33,6 +36,8 @@ class EmailChannel:
 
     @classmethod
     def recipient(cls, request: Request, kind: str) -> str | None:
+        if kind == NotificationKind.CREATED and request.channel != Channel.EMAIL:
+            return None  # the automatic reply answers an e-mail
         return request.contact_email or None
 
     def new_external_id(self) -> str | None:

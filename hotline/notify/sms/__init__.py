@@ -2,6 +2,9 @@
 
 A landline, an extension or a SIP URI in a request's contact phone gets no SMS
 (`hotline.phones.sms_number`): the customer is then reached by e-mail or not at all.
+A caller who leaves a request by phone from a Russian mobile (+79…) gets its number
+and how to check its status (`created`): they heard the number once, at the ear, and
+may not remember it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from sqlalchemy.orm import Session
 from hotline.mail import compose
 from hotline.models import Notification, Request, RequestEvent
 from hotline.notify.channel import DeliveryError
-from hotline.phones import sms_number
+from hotline.phones import russian_mobile, sms_number
 from hotline.settings import Settings
+from hotline.vocabulary import Channel, NotificationKind
 
 
 class SmsSender(Protocol):
@@ -59,6 +63,8 @@ class SmsChannel:
 
     name = "sms"
     sent_action = "sms_out"
+    what = "SMS"
+    needs = "HOTLINE_SMS_FROM и учётные данные Twilio"
 
     def __init__(self, settings: Settings, sender: SmsSender | None = None):
         self.settings = settings
@@ -70,8 +76,8 @@ class SmsChannel:
 
     @classmethod
     def recipient(cls, request: Request, kind: str) -> str | None:
-        if kind == "created":  # the automatic reply answers an e-mail
-            return None
+        if kind == NotificationKind.CREATED:  # the number of a request made by phone, to a Russian mobile
+            return russian_mobile(request.contact_phone) if request.channel == Channel.PHONE else None
         return sms_number(request.contact_phone)
 
     def new_external_id(self) -> str | None:

@@ -71,8 +71,9 @@ def test_a_phone_request_is_notified_by_sms_through_twilio(make_settings, db, tw
         registry.ask_clarification(session, request, actor="engineer:anna", question="Назовите номер линии")
         number = request.number
     result = drain(settings, db)
-    assert (result.sent, result.retry, result.failed) == (1, 0, 0)
-    [call] = twilio.requests
+    assert (result.sent, result.retry, result.failed) == (2, 0, 0)
+    number_sms, call = twilio.requests  # the caller's number by SMS (tests/hotline/test_number_sms.py)
+    assert number_sms["form"]["To"] == "+79001234567" and f"номер {number}" in number_sms["form"]["Body"]
     assert call["path"] == "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
     assert call["auth"] == "AC0123456789abcdef0123456789abcdef:tok3n"
     assert call["form"]["To"] == "+79001234567"
@@ -80,11 +81,14 @@ def test_a_phone_request_is_notified_by_sms_through_twilio(make_settings, db, tw
     assert number in call["form"]["Body"] and "Назовите номер линии" in call["form"]["Body"]
     assert "+7 343 567-45-30" in call["form"]["Body"]  # hotline.phones.international_phone
     with db.session() as session:
-        n = session.scalars(select(Notification)).one()
-        assert (n.channel, n.state) == ("sms", "sent")
-        assert n.external_id.startswith("SM")
+        rows = session.scalars(select(Notification).order_by(Notification.id)).all()
+        assert [(n.kind, n.channel, n.state) for n in rows] == [
+            ("created", "sms", "sent"),
+            ("clarification", "sms", "sent"),
+        ]
+        assert rows[1].external_id.startswith("SM")
     assert drain(settings, db).sent == 0
-    assert len(twilio.requests) == 1
+    assert len(twilio.requests) == 2
 
 
 def test_smtp_down_is_retried_later_and_sends_exactly_once(make_settings, db):

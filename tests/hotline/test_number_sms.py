@@ -14,6 +14,7 @@ from hotline.models import Notification, Request, utcnow
 from hotline.notify.outbox import _claim, drain, enqueue
 from hotline.settings import load_settings
 from ivr import flow
+from ivr.livecalls import LiveCallStore
 from ivr.speech import Prompt
 from ivr.store import CallStore
 from ivr.twilio.client import TwilioCall, make_wav
@@ -31,9 +32,9 @@ def sms_settings(make_settings, twilio):  # noqa: F811
     return make_settings(**SMS, HOTLINE_TWILIO_API_BASE=twilio.url)
 
 
-def leave_request(settings, db, tmp_path, caller: str | None, call_id: str = "1700000000.7"):
+def leave_request(settings, db, tmp_path, caller: str | None, call_id="1700000000.7", store_cls=CallStore):
     """An Asterisk caller leaves a voice request; the segments said at the last step."""
-    store = CallStore(db, settings, "asterisk")
+    store = store_cls(db, settings, "asterisk")
     store.handle(call_id, flow.CallStarted(caller or "unknown"), from_number=caller)
     store.handle(call_id, flow.DigitsEntered("2"))
     store.handle(call_id, flow.DigitsEntered("1"))
@@ -41,6 +42,8 @@ def leave_request(settings, db, tmp_path, caller: str | None, call_id: str = "17
     wav.write_bytes(make_wav(3))
     recording = flow.Recording(f"{call_id}-1", 3.0, str(wav))
     step = store.handle(call_id, flow.RecordingFinished(recording))
+    if isinstance(store, LiveCallStore):
+        store.close()  # the call log written behind
     return [s for a in step.actions if isinstance(a, flow.Speak) for s in a.segments]
 
 
@@ -55,8 +58,9 @@ def sms_out(db) -> list[str]:
         return [e.text for e in request.events if e.action == "sms_out"]
 
 
-def test_an_asterisk_caller_gets_the_number_by_sms_once(sms_settings, db, tmp_path, twilio):  # noqa: F811
-    said = leave_request(sms_settings, db, tmp_path, "89001234567")
+@pytest.mark.parametrize("store_cls", [CallStore, LiveCallStore])  # LiveCallStore: the FastAGI server's
+def test_an_asterisk_caller_gets_the_number_by_sms_once(sms_settings, db, tmp_path, twilio, store_cls):  # noqa: F811
+    said = leave_request(sms_settings, db, tmp_path, "89001234567", store_cls=store_cls)
     assert Prompt("sms_sent") in said
     result = drain(sms_settings, db)
     assert (result.queued, result.sent, result.failed) == (1, 1, 0)

@@ -288,3 +288,45 @@ def test_parameters_for_another_step_redirect_nothing(line, api):  # noqa: F811
     wait_closed(stream)
     assert api.redirects == []
     assert not [k for k, _ in events(app, call.call_sid) if k.startswith("spoken")]
+
+
+@pytest.mark.slow
+def test_a_number_said_under_serve_with_two_workers(tmp_path, api):  # noqa: F811
+    """`hotline serve --workers 2` for real: webhooks and the stream may reach either worker."""
+    from hotline.db import Database
+    from tests.helpers import free_port, hotline_serve
+    from tests.hotline.transcription.conftest import ko_model_path
+
+    database = Database(f"sqlite:///{tmp_path / 'data' / 'hotline.sqlite3'}")
+    database.upgrade()
+    with database.session() as s:
+        s.execute(text("UPDATE counters SET value = 1417 WHERE name = 'request'"))
+        number = registry.open_request(s, kind="incident", channel="web", actor="cli").number
+    env = {
+        "HOTLINE_AUDIOSOCKET_PORT": str(free_port()),
+        "HOTLINE_SECRET_KEY": "spoken-number-test-secret",
+        "HOTLINE_PUBLIC_URL": PUBLIC,
+        "TWILIO_ACCOUNT_SID": SID,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "HOTLINE_TWILIO_API_BASE": api.base_url,
+        "HOTLINE_LIVE_SPEECH": "true",
+        "HOTLINE_VOSK_MODEL": str(ko_model_path()),
+        "HOTLINE_TRANSCRIPTION_WORKERS": "0",
+    }
+    with (
+        hotline_serve(tmp_path / "data", "--workers", "2", "--threads", "4", **env) as base,
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        call = TwilioCall(client, PUBLIC, TOKEN, account_sid=SID)
+        call.start()
+        call.press("1")
+        stream, _ = open_stream(base.removeprefix("http://"), call)
+        stream.speak(phone_audio(NUMBER_WORDS))
+        _, form = api.wait_for_redirect()
+        assert READ_BACK in " ".join(call.redirect(form["Url"]))
+        assert "Заявка номер" in " ".join(call.press("1"))
+    with database.session() as s:
+        row = s.scalars(select(Call).where(Call.backend_call_id == call.call_sid)).one()
+        kinds = [(e.kind, e.detail) for e in row.events]
+    database.dispose()
+    assert ("spoken_number", "14188") in kinds and ("lookup", number) in kinds

@@ -204,12 +204,14 @@ def media(ws: Any) -> None:
         ws.close(reason=1013, message="too many streams")
         return
     try:
-        run_stream(ws, current_app.extensions["hotline.settings"], current_app.extensions["hotline.db"])
+        from ivr.twilio.webhooks import _store
+
+        run_stream(ws, current_app.extensions["hotline.settings"], _store())
     finally:
         _streams.release()
 
 
-def run_stream(ws: Any, settings: Any, db: Any) -> str:
+def run_stream(ws: Any, settings: Any, store: Any) -> str:
     """Read one stream's messages into a LiveCall; how it ended ('stop', or what broke).
 
     A stream started with a `listen` parameter hears a spoken request number or «да»
@@ -237,7 +239,7 @@ def run_stream(ws: Any, settings: Any, db: Any) -> str:
             if isinstance(message, Start) and live is None:
                 model, language = live_model(settings.vosk_model)
                 live = LiveCall(
-                    db,
+                    store.db,
                     backend="twilio",
                     call_id=message.call_sid,
                     stream_id=message.stream_sid,
@@ -247,7 +249,7 @@ def run_stream(ws: Any, settings: Any, db: Any) -> str:
                 )
                 listen = listen_of(message.parameters)
                 if listen is not None and speech_redirects(settings):
-                    spoken = SpokenInput(settings, db, message.call_sid, listen, live)
+                    spoken = SpokenInput(settings, store, message.call_sid, listen, live)
                 else:
                     live.begin_recording(None)  # the RecordingSid comes with the `recorded` webhook
             elif isinstance(message, Media) and live is not None and message.track.startswith("inbound"):

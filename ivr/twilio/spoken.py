@@ -35,7 +35,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from hotline.db import Database
 from hotline.errors import HotlineError
 from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind
@@ -102,9 +101,14 @@ def redirect_call(settings: Settings, call_sid: str, url: str) -> None:
 class SpokenInput:
     """Listens on one stream for what its `listen` asks, and hands it to the call."""
 
-    def __init__(self, settings: Settings, db: Database, call_sid: str, listen: Listen, live: LiveCall):
-        self.settings, self.call_sid, self.listen, self.live = settings, call_sid, listen, live
-        self.store = CallStore(db, settings, "twilio")
+    def __init__(self, settings: Settings, store: CallStore, call_sid: str, listen: Listen, live: LiveCall):
+        self.settings, self.store, self.call_sid, self.listen, self.live = (
+            settings,
+            store,
+            call_sid,
+            listen,
+            live,
+        )
         self.frames = 0
         if listen.kind == "number":
             live.listen_for_number()

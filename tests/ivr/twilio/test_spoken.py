@@ -178,6 +178,22 @@ def test_a_released_step_takes_keys_again(claimed):
     assert store.step_of(call.call_sid) is None and not store.claim(call.call_sid, seq + 1)
 
 
+def test_an_unknown_number_said_is_handled_as_a_typed_one(claimed):
+    app, call, _, store, seq = claimed
+    with app.extensions["hotline.db"].session() as s:
+        s.execute(text("UPDATE requests SET number = '10008' WHERE number = '14188'"))  # 14188: no request
+    assert READ_BACK in " ".join(
+        call.redirect(f"{PUBLIC}/twilio/step/spoken?seq={seq + 1}&stop={seq}&digits=14188")
+    )
+    _, parameters = listening_stream(call.responses[-1].text)
+    assert store.claim(call.call_sid, int(parameters["seq"]))
+    yes = f"seq={int(parameters['seq']) + 1}&stop={parameters['seq']}&answer=yes"
+    heard = " ".join(call.redirect(f"{PUBLIC}/twilio/step/spoken?{yes}"))
+    assert "Заявка с таким номером не найдена." in heard and "Введите номер заявки" in heard
+    assert listening_stream(call.responses[-1].text)[1]["listen"] == "number"  # the caller may say it again
+    assert ("lookup", "14188") in events(app, call.call_sid)
+
+
 # --- the line ------------------------------------------------------------------------------
 
 

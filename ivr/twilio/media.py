@@ -222,7 +222,7 @@ def run_stream(ws: Any, settings: Any, store: Any) -> str:
 
     from hotline.transcription.live import live_model
     from ivr.livecall import LiveCall
-    from ivr.twilio.spoken import SpokenInput, listen_of, speech_redirects
+    from ivr.twilio.spoken import SpokenInput, listen_of, speech_input
 
     live: LiveCall | None = None
     spoken: SpokenInput | None = None  # a stream that listens for a spoken number or answer
@@ -248,7 +248,7 @@ def run_stream(ws: Any, settings: Any, store: Any) -> str:
                     model_name=settings.vosk_model.name,
                 )
                 listen = listen_of(message.parameters)
-                if listen is not None and speech_redirects(settings):
+                if listen is not None and speech_input(settings):
                     spoken = SpokenInput(settings, store, message.call_sid, listen, live)
                 else:
                     live.begin_recording(None)  # the RecordingSid comes with the `recorded` webhook

@@ -62,9 +62,11 @@ class CallGone(RedirectFailed):
     """The call has ended: there is nothing to redirect."""
 
 
-def speech_redirects(settings: Settings) -> bool:
-    """True if the hotline can redirect a call through Twilio's REST API (credentials, public URL)."""
-    return bool(settings.twilio_account_sid and settings.twilio_auth_token and settings.public_url)
+def speech_input(settings: Settings) -> bool:
+    """True if Twilio callers may say a number: live speech decoded by Vosk, and what it
+    takes to redirect a call through Twilio's REST API (credentials, the public URL)."""
+    credentials = settings.twilio_account_sid and settings.twilio_auth_token and settings.public_url
+    return bool(settings.live_speech and settings.asr_engine == "vosk" and credentials)
 
 
 def listen_of(parameters: dict[str, str]) -> Listen | None:

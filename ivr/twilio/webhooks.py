@@ -45,7 +45,7 @@ from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio import recordings, twiml
 from ivr.twilio.media import stream_url
-from ivr.twilio.spoken import speech_redirects
+from ivr.twilio.spoken import speech_input
 from voice_models.prompts import catalogue, prompt_audio_path
 
 log = logging.getLogger(__name__)
@@ -267,8 +267,7 @@ def _twiml(step: flow.Step, after_record: bool = False, stop_listen: int | None 
     settings = _settings()
     base = _public_base()
     live = stream_url(base) if settings.live_speech else None
-    # The caller may say the answer only where the hotline can redirect the call (ivr.twilio.spoken).
-    listen = twiml.listening(step.state) if live and speech_redirects(settings) else None
+    listen = twiml.listening(step.state) if live and speech_input(settings) else None
     body = _render(
         tuple(step.actions),
         step.state.seq,

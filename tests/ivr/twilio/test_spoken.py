@@ -104,8 +104,9 @@ def test_the_number_question_listens_and_the_next_document_stops_it(line):
     assert "speech-" not in call.responses[-1].text.replace(f'"{name}"', "")  # the menu does not listen
 
 
-def test_without_rest_credentials_nothing_listens(make_app):  # noqa: F811
-    app = make_app(HOTLINE_LIVE_SPEECH="true", TWILIO_ACCOUNT_SID="")
+@pytest.mark.parametrize("env", [{"TWILIO_ACCOUNT_SID": ""}, {"HOTLINE_ASR": "fake"}])
+def test_without_rest_credentials_or_vosk_nothing_listens(make_app, env):  # noqa: F811
+    app = make_app(HOTLINE_LIVE_SPEECH="true", **env)
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver") as client:
         call = TwilioCall(client, PUBLIC, TOKEN, account_sid=SID)
         call.start()

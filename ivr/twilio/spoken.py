@@ -104,13 +104,8 @@ class SpokenInput:
     """Listens on one stream for what its `listen` asks, and hands it to the call."""
 
     def __init__(self, settings: Settings, store: CallStore, call_sid: str, listen: Listen, live: LiveCall):
-        self.settings, self.store, self.call_sid, self.listen, self.live = (
-            settings,
-            store,
-            call_sid,
-            listen,
-            live,
-        )
+        self.settings, self.store, self.call_sid = settings, store, call_sid
+        self.listen, self.live = listen, live
         self.frames = 0
         if listen.kind == "number":
             live.listen_for_number()
@@ -151,6 +146,7 @@ class SpokenInput:
             return "the call has ended"
         except RedirectFailed as exc:
             log.warning("Twilio call %s not redirected, the keypad goes on: %s", self.call_sid, exc)
-            self.store.release(self.call_sid, seq, f"Twilio не перенаправил звонок: {exc}"[:300], **said)
+            why = "Twilio не перенаправил звонок, звонивший продолжает с клавиатуры"
+            self.store.release(self.call_sid, seq, why, twilio=str(exc)[:300], **said)
             return "redirect failed"
         return "heard"

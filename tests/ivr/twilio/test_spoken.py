@@ -271,7 +271,15 @@ def test_a_redirect_twilio_refuses_gives_the_keypad_back(line, api):  # noqa: F8
     api.failing = True  # Twilio answers 500
     stream, _ = open_stream(address, call)
     stream.speak(phone_audio(NUMBER_WORDS))
-    assert "20500" in wait_for_event(app, call.call_sid, "speech_not_passed")
+    assert "клавиатуры" in wait_for_event(app, call.call_sid, "speech_not_passed")
+    with app.extensions["hotline.db"].session() as s:
+        row = s.scalars(select(Call).where(Call.backend_call_id == call.call_sid)).one()
+        assert [e.data for e in row.events if e.kind == "speech_not_passed"] == [
+            {
+                "twilio": "Twilio 500 (20500): Unable to update record: Internal Server Error",
+                "digits": "14188",
+            }
+        ]
     wait_closed(stream)
     heard = " ".join(call.press(number + "#"))  # the Gather the caller still hears: its step is back
     assert "Заявка номер один, четыре, один, восемь, восемь." in heard

@@ -212,6 +212,8 @@ class CallEventKind(Labelled):
     # the adapters (ivr.store, ivr.twilio, ivr.asterisk)
     STALE_WEBHOOK = "stale_webhook", "повторный запрос Twilio"
     CALL_STATUS = "call_status", "статус звонка от Twilio"
+    SPOKEN_NUMBER_INVALID = "spoken_number_invalid", "названный голосом номер не прошёл проверку"
+    SPEECH_NOT_PASSED = "speech_not_passed", "сказанное голосом не передано в звонок"
     RECORDING_STATUS = "recording_status", "статус записи от Twilio"
     RECORDING_REFUSED = "recording_refused", "запись с чужого адреса отклонена"
     RECORDING_DOWNLOAD_FAILED = "recording_download_failed", "запись не скачалась"

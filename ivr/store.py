@@ -337,6 +337,44 @@ class CallStore:
             found = conn.execute(callrows.FIND_CALL, {"backend": self.backend, "call_id": call_id}).first()
             return found is not None
 
+    def step_of(self, call_id: str) -> int | None:
+        """The call's step counter (`CallState.seq`); None for a call never seen or ended."""
+        with self.db.transaction() as conn:
+            found = conn.execute(callrows.FIND_CALL, {"backend": self.backend, "call_id": call_id}).first()
+        if found is None or found.ended_at is not None:
+            return None
+        state = CallState.from_json(found.flow_state)
+        return None if state.ended else state.seq
+
+    def claim(self, call_id: str, seq: int) -> bool:
+        """Take step `seq` for an input that came from outside its webhooks (a number said
+        on a media stream): True if the call was still at that step, which then counts as
+        moved on, so a webhook of that step (keys typed at the same moment) only asks again."""
+        with translate_errors(), self.rows.transaction() as (_, rows):
+            values = rows.find(self.backend, call_id)
+            if values is None or values["ended_at"] is not None:
+                return False
+            state = CallState.from_json(values["flow_state"])
+            if state.seq != seq or state.ended:
+                return False
+            state.seq += 1
+            rows.update_call(values["id"], {"flow_state": state.to_json()})
+            return True
+
+    def release(self, call_id: str, seq: int, why: str, **data: object) -> None:
+        """Give back step `seq` taken by `claim` (the input could not reach the call), with
+        an event saying why; the keypad goes on. Nothing is given back if the call moved on."""
+        with translate_errors(), self.rows.transaction() as (_, rows):
+            values = rows.find(self.backend, call_id)
+            if values is None:
+                return
+            state = CallState.from_json(values["flow_state"])
+            if state.seq == seq + 1:
+                state.seq = seq
+                rows.update_call(values["id"], {"flow_state": state.to_json()})
+            event = {"call_id": values["id"], "at": utcnow(), "kind": CallEventKind.SPEECH_NOT_PASSED}
+            rows.insert_events([{**event, "detail": why, "data": data}])
+
     def has_recording(self, ref: str) -> bool:
         """True if the file of this recording is stored already."""
         with self.db.transaction() as conn:

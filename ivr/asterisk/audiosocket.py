@@ -262,6 +262,7 @@ class AudioSocketService:
     """The AudioSocket server in a thread of its own, for `hotline serve`."""
 
     def __init__(self, sink_for: SinkFor, host: str, port: int):
+        self.name = f"AudioSocket on {host}:{port}"  # `hotline serve` says it started
         self.server = AudioSocketServer(sink_for, host, port)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="audiosocket", daemon=True)

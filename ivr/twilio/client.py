@@ -8,7 +8,12 @@ waits for a recording, serves its WAV from a `RecordingServer` standing in for
 api.twilio.com and posts `RecordingUrl`, `RecordingSid`, `RecordingDuration` to the
 action and then to the recordingStatusCallback; `<Redirect>` is followed; `<Dial>`
 posts `DialCallStatus`; the end of the document or `<Hangup>` ends the call and the
-status callback follows.
+status callback follows. `redirect(url)` is what Twilio does when the REST API updates
+a live call with a new `Url`: what the call waited at is dropped, the URL is fetched.
+
+The same `RecordingServer` takes that REST update (`POST …/Calls/<CallSid>.json` with
+`Url`, `Method`) and answers as Twilio does: the call resource, or for a call that has
+ended HTTP 400 with code 21220 («Call is not in-progress. Cannot redirect.»).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import json
+import re
 import secrets
 import threading
 import wave
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -41,14 +48,22 @@ def make_wav(seconds: float, rate: int = 8000) -> bytes:
     return buf.getvalue()
 
 
+_CALL_UPDATE = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls/(CA[0-9a-f]{32})\.json$")
+
+
 class RecordingServer:
-    """A local HTTP server serving recordings like api.twilio.com (basic auth)."""
+    """A local HTTP server like api.twilio.com (basic auth): recordings, and live call redirects."""
 
     def __init__(self, account_sid: str, auth_token: str, port: int = 0):
         self.account_sid = account_sid
         self.credentials = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self.files: dict[str, bytes] = {}
         self.downloads: list[str] = []
+        # Calls REST updates taken: (CallSid, form); calls that have ended; a failing API.
+        self.redirects: list[tuple[str, dict[str, str]]] = []
+        self.ended: set[str] = set()
+        self.failing = False
+        self.redirected = threading.Condition()
         # Recordings whose download stops halfway until `resume` is set (a crash test's window).
         self.stalled: set[str] = set()
         self.resume = threading.Event()
@@ -76,6 +91,39 @@ class RecordingServer:
                     return
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if self.headers.get("Authorization") != server.credentials:
+                    self.answer(401, {"code": 20003, "message": "Authenticate"})
+                    return
+                found = _CALL_UPDATE.match(self.path)
+                if found is None or found[1] != server.account_sid:
+                    self.answer(
+                        404, {"code": 20404, "message": f"The requested resource {self.path} was not found"}
+                    )
+                elif server.failing:
+                    self.answer(500, {"code": 20500, "message": "Internal Server Error"})
+                elif found[2] in server.ended:
+                    self.answer(400, {"code": 21220, "message": "Call is not in-progress. Cannot redirect."})
+                else:
+                    with server.redirected:
+                        server.redirects.append((found[2], form))
+                        server.redirected.notify_all()
+                    call = {"sid": found[2], "account_sid": server.account_sid, "status": "in-progress"}
+                    self.answer(200, {**call, "api_version": "2010-04-01", "direction": "inbound"})
+
+            def answer(self, status: int, body: dict[str, object]) -> None:
+                if status >= 400:
+                    more = f"https://www.twilio.com/docs/errors/{body['code']}"
+                    body = {**body, "more_info": more, "status": status}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -90,6 +138,13 @@ class RecordingServer:
         """Serve a recording; its RecordingUrl."""
         self.files[sid] = audio
         return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Recordings/{sid}"
+
+    def wait_for_redirect(self, count: int = 1, seconds: float = 60) -> tuple[str, dict[str, str]]:
+        """The `count`-th Calls update taken (waits for it)."""
+        with self.redirected:
+            if not self.redirected.wait_for(lambda: len(self.redirects) >= count, seconds):
+                raise AssertionError(f"no call redirect in {seconds} s (got {len(self.redirects)})")
+            return self.redirects[count - 1]
 
     def __enter__(self) -> RecordingServer:
         self.thread.start()
@@ -215,6 +270,11 @@ class TwilioCall:
             for _ in range(callbacks):
                 self.post(status_url, callback)
         return heard
+
+    def redirect(self, url: str) -> list[str]:
+        """The REST API gave the live call a new `Url`: Twilio drops what it waited at, fetches it."""
+        self.waiting = None
+        return self._follow(self.post(url, {"CallStatus": "in-progress"}))
 
     def dial_result(self, status: str, duration: int = 0) -> list[str]:
         """The duty engineer's leg ended with DialCallStatus `status`."""

@@ -1,4 +1,5 @@
-"""Twilio Media Streams: a call's audio over a WebSocket, decoded live while the caller records.
+"""Twilio Media Streams: a call's audio over a WebSocket, decoded live while the caller records
+or while a request number may be said (ivr.twilio.spoken).
 
 When HOTLINE_LIVE_SPEECH is on, the TwiML of a voicemail starts a stream just before
 `<Record>` (`<Start><Stream name="voicemail" url="wss://…/twilio/media">`) and stops it
@@ -203,19 +204,28 @@ def media(ws: Any) -> None:
         ws.close(reason=1013, message="too many streams")
         return
     try:
-        run_stream(ws, current_app.extensions["hotline.settings"], current_app.extensions["hotline.db"])
+        from ivr.twilio.webhooks import _store
+
+        run_stream(ws, current_app.extensions["hotline.settings"], _store())
     finally:
         _streams.release()
 
 
-def run_stream(ws: Any, settings: Any, db: Any) -> str:
-    """Read one stream's messages into a LiveCall; how it ended ('stop', or what broke)."""
+def run_stream(ws: Any, settings: Any, store: Any) -> str:
+    """Read one stream's messages into a LiveCall; how it ended ('stop', or what broke).
+
+    A stream started with a `listen` parameter hears a spoken request number or «да»
+    instead of a voicemail (ivr.twilio.spoken); it ends when that is heard or the call
+    moved on.
+    """
     from simple_websocket import ConnectionClosed
 
     from hotline.transcription.live import live_model
     from ivr.livecall import LiveCall
+    from ivr.twilio.spoken import SpokenInput, listen_of, speech_input
 
     live: LiveCall | None = None
+    spoken: SpokenInput | None = None  # a stream that listens for a spoken number or answer
     how, complete = "closed without stop", False
     audio_limit = (settings.record_max_seconds + 60) * 8000
     samples = 0
@@ -229,7 +239,7 @@ def run_stream(ws: Any, settings: Any, db: Any) -> str:
             if isinstance(message, Start) and live is None:
                 model, language = live_model(settings.vosk_model)
                 live = LiveCall(
-                    db,
+                    store.db,
                     backend="twilio",
                     call_id=message.call_sid,
                     stream_id=message.stream_sid,
@@ -237,15 +247,25 @@ def run_stream(ws: Any, settings: Any, db: Any) -> str:
                     language=language,
                     model_name=settings.vosk_model.name,
                 )
-                live.begin_recording(None)  # the RecordingSid comes with the `recorded` webhook
+                listen = listen_of(message.parameters)
+                if listen is not None and speech_input(settings):
+                    spoken = SpokenInput(settings, store, message.call_sid, listen, live)
+                else:
+                    live.begin_recording(None)  # the RecordingSid comes with the `recorded` webhook
             elif isinstance(message, Media) and live is not None and message.track.startswith("inbound"):
                 samples += len(message.mulaw)
                 if samples > audio_limit:
                     how = "stream longer than the recording limit"
                     break
                 live.audio(mulaw_to_pcm(message.mulaw))
+                if spoken is not None and (over := spoken.after_audio()) is not None:
+                    how, complete = over, True  # the WebSocket closes; the next document stops the stream
+                    break
             elif isinstance(message, Dtmf) and live is not None:
                 live.dtmf(message.digit)
+                if spoken is not None:
+                    how, complete = "the caller is typing", True  # the Gather has the keys
+                    break
             elif isinstance(message, Stop):
                 how, complete = "stop", True
                 break

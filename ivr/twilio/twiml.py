@@ -7,15 +7,22 @@ falls through to a `Redirect` (the event `NoInput`); a `Record` that records not
 falls through to a `Redirect` as well, since Twilio sends no action for an empty
 recording. Every URL handed to Twilio carries `seq`, the flow's step counter, so a
 late or repeated webhook is recognised.
+
+Where the caller may say the answer instead of typing it (the request number, «да» /
+«нет» to a number read back), the document starts a Media Stream named after the step
+(`speech-<seq>`) just before the `Gather`, and the next document stops it
+(ivr.twilio.spoken).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from hotline.numbers import MAX_LENGTH
 from ivr import flow
 from ivr.speech import Text, render_audio, render_text, text_of
 
@@ -35,6 +42,34 @@ FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "ca
 LIVE_STREAM = "voicemail"
 
 UrlFor = Callable[[str], str]  # step name ("digits", "timeout", ...) → absolute URL
+
+#: What a caller may say instead of typing: a request number, or yes/no to one read back.
+LISTEN_KINDS = ("number", "answer")
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A stream that listens for a spoken `kind` while the Gather of step `seq` waits."""
+
+    kind: str
+    seq: int
+
+    @property
+    def name(self) -> str:
+        return speech_stream(self.seq)
+
+
+def speech_stream(seq: int) -> str:
+    """The name of the stream that listens at step `seq` (unique in a call, as Twilio wants)."""
+    return f"speech-{seq}"
+
+
+def listening(state: flow.CallState) -> str | None:
+    """What the caller may say at this step instead of typing (LISTEN_KINDS), None if nothing."""
+    if state.step == flow.StepName.NUMBER:
+        return "number"
+    menu = flow.MENUS.get(state.step)
+    return "answer" if menu is not None and menu.yes_no else None
 
 
 class SpeechRenderer:
@@ -69,15 +104,21 @@ def render(
     *,
     stream_url: str | None = None,
     stop_stream: bool = False,
+    listen: Listen | None = None,
+    stop_listen: int | None = None,
 ) -> str:
     """The TwiML document that carries out the flow's actions.
 
     With `stream_url` a recording is streamed live while it is made (ivr.twilio.media);
-    `stop_stream` stops that stream first (the document after a recording).
+    `stop_stream` stops that stream first (the document after a recording). With
+    `listen` the Gather's caller is heard on a stream too (ivr.twilio.spoken);
+    `stop_listen` stops the stream that listened at that step.
     """
     response = VoiceResponse()
     if stream_url and stop_stream:
         response.stop().stream(name=LIVE_STREAM)
+    if stop_listen is not None:
+        response.stop().stream(name=speech_stream(stop_listen))
     i = 0
     while i < len(actions):
         action = actions[i]
@@ -89,6 +130,7 @@ def render(
             group = [a for a in actions[i:j] if isinstance(a, flow.Speak)]
             following = actions[j] if j < len(actions) else None
             if isinstance(following, flow.Gather):
+                _listen(response, stream_url, listen)
                 _gather(response, following, group, url_for, speech)
                 j += 1
             else:
@@ -99,6 +141,7 @@ def render(
         if isinstance(action, flow.Speak):
             speech.add(response, action)
         elif isinstance(action, flow.Gather):
+            _listen(response, stream_url, listen)
             _gather(response, action, [], url_for, speech)
         elif isinstance(action, flow.Record):
             if stream_url:
@@ -124,6 +167,14 @@ def render(
     return str(response)
 
 
+def _listen(response: VoiceResponse, stream_url: str | None, listen: Listen | None) -> None:
+    # Before the Gather: Twilio starts the stream and goes straight on, so keys still work.
+    if stream_url and listen:
+        stream = response.start().stream(name=listen.name, url=stream_url, track="inbound_track")
+        stream.parameter(name="listen", value=listen.kind)
+        stream.parameter(name="seq", value=str(listen.seq))
+
+
 def _gather(
     response: VoiceResponse,
     gather: flow.Gather,
@@ -144,8 +195,13 @@ def _gather(
     response.redirect(url_for("timeout"), method="POST")
 
 
-def event_for(step: str, form: Mapping[str, str]) -> flow.Event | None:
-    """The flow event of an action webhook, None for an unknown step."""
+def event_for(
+    step: str, form: Mapping[str, str], query: Mapping[str, str] | None = None
+) -> flow.Event | None:
+    """The flow event of an action webhook, None for an unknown step (or a malformed one)."""
+    if step == "spoken":
+        # The redirect of a call whose caller spoke (ivr.twilio.spoken): what was heard is in the URL.
+        return spoken_event(query or {})
     if step == "digits":
         # A Gather posts Digits; without it (or empty) nothing was typed.
         return flow.DigitsEntered(form.get("Digits", "")[:100])
@@ -160,6 +216,16 @@ def event_for(step: str, form: Mapping[str, str]) -> flow.Event | None:
         return flow.RecordingFinished(None)
     if step == "dialed":
         return flow.DialFinished(DIAL_RESULTS.get(form.get("DialCallStatus", ""), flow.DialResult.FAILED))
+    return None
+
+
+def spoken_event(query: Mapping[str, str]) -> flow.Event | None:
+    """`digits=14188` (a request number said) or `answer=yes|no`; None for anything else."""
+    digits, answer = query.get("digits", ""), query.get("answer", "")
+    if digits and len(digits) <= MAX_LENGTH and digits.isascii() and digits.isdigit():
+        return flow.SpokenNumber(digits)
+    if answer in ("yes", "no"):
+        return flow.SpokenAnswer(answer == "yes")
     return None
 
 

@@ -5,7 +5,9 @@ URLs (all POST, all signed by Twilio, checked against HOTLINE_PUBLIC_URL + path 
 - `/twilio/voice`: the number's voice webhook (a call comes in);
 - `/twilio/status`: the number's call status callback (final status and duration);
 - `/twilio/step/<step>?seq=N`: the project's own action URLs handed out in TwiML
-  (`digits`, `timeout`, `recorded`, `record_empty`, `dialed`);
+  (`digits`, `timeout`, `recorded`, `record_empty`, `dialed`), and `spoken`, where the
+  hotline redirects a call whose caller said the answer (ivr.twilio.spoken); `stop=M`
+  in any of them stops the stream that listened at step M;
 - `/twilio/recording`: the recordingStatusCallback. It downloads the recording, only
   from HOTLINE_TWILIO_API_BASE, with the account's credentials, and stores it once
   per RecordingSid; transcription is queued, never run here.
@@ -43,6 +45,7 @@ from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio import recordings, twiml
 from ivr.twilio.media import stream_url
+from ivr.twilio.spoken import speech_input
 from voice_models.prompts import catalogue, prompt_audio_path
 
 log = logging.getLogger(__name__)
@@ -137,17 +140,16 @@ def voice() -> Response:
 def step(name: str) -> Response:
     """The action of a Gather, Record, Redirect or Dial."""
     form = {key: clean_line(value, FIELD_LIMIT) for key, value in request.form.items()}
-    event = twiml.event_for(name, form)
+    event = twiml.event_for(name, form, request.args)
     if event is None:
         abort(404)
-    try:
-        seq = int(request.args.get("seq", ""))
-    except ValueError:
-        seq = -1
+    seq = _int_arg("seq")
     if name == "recorded" and request.form.get("RecordingSid") and _settings().live_speech:
         # The live stream of this recording learns which recording it is (ivr.twilio.media).
         set_recording_ref(_store().db, "twilio", _call_sid(), request.form["RecordingSid"][:100])
-    return _twiml(_store().handle(_call_sid(), event, seq=seq), after_record=name in _AFTER_RECORD)
+    stop = _int_arg("stop")
+    step = _store().handle(_call_sid(), event, seq=seq)
+    return _twiml(step, after_record=name in _AFTER_RECORD, stop_listen=stop if stop >= 0 else None)
 
 
 @bp.post("/recording")
@@ -256,10 +258,16 @@ def _call_sid() -> str:
     return sid
 
 
-def _twiml(step: flow.Step, after_record: bool = False) -> Response:
+def _int_arg(name: str) -> int:
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else -1
+
+
+def _twiml(step: flow.Step, after_record: bool = False, stop_listen: int | None = None) -> Response:
     settings = _settings()
     base = _public_base()
     live = stream_url(base) if settings.live_speech else None
+    listen = twiml.listening(step.state) if live and speech_input(settings) else None
     body = _render(
         tuple(step.actions),
         step.state.seq,
@@ -268,6 +276,8 @@ def _twiml(step: flow.Step, after_record: bool = False) -> Response:
         settings.twilio_voice,
         live,
         after_record,
+        listen,
+        stop_listen,
     )
     return Response(body, mimetype=XML)
 
@@ -284,22 +294,35 @@ def _render(
     voice: str,
     live: str | None = None,
     after_record: bool = False,
+    listen: str | None = None,
+    stop_listen: int | None = None,
 ) -> str:
     # Most webhooks answer with one of a few documents (the menu, the number
     # question): building TwiML is a good part of a webhook's work, so keep them.
     speech = twiml.SpeechRenderer(mode, voice, lambda key: f"{base}/twilio/prompts/{key}.wav")
-    return twiml.render(actions, _urls(base, seq), speech, stream_url=live, stop_stream=after_record)
+    return twiml.render(
+        actions,
+        # The webhooks of a document that listens stop its stream (`stop`).
+        _urls(base, seq, seq if listen else None),
+        speech,
+        stream_url=live,
+        stop_stream=after_record,
+        listen=twiml.Listen(listen, seq) if listen else None,
+        stop_listen=stop_listen,
+    )
 
 
 def _url_for(seq: int) -> twiml.UrlFor:
     return _urls(_public_base(), seq)
 
 
-def _urls(base: str, seq: int) -> twiml.UrlFor:
+def _urls(base: str, seq: int, stop: int | None = None) -> twiml.UrlFor:
+    query = urlencode({"seq": seq} if stop is None else {"seq": seq, "stop": stop})
+
     def url_for(name: str) -> str:
         if name == "recording":
             return f"{base}/twilio/recording"
-        return f"{base}/twilio/step/{name}?{urlencode({'seq': seq})}"
+        return f"{base}/twilio/step/{name}?{query}"
 
     return url_for
 

@@ -156,3 +156,37 @@ def test_writers_of_one_sqlite_file_queue_across_stores(db, make_settings):
     assert entered.wait(10)
     second.rows.writer_lock.__exit__(None, None, None)
     worker.join(10)
+
+
+def test_a_step_is_claimed_once_among_racing_threads(store):
+    """A number said on a stream and keys typed (or a second stream) race for one step."""
+    store.handle("c9", flow.CallStarted("+79001112233"))
+    seq = store.handle("c9", flow.DigitsEntered("1")).state.seq  # the number question
+    assert store.step_of("c9") == seq
+    barrier, won = threading.Barrier(4), []
+
+    def claim() -> None:
+        barrier.wait()
+        won.append(store.claim("c9", seq))
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == [False, False, False, True]
+    # The webhook of the claimed step only asks again; given back, the step takes keys again.
+    assert store.handle("c9", flow.DigitsEntered("*"), seq=seq).state.step == flow.StepName.NUMBER
+    store.release("c9", seq, "Twilio не перенаправил звонок", digits="14188")
+    assert store.handle("c9", flow.DigitsEntered("*"), seq=seq).state.step == flow.StepName.MENU
+    seq = store.handle("c9", flow.DigitsEntered("1"), seq=seq + 1).state.seq  # the number question again
+    assert store.claim("c9", seq)
+    store.handle("c9", flow.DigitsEntered("*"), seq=seq + 1)  # keys typed on the question asked again
+    store.release("c9", seq, "поздно")  # the call moved on since the claim: nothing is given back
+    assert store.step_of("c9") == seq + 2
+    store.handle("c9", flow.Hangup())
+    assert store.step_of("c9") is None and not store.claim("c9", seq + 1) and not store.claim("nobody", 0)
+    with store.db.session() as s:
+        call = s.scalars(select(Call)).one()
+        passed = [(e.detail, e.data) for e in call.events if e.kind == "speech_not_passed"]
+        assert passed == [("Twilio не перенаправил звонок", {"digits": "14188"}), ("поздно", {})]

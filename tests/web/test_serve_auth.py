@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,25 +14,16 @@ from argon2 import PasswordHasher
 from hotline import users
 from hotline.db import Database
 from hotline.users.throttle import PAIR
-from tests.helpers import free_port
+from tests.helpers import hotline_serve
 
 pytestmark = pytest.mark.slow
 
-HOTLINE = [sys.executable, "-c", "from hotline.cli import main; main()"]
 PASSWORD = "верный-пароль-инженера"
 
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Base URL of `hotline serve --workers 2 --threads 2` on SQLite, with two engineers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(
-        HOTLINE_DATA_DIR=str(tmp_path / "data"),
-        HOTLINE_HTTP_PORT=str(port),
-        HOTLINE_AGI_PORT=str(free_port()),
-        HOTLINE_SECRET_KEY="serve-auth-test-secret",
-    )
     # The accounts are made in-process (cheap argon2 parameters: the server reads them
     # from each hash), the schema by the same migrations the server would run.
     monkeypatch.setattr(users, "hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
@@ -47,28 +33,10 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         for login in ["ivanov", "petrov"]:
             users.create_user(s, login, password=PASSWORD)
     database.dispose()
-    proc = subprocess.Popen(
-        [*HOTLINE, "serve", "--workers", "2", "--threads", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        assert proc.poll() is None, proc.communicate()[0]
+    with hotline_serve(
+        tmp_path / "data", "--workers", "2", "--threads", "2", HOTLINE_SECRET_KEY="serve-auth-test-secret"
+    ) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
 
 
 def _browser(base: str) -> tuple[httpx.Client, str]:

@@ -57,7 +57,9 @@ def test_what_is_not_twilio_is_refused(message):
         parse_message(message)
 
 
-def start_message(call_sid: str, stream_sid: str, encoding: str = "audio/x-mulaw") -> str:
+def start_message(
+    call_sid: str, stream_sid: str, encoding: str = "audio/x-mulaw", parameters: dict[str, str] | None = None
+) -> str:
     return json.dumps(
         {
             "event": "start",
@@ -67,7 +69,7 @@ def start_message(call_sid: str, stream_sid: str, encoding: str = "audio/x-mulaw
                 "streamSid": stream_sid,
                 "callSid": call_sid,
                 "tracks": ["inbound"],
-                "customParameters": {},
+                "customParameters": parameters or {},
                 "mediaFormat": {"encoding": encoding, "sampleRate": 8000, "channels": 1},
             },
             "streamSid": stream_sid,
@@ -101,9 +103,17 @@ def signed(url: str = WSS) -> dict[str, str]:
 class MediaStream:
     """Twilio's side of one stream: its messages, in its order and format."""
 
-    def __init__(self, address: str, call_sid: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        address: str,
+        call_sid: str,
+        headers: dict[str, str] | None = None,
+        parameters: dict[str, str] | None = None,
+    ):
         self.ws = simple_websocket.Client.connect(f"ws://{address}/twilio/media", headers=headers or signed())
         self.call_sid, self.stream_sid, self.seq = call_sid, "MZ" + secrets.token_hex(16), 0
+        self.parameters = parameters
+        self.chunk = 0
 
     def send(self, event: str, **body) -> None:
         self.seq += 1
@@ -113,21 +123,34 @@ class MediaStream:
             )
         )
 
-    def run(self, pcm: bytes, *, stop: bool = True) -> None:
+    def begin(self) -> None:
         self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        self.ws.send(start_message(self.call_sid, self.stream_sid))
+        self.seq += 1
+        self.ws.send(start_message(self.call_sid, self.stream_sid, parameters=self.parameters))
+
+    def speak(self, pcm: bytes, *, dtmf_at: int | None = None) -> bool:
+        """The caller's audio as Twilio sends it (20 ms a message); False if the hotline closed the socket."""
         data = mulaw(pcm)
-        for chunk, start in enumerate(range(0, len(data), 160)):
-            payload = base64.b64encode(data[start : start + 160]).decode()
-            media = {
-                "track": "inbound",
-                "chunk": str(chunk + 1),
-                "timestamp": str(chunk * 20),
-                "payload": payload,
-            }
-            self.send("media", media=media)
-            if chunk == 10:
-                self.send("dtmf", dtmf={"track": "inbound_track", "digit": "5"})
+        try:
+            for start in range(0, len(data), 160):
+                self.chunk += 1
+                payload = base64.b64encode(data[start : start + 160]).decode()
+                media = {
+                    "track": "inbound",
+                    "chunk": str(self.chunk),
+                    "timestamp": str((self.chunk - 1) * 20),
+                    "payload": payload,
+                }
+                self.send("media", media=media)
+                if self.chunk == dtmf_at:
+                    self.send("dtmf", dtmf={"track": "inbound_track", "digit": "5"})
+        except simple_websocket.ConnectionClosed:
+            return False
+        return True
+
+    def run(self, pcm: bytes, *, stop: bool = True) -> None:
+        self.begin()
+        self.speak(pcm, dtmf_at=11)
         if stop:
             self.send("stop", stop={"accountSid": SID, "callSid": self.call_sid})
         self.ws.close()

@@ -108,7 +108,7 @@ def main() -> None:
     for name in commands:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
         ratio = wall / floor
-        print(f"  {name:<40} wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:6.0f} ms  ({ratio:4.1f}x python)")
+        print(f"  {name:<48} wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:6.0f} ms  ({ratio:4.1f}x python)")
 
 
 def start_helper(python: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -23,7 +23,15 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from hotline.warmstart import MAGIC, MAX_REQUEST, SOCKET_NAME, code_version, is_warm, namespaces
+from hotline.warmstart import (
+    MAGIC,
+    MAX_REQUEST,
+    SOCKET_NAME,
+    code_version,
+    file_identity,
+    is_warm,
+    pid_namespace,
+)
 
 if TYPE_CHECKING:
     from hotline.db import Database
@@ -101,7 +109,7 @@ def serve_helper(path: str, parent: int) -> None:
                 _reap(children)
             if listener.fileno() in ready and not stopping:
                 own = (listener.fileno(), wake_r, wake_w, *(c.fileno() for c in children.values()))
-                _accept(listener, version, children, own)
+                _accept(listener, path, version, children, own)
     finally:
         listener.close()
         _remove_own_socket(path, listening)
@@ -126,6 +134,10 @@ def _listen(path: str) -> socket.socket | None:
     old = os.umask(0o177)  # 0600 from the start: no moment when others may connect
     try:
         listener.bind(path)
+    except OSError as exc:  # a path too long for a socket (108 bytes), a read-only data dir
+        listener.close()
+        print(f"hotline: команды будут запускаться без помощника: {path}: {exc}", file=sys.stderr)
+        return None
     finally:
         os.umask(old)
     listener.listen(64)
@@ -163,7 +175,11 @@ def _reap(children: dict[int, socket.socket], block: bool = False) -> None:
 
 
 def _accept(
-    listener: socket.socket, version: int, children: dict[int, socket.socket], own_fds: tuple[int, ...]
+    listener: socket.socket,
+    path: str,
+    version: int,
+    children: dict[int, socket.socket],
+    own_fds: tuple[int, ...],
 ) -> None:
     try:
         conn, _ = listener.accept()
@@ -176,7 +192,7 @@ def _accept(
             raise Refused
         conn.settimeout(READ_TIMEOUT)
         fds, request = _receive(conn)
-        args, cwd, env, encodings = _decode(request, version)
+        args, cwd, env, encodings = _decode(request, version, path)
         conn.settimeout(None)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -222,18 +238,22 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(request: bytes, version: int) -> tuple[list[str], bytes, dict[bytes, bytes], list[str]]:
+def _decode(
+    request: bytes, version: int, path: str
+) -> tuple[list[str], bytes, dict[bytes, bytes], list[str]]:
     """The request's argv, cwd, environment and stdio encodings; Refused if this helper must not run it."""
     fields = request.split(b"\0")
-    if fields[:3] != [MAGIC, str(version).encode(), namespaces()]:
-        raise Refused  # another code version, or another filesystem or pid namespace
-    encodings = [f.decode() for f in fields[3:6]]
-    cwd = fields[6]
-    n = int(fields[7])
-    args = [os.fsdecode(a) for a in fields[8 : 8 + n]]
+    if fields[:4] != [MAGIC, str(version).encode(), pid_namespace(), file_identity(path)]:
+        raise Refused  # another code version, or another view of the files or the pids
+    encodings = [f.decode() for f in fields[5:8]]
+    cwd = fields[8]
+    if file_identity(cwd) != fields[4]:
+        raise Refused
+    n = int(fields[9])
+    args = [os.fsdecode(a) for a in fields[10 : 10 + n]]
     if not is_warm(args):
         raise Refused
-    env = dict(item.partition(b"=")[::2] for item in fields[8 + n :] if b"=" in item)
+    env = dict(item.partition(b"=")[::2] for item in fields[10 + n :] if b"=" in item)
     return args, cwd, env, encodings
 
 

@@ -8,7 +8,8 @@ warm commands' modules but opened no database, listening on `cli.sock` in the da
 dir (mode 0600). This module (the `hotline` executable) imports only os, socket, sys
 and signal. For a warm command it connects and sends its argv, cwd, environment,
 stdio encodings and its stdin/stdout/stderr (SCM_RIGHTS), then waits. The helper
-checks the peer's uid (SO_PEERCRED), the code version and the namespaces, and forks
+checks the peer's uid (SO_PEERCRED), the code version and that both see the same
+socket, working directory and pids, and forks
 a child that runs `hotline.cli.main` on the passed descriptors, in the client's cwd
 and environment and in a session of its own (no controlling terminal: a password
 prompt reads the passed terminal as an in-process one reads /dev/tty). In every
@@ -90,7 +91,7 @@ def run_warm(args: list[str]) -> int | None:
     try:
         try:
             sock.connect(path)
-            body = encode_request(args)
+            body = encode_request(args, path)
             header = len(body).to_bytes(4, "big")
             socket.send_fds(sock, [header], [0, 1, 2])
             sock.sendall(body)
@@ -193,21 +194,37 @@ def _stamp_tree(path: str, stamps: list[int]) -> None:
             _stamp_tree(entry.path, stamps)
 
 
-def namespaces() -> bytes:
-    """This process's mount and pid namespaces: a helper elsewhere sees other files and pids."""
+def pid_namespace() -> bytes:
+    """This process's pid namespace: a helper in another one could not be sent signals."""
     try:
-        return "/".join(os.readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid")).encode()
+        return os.readlink("/proc/self/ns/pid").encode()
     except OSError:
         return b"?"
 
 
-def encode_request(args: list[str]) -> bytes:
-    """What the client tells the helper, NUL-separated (no argv or environ item holds a NUL)."""
+def file_identity(path: str | bytes) -> bytes:
+    """Which file `path` is (device and inode), to tell that two processes see the same one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return b"?"
+    return f"{st.st_dev}:{st.st_ino}".encode()
+
+
+def encode_request(args: list[str], path: str) -> bytes:
+    """What the client tells the helper, NUL-separated (no argv or environ item holds a NUL).
+
+    Besides the command: the code version, and the socket and the working directory as
+    files, so that a helper that sees other files there (a service with a private /tmp,
+    a container) or other pids lets the client run the command itself.
+    """
     streams = (sys.stdin, sys.stdout, sys.stderr)
     fields = [
         MAGIC,
         str(code_version()).encode(),
-        namespaces(),
+        pid_namespace(),
+        file_identity(path),
+        file_identity("."),
         *(f"{getattr(s, 'encoding', '')}:{getattr(s, 'errors', '')}".encode() for s in streams),
         os.getcwdb(),
         str(len(args)).encode(),

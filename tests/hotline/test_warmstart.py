@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hotline.warmhelper import peer_allowed
-from hotline.warmstart import SOCKET_NAME, socket_path
+from hotline.warmhelper import Refused, _decode, peer_allowed
+from hotline.warmstart import SOCKET_NAME, code_version, encode_request, socket_path
 from tests.helpers import free_port
 
 # Warm only: exits 97 when the helper did not run it (the real entry point would then run it here).
@@ -160,6 +160,7 @@ def test_a_stale_socket_runs_in_process(tmp_path):
 
 def test_the_helper_ends_with_serve_and_removes_its_socket(tmp_path):
     env = environment(tmp_path / "data")
+    (tmp_path / "data").mkdir()
     launcher = subprocess.Popen(
         [
             sys.executable,
@@ -175,7 +176,6 @@ def test_the_helper_ends_with_serve_and_removes_its_socket(tmp_path):
     )
     assert launcher.stdout is not None
     helper = int(launcher.stdout.readline())
-    (tmp_path / "data").mkdir(exist_ok=True)
     wait_for(lambda: (tmp_path / "data" / SOCKET_NAME).exists(), launcher)
     launcher.kill()  # `serve` killed with SIGKILL: the kernel's parent-death signal still comes
     launcher.wait()
@@ -284,3 +284,21 @@ def test_serve_runs_the_helper_and_removes_its_socket_when_it_stops(tmp_path):
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
     assert not path.exists()
+
+
+def test_a_client_that_sees_other_files_or_another_version_is_refused(tmp_path, monkeypatch):
+    """A helper in a service with a private /tmp, or in a container, sees other files."""
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / SOCKET_NAME)
+    Path(path).touch()
+    request = encode_request(["request", "list"], path)
+    version = code_version()
+    args, cwd, env, _ = _decode(request, version, path)
+    assert (args, cwd, env[b"HOME"]) == (["request", "list"], os.fsencode(tmp_path), os.environb[b"HOME"])
+    fields = request.split(b"\0")
+    for i, other in ((1, b"1"), (3, b"1:2"), (4, b"1:2")):  # version, the socket, the working dir
+        changed = b"\0".join([*fields[:i], other, *fields[i + 1 :]])
+        with pytest.raises(Refused):
+            _decode(changed, version, path)
+    with pytest.raises(Refused):  # a command that is not served warm
+        _decode(encode_request(["serve"], path), version, path)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hotline.warmstart import (
     MAGIC,
@@ -63,10 +63,12 @@ def preload() -> None:
     import hotline.settings  # noqa: F401
     import hotline.users.cli  # noqa: F401
     from hotline.cli import cli
+    from hotline.db import head_revision
 
     with click.Context(cli) as ctx:
         cli.get_command(ctx, "user")  # resolves its entry point once, for every child
     configure_mappers()
+    head_revision()  # read from the migration files (part of the code version), once
     for dialect in ("sqlalchemy.dialects.sqlite.pysqlite", "sqlalchemy.dialects.postgresql.psycopg"):
         __import__(dialect)
     if importlib.util.find_spec("psycopg") is not None:
@@ -192,13 +194,13 @@ def _accept(
             raise Refused
         conn.settimeout(READ_TIMEOUT)
         fds, request = _receive(conn)
-        args, cwd, env, encodings = _decode(request, version, path)
+        command = _decode(request, version, path)
         conn.settimeout(None)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _run_child(conn, fds, args, cwd, env, encodings, own_fds)
+            _run_child(conn, fds, command, own_fds)
         conn.sendall(f"pid {pid}\n".encode())
         children[pid] = conn
     except (Refused, OSError, ValueError):
@@ -238,34 +240,33 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(
-    request: bytes, version: int, path: str
-) -> tuple[list[str], bytes, dict[bytes, bytes], list[str]]:
-    """The request's argv, cwd, environment and stdio encodings; Refused if this helper must not run it."""
+class Command(NamedTuple):
+    """A command as the client would have run it."""
+
+    args: list[str]
+    cwd: bytes
+    env: dict[bytes, bytes]
+    encodings: list[str]  # stdin, stdout, stderr: "encoding:errors"
+    umask: int
+
+
+def _decode(request: bytes, version: int, path: str) -> Command:
+    """The client's command; Refused if this helper must not run it."""
     fields = request.split(b"\0")
     if fields[:4] != [MAGIC, str(version).encode(), pid_namespace(), file_identity(path)]:
         raise Refused  # another code version, or another view of the files or the pids
-    encodings = [f.decode() for f in fields[5:8]]
-    cwd = fields[8]
+    cwd = fields[9]
     if file_identity(cwd) != fields[4]:
         raise Refused
-    n = int(fields[9])
-    args = [os.fsdecode(a) for a in fields[10 : 10 + n]]
+    n = int(fields[10])
+    args = [os.fsdecode(a) for a in fields[11 : 11 + n]]
     if not is_warm(args):
         raise Refused
-    env = dict(item.partition(b"=")[::2] for item in fields[10 + n :] if b"=" in item)
-    return args, cwd, env, encodings
+    env = dict(item.partition(b"=")[::2] for item in fields[11 + n :] if b"=" in item)
+    return Command(args, cwd, env, [f.decode() for f in fields[5:8]], int(fields[8]))
 
 
-def _run_child(
-    conn: socket.socket,
-    fds: list[int],
-    args: list[str],
-    cwd: bytes,
-    env: dict[bytes, bytes],
-    encodings: list[str],
-    own_fds: tuple[int, ...],
-) -> None:
+def _run_child(conn: socket.socket, fds: list[int], command: Command, own_fds: tuple[int, ...]) -> None:
     """The forked child: become the client's command process, run it, report, exit."""
     code = 1
     try:
@@ -281,15 +282,17 @@ def _run_child(
         for fd in fds:
             if fd > 2:
                 os.close(fd)
-        os.chdir(cwd)
+        os.chdir(command.cwd)
+        os.umask(command.umask)  # files it makes (a new SQLite WAL, the secret key) as the client's
         os.environb.clear()
-        os.environb.update(env)
+        os.environb.update(command.env)
         time.tzset()
         sys.stdin, sys.stdout, sys.stderr = (
-            _stream(fd, mode, spec) for fd, mode, spec in zip((0, 1, 2), "rww", encodings, strict=True)
+            _stream(fd, mode, spec)
+            for fd, mode, spec in zip((0, 1, 2), "rww", command.encodings, strict=True)
         )
-        sys.argv = ["hotline", *args]
-        code = _run_command(args)
+        sys.argv = ["hotline", *command.args]
+        code = _run_command(command.args)
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said

@@ -211,6 +211,12 @@ def file_identity(path: str | bytes) -> bytes:
     return f"{st.st_dev}:{st.st_ino}".encode()
 
 
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def encode_request(args: list[str], path: str) -> bytes:
     """What the client tells the helper, NUL-separated (no argv or environ item holds a NUL).
 
@@ -226,6 +232,7 @@ def encode_request(args: list[str], path: str) -> bytes:
         file_identity(path),
         file_identity("."),
         *(f"{getattr(s, 'encoding', '')}:{getattr(s, 'errors', '')}".encode() for s in streams),
+        str(_umask()).encode(),
         os.getcwdb(),
         str(len(args)).encode(),
         *(os.fsencode(a) for a in args),

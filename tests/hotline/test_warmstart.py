@@ -293,8 +293,10 @@ def test_a_client_that_sees_other_files_or_another_version_is_refused(tmp_path, 
     Path(path).touch()
     request = encode_request(["request", "list"], path)
     version = code_version()
-    args, cwd, env, _ = _decode(request, version, path)
-    assert (args, cwd, env[b"HOME"]) == (["request", "list"], os.fsencode(tmp_path), os.environb[b"HOME"])
+    command = _decode(request, version, path)
+    assert command.args == ["request", "list"]
+    assert (command.cwd, command.env) == (os.fsencode(tmp_path), dict(os.environb))
+    assert command.umask == os.umask(command.umask)
     fields = request.split(b"\0")
     for i, other in ((1, b"1"), (3, b"1:2"), (4, b"1:2")):  # version, the socket, the working dir
         changed = b"\0".join([*fields[:i], other, *fields[i + 1 :]])
@@ -302,3 +304,11 @@ def test_a_client_that_sees_other_files_or_another_version_is_refused(tmp_path, 
             _decode(changed, version, path)
     with pytest.raises(Refused):  # a command that is not served warm
         _decode(encode_request(["serve"], path), version, path)
+
+
+def test_the_warm_child_makes_files_with_the_clients_umask(served, tmp_path):
+    env, _ = served
+    env = {**env, "HOTLINE_DATABASE_URL": f"sqlite:///{tmp_path}/new.sqlite3"}
+    code, out, err = run("import os; os.umask(0o077)\n" + WARM, env, "request", "list")
+    assert (code, out, err) == (0, "", "заявок нет\n")  # a new database, made by the child
+    assert (tmp_path / "new.sqlite3").stat().st_mode & 0o777 == 0o600

@@ -120,18 +120,11 @@ def serve_helper(path: str, parent: int) -> None:
 
 
 def _listen(path: str) -> socket.socket | None:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        pass
-    else:  # another helper answers there (a second `serve` on this data dir): leave it
-        probe.close()
-        return None
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a stale socket of a helper that was killed
+    # A socket already there is a killed helper's, or one of a `serve` that has stopped
+    # and waits for its last commands: the new one takes over (the old one removes only
+    # its own file when it ends).
+    with contextlib.suppress(OSError):  # what is not a socket there makes bind fail below
+        os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # 0600 from the start: no moment when others may connect
     try:

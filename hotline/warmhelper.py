@@ -160,10 +160,10 @@ def _reap(children: dict[int, socket.socket], block: bool = False) -> None:
         conn = children.pop(pid, None)
         if conn is None:
             continue
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:  # killed: it could not say so itself
-            with contextlib.suppress(OSError):
-                conn.sendall(f"exit {code}\n".encode())
+        # The child said how it ended, unless it was killed (or could not write): the client
+        # reads the first `exit` line, so saying it again changes nothing.
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
         conn.close()
         if block:
             return

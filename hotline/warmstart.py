@@ -19,8 +19,8 @@ runs in-process exactly as before: nothing has run yet.
 Messages: the client sends a 4-byte length and the NUL-separated request (with the
 three descriptors on its first bytes); the helper answers `pid N` (the child, to
 which the client forwards SIGINT, SIGTERM and SIGHUP) or `cold` (run it yourself),
-then `exit N`, written by the child when it ends or by the helper when it reaps a
-child killed by a signal (N negative): the client ends with the same status.
+then `exit N`, written by the child when it ends and by the helper when it reaps it
+(N negative: killed by that signal): the client ends with the first one's status.
 """
 
 from __future__ import annotations

@@ -29,14 +29,24 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one run of `command`."""
+def timed(command: list[str], env: dict[str, str], helper: int | None = None) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of `command`, with its warm child's."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    helped = children_cpu(helper)
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu + children_cpu(helper) - helped
+
+
+def children_cpu(pid: int | None) -> float:
+    """CPU seconds of the reaped children of `pid` (the helper's warm commands), from /proc."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
 
 
 def main() -> None:
@@ -94,7 +104,8 @@ def main() -> None:
             cpus: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(args.runs):
                 for name, (command, command_env) in commands.items():
-                    wall, cpu = timed(command, command_env)
+                    warm = helper.pid if command_env is warm_env else None
+                    wall, cpu = timed(command, command_env, warm)
                     walls[name].append(wall)
                     cpus[name].append(cpu)
         finally:
@@ -103,7 +114,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     cpus_n = os.cpu_count()
     print(f"`hotline` start to exit, median of {args.runs} runs (load average {load:.1f}, {cpus_n} CPUs)")
-    print("  (warm: the command ran in the helper's child; CPU counts only the `hotline` process)")
+    print("  (warm: the command ran in the helper's child; CPU is the `hotline` process's and the child's)")
     floor = statistics.median(walls["python -c pass (floor)"])
     for name in commands:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])

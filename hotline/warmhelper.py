@@ -353,6 +353,8 @@ class WarmHelper:
 
 def make_service(settings: Settings, db: Database) -> WarmHelper | None:
     """The warm helper of `serve`'s data dir (the `hotline.services` entry point)."""
+    if not sys.platform.startswith("linux"):  # SO_PEERCRED, the parent-death signal
+        return None
     return WarmHelper(str(settings.data_dir / SOCKET_NAME))
 
 

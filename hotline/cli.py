@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hotline.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+DISTRIBUTION = "psr-qr-hotline"  # pyproject's name: its entry points are read first
 
 
 class Context:
@@ -99,9 +100,24 @@ class HotlineGroup(click.Group):
         self._load_all()
         return super().list_commands(ctx)
 
+    def _entry_point(self, name: str) -> EntryPoint | None:
+        # This project's own entries first: reading its one entry_points.txt costs
+        # 0.4 ms, scanning every installed distribution's 10 ms or more.
+        if self._entries is None:
+            from importlib.metadata import PackageNotFoundError, distribution
+
+            try:
+                own = distribution(DISTRIBUTION).entry_points
+            except PackageNotFoundError:
+                own = None
+            if own is not None:
+                for ep in own.select(group="hotline.commands", name=name):
+                    return ep
+        return self._entry_points().get(name)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
-            ep = self._entry_points().get(cmd_name)
+            ep = self._entry_point(cmd_name)
             if ep is not None:
                 self._load(ep)
             if cmd_name not in self.commands:

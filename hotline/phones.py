@@ -26,12 +26,16 @@ import enum
 import functools
 import re
 from dataclasses import dataclass
-
-import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from typing import TYPE_CHECKING
 
 from hotline.cleaning import clean_line
 from hotline.errors import UserError
+
+if TYPE_CHECKING:
+    import phonenumbers
+
+# phonenumbers is imported where a number is parsed or formatted, not with this module:
+# its metadata costs a command that shows no phone (`request list`) 15-20 ms of start.
 
 DEFAULT_REGION = "RU"
 #: The width of the phone columns (calls.from_number, requests.contact_phone).
@@ -89,10 +93,12 @@ def _parse(raw: str, region: str) -> Phone | None:
     if number is None:
         kind = PhoneKind.SIP if lowered.startswith(("sip:", "sips:", "tel:")) else PhoneKind.OTHER
         return Phone(text[:MAX_STORED], kind, original=text)
-    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    import phonenumbers
+
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     mobile = phonenumbers.number_type(number) in (
-        PhoneNumberType.MOBILE,
-        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     )
     return Phone(e164, PhoneKind.NUMBER, mobile=mobile, original=text if text != e164 else "")
 
@@ -118,15 +124,21 @@ def display_phone(stored: str | None) -> str:
     number = _parse_number(stored, DEFAULT_REGION) if stored.startswith("+") else None
     if number is None:
         return stored
+    import phonenumbers
+
     if phonenumbers.region_code_for_number(number) == DEFAULT_REGION:
-        return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
-    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def international_phone(stored: str) -> str:
     """`+7 343 567-45-30`: a number as printed in letters to anyone, anywhere."""
     number = _parse_number(stored, DEFAULT_REGION)
-    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL) if number else stored
+    if number is None:
+        return stored
+    import phonenumbers
+
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def sms_number(stored: str | None) -> str | None:
@@ -188,8 +200,10 @@ def _parse_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
         return None
     if not all(c.isascii() for c in text):
         return None
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(text, region)
-    except NumberParseException:
+    except phonenumbers.NumberParseException:
         return None
     return number if phonenumbers.is_valid_number(number) else None

@@ -42,6 +42,35 @@ def test_request_and_user_commands_import_no_other_area(tmp_path, args):
     modules = loaded(tmp_path, *args)
     assert "sqlalchemy" in modules and "hotline" in modules
     assert not modules & {"alembic", "flask", "web", "ivr", "voice_models", "httpx", "twilio", "huey"}
+    assert "phonenumbers" not in modules  # no phone parsed or shown
+
+
+def test_a_command_that_shows_a_phone_imports_the_phone_library(tmp_path):
+    assert loaded(tmp_path, "db", "upgrade") >= {"alembic"}
+    assert "phonenumbers" in loaded(
+        tmp_path, "request", "open", "--kind", "incident", "--phone", "+79001234567", "--text", "x"
+    )
+
+
+def test_the_hotline_executable_imports_nothing_before_it_knows_where_the_command_runs():
+    """The entry point asks the warm helper first: click, SQLAlchemy and the domain wait."""
+    probe = (
+        "import sys; before = set(sys.modules); import hotline.warmstart; print(*set(sys.modules) - before)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    imported = set(done.stdout.split())
+    assert "hotline.warmstart" in imported
+    assert {m.split(".")[0] for m in imported} <= {
+        "hotline",
+        "socket",
+        "_socket",
+        "selectors",
+        "select",
+        "math",
+        "signal",
+        "collections",
+        "array",
+    }
 
 
 def test_every_registered_command_is_listed():

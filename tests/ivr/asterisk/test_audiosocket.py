@@ -26,7 +26,7 @@ from ivr.asterisk.audiosocket import (
 )
 from ivr.asterisk.fake_audiosocket import stream_call
 from ivr.livecall import LiveCall
-from tests.hotline.transcription.conftest import ko_model_path, phone_audio, tone, write_wav
+from tests.hotline.transcription.conftest import NUMBER_TAIL, ko_model_path, phone_audio, tone, write_wav
 
 CALL = uuid.UUID("8d2c1e0a-5b7f-4e3a-9c1d-2f6a7b8c9d0e")
 
@@ -269,7 +269,8 @@ class SpeakingCaller(LiveCall):
     answer_words = ""
 
     def say(self, words):
-        for i in range(0, len(speech := phone_audio(words)), 320):
+        # the silence after lets the listener hear that the caller has finished
+        for i in range(0, len(speech := phone_audio(words, tail=NUMBER_TAIL)), 320):
             self.audio(speech[i : i + 320])
 
     def listen_for_number(self):

@@ -290,6 +290,11 @@ class NumberListener:
     def __post_init__(self) -> None:
         self.recognizer = LiveRecognizer(self.model, grammar=number_grammar(self.model, self.language))
 
+    @property
+    def hearing(self) -> bool:
+        """True while the caller is saying a number: speech going on or number words not yet finished."""
+        return self.heard is None and (bool(self._words) or self.recognizer.speaking)
+
     def feed(self, pcm: bytes) -> SpokenNumber | None:
         """More audio; the number once the caller has said number words and stopped."""
         if self.heard is not None:

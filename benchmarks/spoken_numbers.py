@@ -16,7 +16,8 @@ then 20 ms frames into the `NumberListener` (number grammar, Damm check).
 2. `--numbers` valid request numbers, said digit by digit with pauses of 0.3-0.8 s
    (how a caller dictates on the phone; zero as «공» / «ноль») and said as one number
    («만 팔», «десять тысяч восемь»): exact, caught (check digit, length, nothing heard)
-   and, worst, wrong numbers that pass the check digit.
+   and, worst, wrong numbers that pass the check digit; and the digit error rate
+   (digits substituted, dropped or added, per digit said).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable  # noqa: E402
 from functools import cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import jiwer  # noqa: E402
 from num2words import num2words  # noqa: E402
 
 from hotline.numbers import check_digit  # noqa: E402
@@ -128,9 +130,10 @@ def spoken_numbers(model, language: NumberLanguage, count: int, seed: int) -> No
     )
     for label, speak in forms.items():
         exact = caught = passed = 0
-        examples = []
+        examples, heard = [], []
         for number in numbers:
             digits, valid = listen(model, language, silence(0.5) + speak(number, language, rng) + silence(4))
+            heard.append(digits)
             if digits == number:
                 exact += 1
             elif valid:
@@ -139,9 +142,10 @@ def spoken_numbers(model, language: NumberLanguage, count: int, seed: int) -> No
             else:
                 caught += 1
                 examples.append(f"{number}→{digits or '∅'}")
+        errors = jiwer.cer(numbers, heard)  # digits substituted, dropped or added, per digit said
         print(
             f"   {label:<23} exact {exact:3}/{count}   caught as wrong {caught:3}   "
-            f"WRONG BUT PASSED {passed:3}"
+            f"WRONG BUT PASSED {passed:3}   digit errors {errors:.0%}"
         )
         print(f"      e.g. {' '.join(examples[:6])}")
 

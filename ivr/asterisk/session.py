@@ -330,7 +330,13 @@ class AgiCall:
             key = await self.channel.wait_for_digit(step)
             if key is None:
                 waited += step
-                if live is not None and not typed and waited < action.timeout_seconds * 1000:
+                limit = action.timeout_seconds * 1000
+                # A caller still saying the number gets up to twice the time (digits with pauses).
+                if (
+                    live is not None
+                    and not typed
+                    and (waited < limit or live.hearing_number and waited < 2 * limit)
+                ):
                     continue
                 break
             typed += key

@@ -89,11 +89,22 @@ def add_recording(
         return request.number, attachment.id
 
 
-def phone_audio(text: str) -> bytes:
-    """Korean speech by espeak-ng as a telephone line carries it: 8 kHz s16le, 2 s of silence after."""
+#: Silence after a spoken number long enough for the NumberListener to hear that the caller stopped.
+NUMBER_TAIL = 3.5
+
+
+def phone_audio(text: str, pause: float = 0.0, tail: float = 2.0) -> bytes:
+    """Korean speech by espeak-ng as a telephone line carries it: 8 kHz s16le, `tail` s of silence after.
+
+    With `pause`, each word is said on its own with that much silence after it, as a
+    caller dictates a number digit by digit.
+    """
     if shutil.which("espeak-ng") is None:
         missing_service("espeak-ng is not installed")
+    if pause:
+        gap = bytes(2 * int(8000 * pause))
+        return gap.join(phone_audio(word, tail=0) for word in text.split()) + bytes(2 * int(8000 * tail))
     wav = subprocess.run(["espeak-ng", "-v", "ko", "--stdout", text], capture_output=True, check=True).stdout
     samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
     phone = soxr.resample(samples, rate, 8000)
-    return (np.clip(phone, -1, 1) * 32767).astype("<i2").tobytes() + bytes(2 * 8000 * 2)
+    return (np.clip(phone, -1, 1) * 32767).astype("<i2").tobytes() + bytes(2 * int(8000 * tail))

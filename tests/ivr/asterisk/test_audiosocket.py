@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hotline import registry
 from hotline.models import Attachment, LiveTranscript
 from hotline.storage import store_attachment
-from hotline.transcription.live import live_model
+from hotline.transcription.live import live_model, spoken_number
 from hotline.transcription.live_store import apply_live
 from hotline.transcription.pipeline import run_transcription_job
 from hotline.transcription.recognizer import FakeRecognizer
@@ -26,7 +26,7 @@ from ivr.asterisk.audiosocket import (
 )
 from ivr.asterisk.fake_audiosocket import stream_call
 from ivr.livecall import LiveCall
-from tests.hotline.transcription.conftest import ko_model_path, phone_audio, tone, write_wav
+from tests.hotline.transcription.conftest import NUMBER_TAIL, ko_model_path, phone_audio, tone, write_wav
 
 CALL = uuid.UUID("8d2c1e0a-5b7f-4e3a-9c1d-2f6a7b8c9d0e")
 
@@ -269,7 +269,8 @@ class SpeakingCaller(LiveCall):
     answer_words = ""
 
     def say(self, words):
-        for i in range(0, len(speech := phone_audio(words)), 320):
+        # the silence after lets the listener hear that the caller has finished
+        for i in range(0, len(speech := phone_audio(words, tail=NUMBER_TAIL)), 320):
             self.audio(speech[i : i + 320])
 
     def listen_for_number(self):
@@ -382,3 +383,35 @@ def test_the_service_registers_each_stream_while_it_lasts(make_settings, db, ko)
     finally:
         service.stop()
     assert seen == [True] and ASTERISK_STREAMS.get(str(CALL)) is None
+
+
+class SlowCaller(LiveCall):
+    """A caller who is still saying the number when the number question's time is up."""
+
+    asked = 0  # times the session asked, once the question's time was up
+
+    @property
+    def hearing_number(self):
+        self.asked += 1
+        if self.asked == 5:  # the number is finished 2.5 s after the question's time
+            self.heard = spoken_number("하나 넷 하나 여덟 여덟", self.language)
+        return True  # still saying it, or just said and not yet taken
+
+
+def test_a_number_still_being_said_is_waited_for(make_settings, db, ko):
+    from ivr.livecall import ASTERISK_STREAMS
+    from tests.ivr.asterisk.test_fastagi import call_row
+    from tests.ivr.asterisk.test_fastagi import serve as serve_agi
+
+    settings = make_settings()
+    model, language = ko
+    caller = SlowCaller(
+        db, backend="asterisk", call_id="x", stream_id=str(CALL), model=model, language=language
+    )
+    ASTERISK_STREAMS.add(caller)
+    try:
+        serve_agi(settings, db, {"script": ["1", *["silence"] * 40], "stream": str(CALL)})
+    finally:
+        ASTERISK_STREAMS.remove(str(CALL))
+    call = call_row(db)
+    assert [e.detail for e in call.events if e.kind == "spoken_number"] == ["14188"]

@@ -22,7 +22,7 @@ from ivr.store import CallStore
 from ivr.twilio import twiml
 from ivr.twilio.client import TwilioCall
 from ivr.twilio.spoken import listen_of
-from tests.hotline.transcription.conftest import phone_audio
+from tests.hotline.transcription.conftest import NUMBER_TAIL, phone_audio
 from tests.ivr.twilio.test_media import MediaStream, server  # noqa: F401 - fixture
 from tests.ivr.twilio.test_webhooks import PUBLIC, SID, TOKEN, api, make_app  # noqa: F401 - fixtures
 
@@ -203,9 +203,10 @@ def test_a_number_said_is_read_back_and_a_yes_said_looks_it_up(line, api):  # no
     address, app, call = line
     number = new_request(app)
     stream, started = open_stream(address, call)
-    stream.speak(phone_audio("하나 넷 하나 여덟 일곱"))  # 14187: a wrong check digit, listened on
+    # 14187: a wrong check digit, listened on
+    stream.speak(phone_audio("하나 넷 하나 여덟 일곱", tail=NUMBER_TAIL))
     assert wait_for_event(app, call.call_sid, "spoken_number_invalid").startswith("1418")
-    stream.speak(phone_audio(NUMBER_WORDS))
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
     call_sid, form = api.wait_for_redirect()
     assert call_sid == call.call_sid and form["Method"] == "POST"
     wait_closed(stream)
@@ -234,7 +235,7 @@ def test_keys_typed_while_the_stream_listens_win(line, api):  # noqa: F811
     stream.speak(bytes(8000))  # half a second of silence
     heard = " ".join(call.press(number + "#"))  # the Gather's action moves the call on
     assert "Заявка номер один, четыре, один, восемь, восемь." in heard
-    stream.speak(phone_audio(NUMBER_WORDS))  # said too late: the step is taken
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))  # said too late: the step is taken
     wait_closed(stream)
     assert api.redirects == []
     kinds = events(app, call.call_sid)
@@ -248,7 +249,7 @@ def test_a_key_on_the_stream_stops_the_listening(line, api):  # noqa: F811
     stream, _ = open_stream(address, call)
     stream.speak(bytes(8000), dtmf_at=10)
     wait_closed(stream)
-    stream.speak(phone_audio(NUMBER_WORDS))
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
     assert api.redirects == []
 
 
@@ -270,7 +271,7 @@ def test_a_redirect_twilio_refuses_gives_the_keypad_back(line, api):  # noqa: F8
     number = new_request(app)
     api.failing = True  # Twilio answers 500
     stream, _ = open_stream(address, call)
-    stream.speak(phone_audio(NUMBER_WORDS))
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
     assert "клавиатуры" in wait_for_event(app, call.call_sid, "speech_not_passed")
     with app.extensions["hotline.db"].session() as s:
         row = s.scalars(select(Call).where(Call.backend_call_id == call.call_sid)).one()
@@ -293,7 +294,7 @@ def test_a_call_that_ended_before_its_redirect(line, api):  # noqa: F811
     new_request(app)
     api.ended.add(call.call_sid)  # Twilio knows the caller hung up; its status callback is late
     stream, _ = open_stream(address, call)
-    stream.speak(phone_audio(NUMBER_WORDS))
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
     assert wait_for_event(app, call.call_sid, "speech_not_passed") == "звонок уже завершён"
     wait_closed(stream)
     assert call.hang_up().status_code == 204
@@ -309,7 +310,7 @@ def test_parameters_for_another_step_redirect_nothing(line, api):  # noqa: F811
     new_request(app)
     stream = MediaStream(address, call.call_sid, parameters={"listen": "number", "seq": "999"})
     stream.begin()
-    stream.speak(phone_audio(NUMBER_WORDS))
+    stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
     wait_closed(stream)
     assert api.redirects == []
     assert not [k for k, _ in events(app, call.call_sid) if k.startswith("spoken")]
@@ -346,7 +347,7 @@ def test_a_number_said_under_serve_with_two_workers(tmp_path, api):  # noqa: F81
         call.start()
         call.press("1")
         stream, _ = open_stream(base.removeprefix("http://"), call)
-        stream.speak(phone_audio(NUMBER_WORDS))
+        stream.speak(phone_audio(NUMBER_WORDS, tail=NUMBER_TAIL))
         _, form = api.wait_for_redirect()
         assert READ_BACK in " ".join(call.redirect(form["Url"]))
         assert "Заявка номер" in " ".join(call.press("1"))

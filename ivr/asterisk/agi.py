@@ -17,6 +17,7 @@ that end up in file names must match `UNIQUEID`, and text from the peer is cut w
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -198,6 +199,8 @@ class ReplyReader:
         Raises ChannelGone (511), AgiCommandError (510, 520) or AgiProtocolError.
         """
         line = line.rstrip("\r\n")
+        if line.startswith("200 ") and not self._usage:
+            return parse_reply(line)  # nearly every answer
         if line == HANGUP_LINE:
             # Asterisk announces the hangup between answers; the answer still follows.
             self.hung_up = True
@@ -353,3 +356,9 @@ def quote(arg: str | int) -> str:
 def command(name: str, *args: str | int) -> str:
     """A command line: the command name as it is (`STREAM FILE`), then quoted arguments."""
     return " ".join([name, *(quote(a) for a in args)]) + "\n"
+
+
+@functools.lru_cache(maxsize=4096)  # a call says the same few hundred prompts and waits
+def command_line(name: str, args: tuple[str | int, ...]) -> bytes:
+    """`command(name, *args)` as the bytes sent to Asterisk."""
+    return command(name, *args).encode()

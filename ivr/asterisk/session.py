@@ -316,7 +316,9 @@ class AgiCall:
         finish = action.finish_on_key
         # A request number may also be said: listen on the call's stream between keys.
         answer, self.number_said = self.number_said, False  # a number read back: «да» / «нет» may follow
-        live = await self._db(listen_for_number, self.stream_id, action, answer) if not typed else None
+        live = None
+        if self.stream_id and not typed:  # no stream, nothing to listen on: no trip to a thread
+            live = await self._db(listen_for_number, self.stream_id, action, answer)
         waited = 0
         while not (finish and typed.endswith(finish)) and len(typed) < action.max_digits:
             if live is not None and not typed:

@@ -15,6 +15,11 @@ run as one `CallStore` transaction, as every step did before. The call log survi
 a hang-up at any step: the hang-up is one more queued write; the queue is written
 before the process exits (`close`, also at interpreter exit), and while the database
 is down the writer keeps the queue and tries again.
+
+The writes are data (`ivr.logwriter.LogWrite`, pickled on the loop) and the writer
+thread hands each batch to a child process that writes it (`ivr.logwriter`): the
+database work never holds this process's GIL, which the event loop needs between
+every two socket calls. The call's own reads (the status lookup) stay here.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from sqlalchemy import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from hotline import calllog, callrows
 from hotline.db import Database, DatabaseUnavailable, translate_errors
 from hotline.models import utcnow
 from hotline.phones import stored_phone
@@ -43,7 +47,7 @@ from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, Outcome
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
-from ivr.speech import render_text
+from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, pack
 from ivr.store import (
     _FIND_REQUEST,
     _LOOKUPS_BY_NUMBER,
@@ -52,7 +56,6 @@ from ivr.store import (
     CallStore,
     DbCallPort,
     _CallRow,
-    _OpenCall,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ RETRY_SECONDS = 1.0
 #: Seconds a writing step waits for its call's queued writes.
 WAIT_SECONDS = 30.0
 
-Op = Callable[[_OpenCall], None]
+Op = bytes  # a pickled LogWrite
 
 
 @dataclass(eq=False)
@@ -181,6 +184,11 @@ class LiveCallStore(CallStore):
         self._lock = threading.Lock()
         self._loop_conn: Any = None  # a pooled DBAPI connection, the loop's alone
         self._loop_reads: _SqliteReads | None = None
+        if self.rows.sqlite:
+            # Opened now, not at the first lookup: connecting sets WAL, which can wait
+            # for the writer, and the event loop must never wait (measured: 0.5 s).
+            self._loop_conn = self.db.engine.raw_connection()
+            self._loop_reads = _SqliteReads(self._loop_conn.driver_connection, self.db.engine.dialect)
         self.writer = _Writer(self)
 
     # --- the CallStore interface ----------------------------------------------------
@@ -200,8 +208,7 @@ class LiveCallStore(CallStore):
     def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
         """Queue an event of the call."""
         live = self._live(call_id)
-        at = utcnow()
-        self.writer.submit(live, lambda o: _log(o, at, kind, detail, data))
+        self.writer.submit(live, pack(LogWrite(utcnow(), events=((kind, detail, data),))))
 
     def handle(
         self,
@@ -270,20 +277,13 @@ class LiveCallStore(CallStore):
                 )
             if outcome and step.state.outcome in (None, Outcome.ABANDONED):
                 step.state.outcome = outcome
-            ended = utcnow()
-            self._queue_step(live, step)
-
-            def end(o: _OpenCall) -> None:
-                calllog.end_call(
-                    o.session,
-                    o.call,
-                    backend_status=backend_status,
-                    duration_seconds=duration_seconds,
-                    hangup_cause=hangup_cause,
-                    ended_at=ended,
-                )
-
-            self.writer.submit(live, end)
+            end = {
+                "backend_status": backend_status,
+                "duration_seconds": duration_seconds,
+                "hangup_cause": hangup_cause,
+                "ended_at": utcnow(),
+            }
+            self._queue_step(live, step, end=end)
             return step
         finally:
             self._forget(call_id)
@@ -311,6 +311,9 @@ class LiveCallStore(CallStore):
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued (trying for `timeout` seconds) and stop the writer."""
         self.writer.close(timeout)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = self._loop_reads = None
 
     # --- in memory --------------------------------------------------------------------
 
@@ -336,11 +339,8 @@ class LiveCallStore(CallStore):
         microseconds, less than the trip to a thread). Otherwise None: a thread's session."""
         if io:
             return None
-        if not self.rows.sqlite:
-            raise _NeedsIO  # a server's round trip must not stop the loop
         if self._loop_reads is None:
-            self._loop_conn = self.db.engine.raw_connection()
-            self._loop_reads = _SqliteReads(self._loop_conn.driver_connection, self.db.engine.dialect)
+            raise _NeedsIO  # a server's round trip must not stop the loop (or the store is closed)
         return self._loop_reads
 
     def _forget(self, call_id: str) -> None:
@@ -368,35 +368,27 @@ class LiveCallStore(CallStore):
         live.state = step.state
         return step
 
-    def _queue_step(self, live: LiveCall, step: flow.Step, answered: dt.datetime | None = None) -> None:
-        at = utcnow()
-        state = step.state.to_json()
+    def _queue_step(
+        self,
+        live: LiveCall,
+        step: flow.Step,
+        answered: dt.datetime | None = None,
+        end: dict[str, Any] | None = None,
+    ) -> None:
+        state = step.state
+        write = LogWrite(
+            utcnow(),
+            events=tuple((entry.kind, entry.detail, entry.data) for entry in step.log),
+            # What the caller heard, word for word: rendered by the writer (as CallStore._apply logs it).
+            said=tuple(a.segments for a in step.actions if isinstance(a, flow.Speak)),
+            state=state.to_json(),
+            outcome=state.outcome,
+            answered=answered,
+            ended=state.step == flow.StepName.ENDED,
+            end=end,
+        )
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
-        # What the caller heard, word for word (as CallStore._apply logs it).
-        said = [render_text(a.segments) for a in step.actions if isinstance(a, flow.Speak)]
-        numbers = (live.from_number, live.to_number)
-
-        def write(o: _OpenCall) -> None:
-            call = o.call
-            call.from_number = call.from_number or numbers[0]
-            call.to_number = call.to_number or numbers[1]
-            if answered is not None:
-                call.answered_at = call.answered_at or answered
-            for entry in step.log:
-                _log(o, at, entry.kind, entry.detail, entry.data)
-            for text in said:
-                _log(o, at, CallEventKind.SAID, text, {})
-            call.flow_state = state
-            if step.state.outcome:
-                call.outcome = step.state.outcome
-            if step.state.step == flow.StepName.ENDED and call.ended_at is None:
-                calllog.end_call(o.session, call, ended_at=at)
-
-        self.writer.submit(live, write, lookups)
-
-
-def _log(opened: _OpenCall, at: dt.datetime, kind: str, detail: str, data: dict[str, Any]) -> None:
-    opened.events.append({"call_id": opened.call.id, "at": at, "kind": kind, "detail": detail, "data": data})
+        self.writer.submit(live, pack(write), lookups)
 
 
 def _no_session() -> Session:
@@ -452,6 +444,7 @@ class _Writer:
         self._lookups: dict[str | None, int] = {}  # queued, uncommitted lookups by number (None: withheld)
         self.down: DatabaseUnavailable | None = None  # why the last write failed, until one succeeds
         self.batches = 0
+        self._process = LogWriterProcess(store.db.url, store.backend)
         # The queue is written before the interpreter exits, however the process stops.
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -498,6 +491,7 @@ class _Writer:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._process.close()
 
     def _run(self) -> None:
         while True:
@@ -526,15 +520,15 @@ class _Writer:
                         log.error("stopping with %d call-log writes unwritten: %s", queued, exc)
                         return
                 continue
-            except Exception:  # noqa: BLE001 - one bad call must not keep the others from the log
-                log.exception("call-log batch failed; writing its calls one by one")
+            except WriterFailed as exc:  # one bad call must not keep the others from the log
+                log.error("call-log batch failed; writing its calls one by one: %s", exc)
                 for one in taken:
                     try:
                         self._write([one])
-                    except DatabaseUnavailable as exc:
-                        self._requeue([one], exc)
-                    except Exception:  # noqa: BLE001 - as the same step would have failed in line
-                        log.exception("call %s: call-log writes lost", one[0].call_id)
+                    except DatabaseUnavailable as down:
+                        self._requeue([one], down)
+                    except WriterFailed as failed:  # as the same step would have failed in line
+                        log.error("call %s: call-log writes lost: %s", one[0].call_id, failed)
                         self._done([one])
                 continue
             self._done(taken)
@@ -543,33 +537,13 @@ class _Writer:
             time.sleep(GATHER_SECONDS)  # let writes gather: fewer, larger transactions
 
     def _write(self, taken: list[tuple[LiveCall, list[Op], int, bool]]) -> None:
-        store = self.store
-        with translate_errors(), store.rows.transaction() as (conn, rows):
-            sessions: list[_OpenCall] = []
-            try:
-                for live, ops, _, starts in taken:
-                    values = callrows.start_call(
-                        rows,
-                        store.backend,
-                        live.call_id,
-                        from_number=live.from_number,
-                        to_number=live.to_number,
-                        starts=starts,
-                    )
-                    opened = _OpenCall(conn, rows, _CallRow(values), dict(values))  # type: ignore[arg-type]
-                    sessions.append(opened)
-                    for op in ops:
-                        op(opened)
-                    opened.write()
-                    live.id = values["id"]
-                    # Give the GIL back after each call: the event loop gives it up at every
-                    # socket write and would otherwise wait out the writer's whole time slice
-                    # for each one (the convoy effect), which is silence on every line.
-                    time.sleep(0)
-            finally:
-                for opened in sessions:
-                    if opened._session is not None:
-                        opened._session.close()
+        """Write a batch in one transaction, in the writer process (ivr.logwriter)."""
+        batch: list[CallWrites] = [
+            (live.call_id, live.from_number, live.to_number, starts, ops) for live, ops, _, starts in taken
+        ]
+        ids = self._process.write(batch)
+        for (live, *_), id_ in zip(taken, ids, strict=True):
+            live.id = id_
         self.batches += 1
 
     def _requeue(self, taken: list[tuple[LiveCall, list[Op], int, bool]], down: DatabaseUnavailable) -> None:

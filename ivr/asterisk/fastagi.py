@@ -43,7 +43,7 @@ ENVIRONMENT_TIMEOUT = 5.0  # seconds Asterisk has to send the agi_* block (it se
 MAX_LINE = agi.MAX_LINE
 DEFAULT_MAX_SESSIONS = 500
 DEFAULT_ANSWER_TIMEOUT = 60.0
-MAX_PENDING = 1024  # connections still to send their environment
+MAX_PENDING = 1024  # connections still to send their environment (at least; see FastAgiServer)
 NOTICE_SECONDS = 10.0  # after the drain: time for each call to reach its next command
 CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
 DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
@@ -286,7 +286,7 @@ class FastAgiServer:
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
-        max_pending: int = MAX_PENDING,
+        max_pending: int | None = None,
         environment_timeout: float = ENVIRONMENT_TIMEOUT,
         notice_seconds: float = NOTICE_SECONDS,
     ):
@@ -295,7 +295,10 @@ class FastAgiServer:
         self._host, self._port = host, port
         self.max_sessions = max_sessions
         self.answer_timeout = answer_timeout
-        self.max_pending = max_pending
+        # A burst of real calls is also a crowd of connections whose environment is not
+        # read yet (it is in their socket, the loop has not got to them): never fewer than
+        # twice the calls allowed, or a burst of 2,000 calls lost half of them.
+        self.max_pending = max_pending if max_pending is not None else max(MAX_PENDING, 2 * max_sessions)
         self.environment_timeout = environment_timeout
         self.notice_seconds = notice_seconds
         self._server: asyncio.Server | None = None

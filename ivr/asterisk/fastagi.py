@@ -109,7 +109,8 @@ class AgiChannel:
             return lines
 
         try:
-            lines = await asyncio.wait_for(read(), timeout)
+            async with asyncio.timeout(timeout):  # no task per call, unlike wait_for
+                lines = await read()
         except TimeoutError:
             raise AgiProtocolError("no AGI environment within the time limit") from None
         try:

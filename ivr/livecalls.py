@@ -345,6 +345,7 @@ class LiveCallStore(CallStore):
         else:
             self._reads = _Reads(dialect)  # read in a thread
         self.writer = _Writer(self)
+        stored_phone(settings.support_number)  # libphonenumber loads its metadata now, not under a burst
 
     # --- the CallStore interface ----------------------------------------------------
 
@@ -598,6 +599,7 @@ class _Writer:
         self.down: DatabaseUnavailable | None = None  # why the last write failed, until one succeeds
         self.batches = 0
         self._process = LogWriterProcess(store.db.url, store.backend)
+        self._process.start()  # its imports would compete with the first calls for the CPU
         # The queue is written before the interpreter exits, however the process stops.
         atexit.register(_close_at_exit, weakref.ref(self))
 

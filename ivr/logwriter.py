@@ -137,6 +137,11 @@ class LogWriterProcess:
         self._process: Any = None
         self._conn: Any = None
 
+    def start(self) -> None:
+        """Start the child now (it imports for about a second: better before the calls come)."""
+        if self._process is None or not self._process.is_alive():
+            self._start()
+
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         parent, child = context.Pipe()
@@ -152,8 +157,7 @@ class LogWriterProcess:
 
         DatabaseUnavailable when the database (or the child) is down, WriterFailed otherwise.
         """
-        if self._process is None or not self._process.is_alive():
-            self._start()
+        self.start()
         try:
             self._conn.send(batch)
             kind, value = self._conn.recv()

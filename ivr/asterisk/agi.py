@@ -39,6 +39,8 @@ UNIQUEID = re.compile(r"^(?:[A-Za-z0-9_]{1,40}-)?[0-9]{1,20}\.[0-9]{1,10}$")
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """Peer text made safe to store or log: printable, one line, at most `limit` characters."""
+    if len(text) <= limit and text.isprintable():
+        return text  # nearly always (a channel name, a hang-up cause): no pass per character
     cleaned = "".join(c if c.isprintable() else " " for c in text[: limit * 4])
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 

@@ -14,6 +14,9 @@ session was lost: every call heard its status and every call-log entry was close
 
     .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL]
 
+With --calls above 500 it raises HOTLINE_AGI_MAX_SESSIONS to match (the file-descriptor
+limit of the shell must allow twice the calls).
+
 panoramisk is a benchmark-only dependency (`pip install -e '.[bench]'`).
 
 With `--idle N` it measures a connection flood instead: `hotline serve` (single
@@ -269,6 +272,8 @@ def main() -> None:
             "HOTLINE_AGI_PORT": str(port),
             "HOTLINE_SECRET_KEY": "bench",
             "HOTLINE_LOOKUPS_PER_HOUR": "10000",
+            # Every call of a wave is taken (the default cap, 500, hands the rest back).
+            "HOTLINE_AGI_MAX_SESSIONS": str(max(500, args.calls)),
         }
         hotline = os.path.join(os.path.dirname(sys.executable), "hotline")
         server = subprocess.Popen([hotline, "agi"], env=env, stdout=subprocess.DEVNULL)

@@ -15,6 +15,11 @@ run as one `CallStore` transaction, as every step did before. The call log survi
 a hang-up at any step: the hang-up is one more queued write; the queue is written
 before the process exits (`close`, also at interpreter exit), and while the database
 is down the writer keeps the queue and tries again.
+
+The writes are data (`ivr.logwriter.LogWrite`, pickled on the loop) and the writer
+thread hands each batch to a child process that writes it (`ivr.logwriter`): the
+database work never holds this process's GIL, which the event loop needs between
+every two socket calls. The call's own reads (the status lookup) stay here.
 """
 
 from __future__ import annotations
@@ -31,19 +36,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import ARRAY, Connection, Dialect, String, any_, bindparam, func, make_url, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from hotline import calllog, callrows
 from hotline.db import Database, DatabaseUnavailable, translate_errors
-from hotline.models import utcnow
+from hotline.models import Call, CallEvent, Request, utcnow
 from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, Outcome
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
-from ivr.speech import render_text
+from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, pack
 from ivr.store import (
     _FIND_REQUEST,
     _LOOKUPS_BY_NUMBER,
@@ -52,7 +56,6 @@ from ivr.store import (
     CallStore,
     DbCallPort,
     _CallRow,
-    _OpenCall,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ RETRY_SECONDS = 1.0
 #: Seconds a writing step waits for its call's queued writes.
 WAIT_SECONDS = 30.0
 
-Op = Callable[[_OpenCall], None]
+Op = bytes  # a pickled LogWrite
 
 
 @dataclass(eq=False)
@@ -83,44 +86,182 @@ class LiveCall:
     queued: int = 0  # writes queued so far
     written: int = 0  # writes committed so far
     pending_lookups: int = 0  # status lookups queued, not yet committed
-    starts: bool = False  # its start is queued: a call with its id that has ended is an old one
+    fetched: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # the step's PostgreSQL reads
+    #: Its first write is queued: a call with its id that has ended is an old one (a reused
+    #: id). Every call in memory is a session begun here (a FastAGI call stays with its process).
+    starts: bool = True
 
 
-class _SqliteQuery:
-    """A Core SELECT as SQL for the sqlite3 driver, with its columns' own conversions."""
+class _DriverQuery:
+    """A Core SELECT as SQL for the driver itself, with its columns' own conversions."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect):
         self.compiled = statement.compile(dialect=dialect)
         self.sql = str(self.compiled)
-        self.names = list(self.compiled.positiontup or [])
+        self.names = list(self.compiled.positiontup or [])  # empty: named parameters
         self.binds: dict[str, Any] = dict(self.compiled._bind_processors)
         self.results = [
             c.type._cached_result_processor(dialect, None)  # type: ignore[attr-defined]
             for c in statement.selected_columns
         ]
 
-    def run(self, cursor: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    def args(self, params: dict[str, Any]) -> Any:
+        """The driver's parameters: a list in order (sqlite3), else a dict by name (psycopg)."""
         values = self.compiled.construct_params(params)
-        args = []
-        for name in self.names:
-            value, process = values[name], self.binds.get(name)
-            args.append(process(value) if process is not None and value is not None else value)
-        row = cursor.execute(self.sql, args).fetchone()
-        if row is None:
+        for name, value in values.items():
+            process = self.binds.get(name)
+            if process is not None and value is not None:
+                values[name] = process(value)
+        return [values[name] for name in self.names] if self.names else values
+
+    def row(self, raw: Any) -> tuple[Any, ...] | None:
+        if raw is None:
             return None
-        return tuple(p(v) if p is not None else v for p, v in zip(self.results, row, strict=True))
+        return tuple(p(v) if p is not None else v for p, v in zip(self.results, raw, strict=True))
+
+    def run(self, cursor: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        return self.row(cursor.execute(self.sql, self.args(params)).fetchone())
 
 
-class _SqliteReads:
+class _Reads:
+    """The status lookup's statements, made once for the driver."""
+
+    def __init__(self, dialect: Dialect):
+        self.find_request = _DriverQuery(_FIND_REQUEST, dialect)  # type: ignore[arg-type]
+        self.counts = {
+            id(query): _DriverQuery(query, dialect)
+            for query in (_LOOKUPS_BY_NUMBER, _LOOKUPS_OF_CALL, _LOOKUPS_WITHHELD)
+        }
+
+
+class _SqliteReads(_Reads):
     """The status lookup's reads on one sqlite3 connection (the event loop's)."""
 
     def __init__(self, driver: Any, dialect: Dialect):
+        super().__init__(dialect)
         self.cursor = driver.cursor()
-        self.find_request = _SqliteQuery(_FIND_REQUEST, dialect)  # type: ignore[arg-type]
-        self.counts = {
-            id(query): _SqliteQuery(query, dialect)
-            for query in (_LOOKUPS_BY_NUMBER, _LOOKUPS_OF_CALL, _LOOKUPS_WITHHELD)
+
+
+@dataclass(frozen=True)
+class _ManyQuery:
+    """A read by number as one statement over many numbers (its first column the number),
+    and what one number's row (None: no row) answers for the single read."""
+
+    query: _DriverQuery
+    answer: Callable[[tuple[Any, ...] | None], tuple[Any, ...] | None]
+
+
+_NUMBERS = bindparam("numbers", type_=ARRAY(String))
+_FIND_REQUESTS = select(*_FIND_REQUEST.selected_columns).where(Request.number == any_(_NUMBERS))
+_LOOKUPS_BY_NUMBERS = (
+    select(Call.from_number, func.count(CallEvent.id))
+    .join(Call)
+    .where(
+        CallEvent.kind.concat("") == CallEventKind.LOOKUP.value,
+        CallEvent.at >= bindparam("since"),
+        Call.from_number == any_(_NUMBERS),
+    )
+    .group_by(Call.from_number)
+)
+
+
+class _PgReads(_Reads):
+    """The status lookup's reads for the event loop on PostgreSQL, on one psycopg async
+    connection in autocommit: a server's round trip never stops the loop, and the reads
+    asked for while one batch is out go in the next one together (pipelined).
+    With 500 calls at once, six threads doing one read each queued them by seconds."""
+
+    def __init__(self, url: str, dialect: Dialect):
+        super().__init__(dialect)
+        self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asked: list[tuple[_DriverQuery, Any, asyncio.Future[Any]]] = []
+        self._reader: asyncio.Task[None] | None = None
+        # Every status lookup's two reads, as statements over many numbers at once.
+        self.many = {
+            id(self.find_request): _ManyQuery(_DriverQuery(_FIND_REQUESTS, dialect), lambda row: row),
+            id(self.counts[id(_LOOKUPS_BY_NUMBER)]): _ManyQuery(
+                _DriverQuery(_LOOKUPS_BY_NUMBERS, dialect),  # type: ignore[arg-type]
+                lambda row: (row[1] if row else 0,),
+            ),
         }
+
+    async def fetch(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a connection belongs to its loop
+            self.close()
+            self._loop = loop
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._asked.append((query, query.args(params), answer))
+        if self._reader is None or self._reader.done():
+            self._reader = loop.create_task(self._read())
+        return cast(tuple[Any, ...] | None, await answer)
+
+    async def _read(self) -> None:
+        import psycopg
+
+        while self._asked:
+            batch, self._asked = self._asked, []
+            try:
+                if self._conn is None:
+                    self._conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                rows: list[Any] = [None] * len(batch)
+                by_query: dict[int, list[int]] = {}
+                for i, (query, _, _) in enumerate(batch):
+                    by_query.setdefault(id(query), []).append(i)
+                for indexes in by_query.values():
+                    query = batch[indexes[0]][0]
+                    many = self.many.get(id(query))
+                    if many is not None:  # the burst's reads: one statement for the batch
+                        await self._read_many(many, [batch[i][1] for i in indexes], indexes, rows)
+                        continue
+                    # One executemany a statement: pipelined, and no trip round the event
+                    # loop per read (a batch read one by one took a loop iteration each).
+                    cursor = self._conn.cursor()
+                    await cursor.executemany(query.sql, [batch[i][1] for i in indexes], returning=True)
+                    for i in indexes:
+                        rows[i] = query.row(await cursor.fetchone())
+                        cursor.nextset()
+            except psycopg.Error as exc:
+                self.close()
+                failed: Exception = exc
+                if isinstance(exc, psycopg.OperationalError):
+                    failed = DatabaseUnavailable(f"database unavailable: {exc}")
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(failed)
+                continue
+            for (_, _, answer), row in zip(batch, rows, strict=True):
+                if not answer.done():
+                    answer.set_result(row)
+
+    async def _read_many(
+        self, many: _ManyQuery, args: list[Any], indexes: list[int], rows: list[Any]
+    ) -> None:
+        """Reads of one statement by number, as one statement over all the numbers."""
+        numbers = list({a["number"] for a in args})
+        params: dict[str, Any] = {"numbers": numbers}
+        if "since" in args[0]:
+            params["since"] = min(a["since"] for a in args)  # the oldest hour: never fewer lookups
+        cursor = await self._conn.execute(many.query.sql, many.query.args(params))
+        found = {row[0]: row for row in map(many.query.row, await cursor.fetchall()) if row is not None}
+        for i, a in zip(indexes, args, strict=True):
+            rows[i] = many.answer(found.get(a["number"]))
+
+    def close(self) -> None:
+        """Close the connection (at once, whichever loop is running or none)."""
+        if self._conn is not None:
+            self._conn.pgconn.finish()  # libpq's own close: needs no event loop
+        self._conn = None
+
+
+class _NeedsRead(Exception):
+    """The step reads PostgreSQL: the loop reads it without waiting, then runs the step again."""
+
+    def __init__(self, live: LiveCall, key: tuple[Any, ...], query: _DriverQuery, params: dict[str, Any]):
+        super().__init__(key)
+        self.live, self.key, self.query, self.params = live, key, query, params
 
 
 class _NeedsIO(Exception):
@@ -142,11 +283,22 @@ class _LivePort(DbCallPort):
         self.io = io
 
     def find_request(self, number: str) -> RequestInfo | None:
-        fast = self.store._sqlite_reads(self.io)
-        if fast is None:
+        if self.io:
             return super().find_request(number)
-        row = fast.find_request.run(fast.cursor, {"number": number})
+        row = self._read(self.store._reads.find_request, {"number": number})
         return None if row is None else self._request_info(*row)
+
+    def _read(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """A read on the event loop: SQLite's at once, PostgreSQL's read before (see run)."""
+        fast = self.store._loop_reads
+        if fast is not None:
+            return query.run(fast.cursor, params)
+        if self.store._pg_reads is None:
+            raise _NeedsIO  # closed, or neither SQLite nor PostgreSQL: a thread's session reads
+        key = (id(query), *(v for k, v in sorted(params.items()) if k != "since"))
+        if key not in self.live.fetched:
+            raise _NeedsRead(self.live, key, query, params)
+        return self.live.fetched[key]
 
     def _count(self, query: Select[Any], **params: Any) -> int:
         # Lookups still in the queue count too (read first: at worst one is counted twice).
@@ -156,10 +308,9 @@ class _LivePort(DbCallPort):
             queued = self.store.writer.queued_lookups(None)
         else:
             queued = self.live.pending_lookups
-        fast = self.store._sqlite_reads(self.io)
-        if fast is None:
+        if self.io:
             return queued + super()._count(query, **params)
-        row = fast.counts[id(query)].run(fast.cursor, params)
+        row = self._read(self.store._reads.counts[id(query)], params)
         return queued + ((row[0] if row else 0) or 0)
 
     def open_voice_request(self, kind: str, recording: Recording) -> str:
@@ -181,7 +332,20 @@ class LiveCallStore(CallStore):
         self._lock = threading.Lock()
         self._loop_conn: Any = None  # a pooled DBAPI connection, the loop's alone
         self._loop_reads: _SqliteReads | None = None
+        self._pg_reads: _PgReads | None = None
+        self._reads: _Reads
+        dialect = self.db.engine.dialect
+        if self.rows.sqlite:
+            # Opened now, not at the first lookup: connecting sets WAL, which can wait
+            # for the writer, and the event loop must never wait (measured: 0.5 s).
+            self._loop_conn = self.db.engine.raw_connection()
+            self._reads = self._loop_reads = _SqliteReads(self._loop_conn.driver_connection, dialect)
+        elif dialect.name == "postgresql":
+            self._reads = self._pg_reads = _PgReads(db.url, dialect)
+        else:
+            self._reads = _Reads(dialect)  # read in a thread
         self.writer = _Writer(self)
+        stored_phone(settings.support_number)  # libphonenumber loads its metadata now, not under a burst
 
     # --- the CallStore interface ----------------------------------------------------
 
@@ -189,10 +353,20 @@ class LiveCallStore(CallStore):
         """Run a store method for the event loop: a step that needs no I/O (most of them)
         runs right there; one that reads or writes the database goes to a thread."""
         if fn in (self.handle, self.hang_up):
+            fetched: LiveCall | None = None
             try:
-                return cast(T, fn(*args, _io=False, **kwargs))
-            except _NeedsIO:
-                pass
+                while True:
+                    try:
+                        return cast(T, fn(*args, _io=False, **kwargs))
+                    except _NeedsIO:
+                        break
+                    except _NeedsRead as read:  # read it, then the step again (the flow is pure)
+                        assert self._pg_reads is not None
+                        fetched = read.live
+                        fetched.fetched[read.key] = await self._pg_reads.fetch(read.query, read.params)
+            finally:
+                if fetched is not None:
+                    fetched.fetched.clear()  # read again at the next step
         elif fn == self.log:
             return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -200,8 +374,7 @@ class LiveCallStore(CallStore):
     def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
         """Queue an event of the call."""
         live = self._live(call_id)
-        at = utcnow()
-        self.writer.submit(live, lambda o: _log(o, at, kind, detail, data))
+        self.writer.submit(live, pack(LogWrite(utcnow(), events=((kind, detail, data),))))
 
     def handle(
         self,
@@ -218,11 +391,7 @@ class LiveCallStore(CallStore):
         if seq is None:
             step = self._in_memory(live, event, _io)
             if step is not None:
-                starts = isinstance(event, flow.CallStarted)
-                answered = utcnow() if starts else None
-                if starts and live.id is None:
-                    with self.writer._cond:
-                        live.starts = True  # the writer makes it a new call if the id was used
+                answered = utcnow() if isinstance(event, flow.CallStarted) else None
                 self._queue_step(live, step, answered=answered)
                 return step
         if not _io:
@@ -270,20 +439,13 @@ class LiveCallStore(CallStore):
                 )
             if outcome and step.state.outcome in (None, Outcome.ABANDONED):
                 step.state.outcome = outcome
-            ended = utcnow()
-            self._queue_step(live, step)
-
-            def end(o: _OpenCall) -> None:
-                calllog.end_call(
-                    o.session,
-                    o.call,
-                    backend_status=backend_status,
-                    duration_seconds=duration_seconds,
-                    hangup_cause=hangup_cause,
-                    ended_at=ended,
-                )
-
-            self.writer.submit(live, end)
+            end = {
+                "backend_status": backend_status,
+                "duration_seconds": duration_seconds,
+                "hangup_cause": hangup_cause,
+                "ended_at": utcnow(),
+            }
+            self._queue_step(live, step, end=end)
             return step
         finally:
             self._forget(call_id)
@@ -311,6 +473,11 @@ class LiveCallStore(CallStore):
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued (trying for `timeout` seconds) and stop the writer."""
         self.writer.close(timeout)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = self._loop_reads = None
+        if self._pg_reads is not None:
+            self._pg_reads.close()
 
     # --- in memory --------------------------------------------------------------------
 
@@ -330,19 +497,6 @@ class LiveCallStore(CallStore):
         live.to_number = live.to_number or to_number
         return live
 
-    def _sqlite_reads(self, io: bool) -> _SqliteReads | None:
-        """On the event loop and SQLite: the loop's own sqlite3 connection, each read in
-        autocommit (a local file read under WAL waits for no writer and costs tens of
-        microseconds, less than the trip to a thread). Otherwise None: a thread's session."""
-        if io:
-            return None
-        if not self.rows.sqlite:
-            raise _NeedsIO  # a server's round trip must not stop the loop
-        if self._loop_reads is None:
-            self._loop_conn = self.db.engine.raw_connection()
-            self._loop_reads = _SqliteReads(self._loop_conn.driver_connection, self.db.engine.dialect)
-        return self._loop_reads
-
     def _forget(self, call_id: str) -> None:
         with self._lock:
             self._calls.pop(call_id, None)
@@ -352,7 +506,7 @@ class LiveCallStore(CallStore):
 
         Without `io` (on the event loop) a step that would read raises _NeedsIO.
         """
-        if not io:  # on the loop: no session (a read goes through _sqlite_reads)
+        if not io:  # on the loop: no session (a read goes through _LivePort._read)
             port = _LivePort(self, live, _no_session, io)
             try:
                 step = flow.handle(live.state, event, port, self.config)
@@ -368,35 +522,27 @@ class LiveCallStore(CallStore):
         live.state = step.state
         return step
 
-    def _queue_step(self, live: LiveCall, step: flow.Step, answered: dt.datetime | None = None) -> None:
-        at = utcnow()
-        state = step.state.to_json()
+    def _queue_step(
+        self,
+        live: LiveCall,
+        step: flow.Step,
+        answered: dt.datetime | None = None,
+        end: dict[str, Any] | None = None,
+    ) -> None:
+        state = step.state
+        write = LogWrite(
+            utcnow(),
+            events=tuple((entry.kind, entry.detail, entry.data) for entry in step.log),
+            # What the caller heard, word for word: rendered by the writer (as CallStore._apply logs it).
+            said=tuple(a.segments for a in step.actions if isinstance(a, flow.Speak)),
+            state=state.to_json(),
+            outcome=state.outcome,
+            answered=answered,
+            ended=state.step == flow.StepName.ENDED,
+            end=end,
+        )
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
-        # What the caller heard, word for word (as CallStore._apply logs it).
-        said = [render_text(a.segments) for a in step.actions if isinstance(a, flow.Speak)]
-        numbers = (live.from_number, live.to_number)
-
-        def write(o: _OpenCall) -> None:
-            call = o.call
-            call.from_number = call.from_number or numbers[0]
-            call.to_number = call.to_number or numbers[1]
-            if answered is not None:
-                call.answered_at = call.answered_at or answered
-            for entry in step.log:
-                _log(o, at, entry.kind, entry.detail, entry.data)
-            for text in said:
-                _log(o, at, CallEventKind.SAID, text, {})
-            call.flow_state = state
-            if step.state.outcome:
-                call.outcome = step.state.outcome
-            if step.state.step == flow.StepName.ENDED and call.ended_at is None:
-                calllog.end_call(o.session, call, ended_at=at)
-
-        self.writer.submit(live, write, lookups)
-
-
-def _log(opened: _OpenCall, at: dt.datetime, kind: str, detail: str, data: dict[str, Any]) -> None:
-    opened.events.append({"call_id": opened.call.id, "at": at, "kind": kind, "detail": detail, "data": data})
+        self.writer.submit(live, pack(write), lookups)
 
 
 def _no_session() -> Session:
@@ -452,6 +598,8 @@ class _Writer:
         self._lookups: dict[str | None, int] = {}  # queued, uncommitted lookups by number (None: withheld)
         self.down: DatabaseUnavailable | None = None  # why the last write failed, until one succeeds
         self.batches = 0
+        self._process = LogWriterProcess(store.db.url, store.backend)
+        self._process.start()  # its imports would compete with the first calls for the CPU
         # The queue is written before the interpreter exits, however the process stops.
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -498,6 +646,7 @@ class _Writer:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._process.close()
 
     def _run(self) -> None:
         while True:
@@ -526,15 +675,15 @@ class _Writer:
                         log.error("stopping with %d call-log writes unwritten: %s", queued, exc)
                         return
                 continue
-            except Exception:  # noqa: BLE001 - one bad call must not keep the others from the log
-                log.exception("call-log batch failed; writing its calls one by one")
+            except WriterFailed as exc:  # one bad call must not keep the others from the log
+                log.error("call-log batch failed; writing its calls one by one: %s", exc)
                 for one in taken:
                     try:
                         self._write([one])
-                    except DatabaseUnavailable as exc:
-                        self._requeue([one], exc)
-                    except Exception:  # noqa: BLE001 - as the same step would have failed in line
-                        log.exception("call %s: call-log writes lost", one[0].call_id)
+                    except DatabaseUnavailable as down:
+                        self._requeue([one], down)
+                    except WriterFailed as failed:  # as the same step would have failed in line
+                        log.error("call %s: call-log writes lost: %s", one[0].call_id, failed)
                         self._done([one])
                 continue
             self._done(taken)
@@ -543,33 +692,13 @@ class _Writer:
             time.sleep(GATHER_SECONDS)  # let writes gather: fewer, larger transactions
 
     def _write(self, taken: list[tuple[LiveCall, list[Op], int, bool]]) -> None:
-        store = self.store
-        with translate_errors(), store.rows.transaction() as (conn, rows):
-            sessions: list[_OpenCall] = []
-            try:
-                for live, ops, _, starts in taken:
-                    values = callrows.start_call(
-                        rows,
-                        store.backend,
-                        live.call_id,
-                        from_number=live.from_number,
-                        to_number=live.to_number,
-                        starts=starts,
-                    )
-                    opened = _OpenCall(conn, rows, _CallRow(values), dict(values))  # type: ignore[arg-type]
-                    sessions.append(opened)
-                    for op in ops:
-                        op(opened)
-                    opened.write()
-                    live.id = values["id"]
-                    # Give the GIL back after each call: the event loop gives it up at every
-                    # socket write and would otherwise wait out the writer's whole time slice
-                    # for each one (the convoy effect), which is silence on every line.
-                    time.sleep(0)
-            finally:
-                for opened in sessions:
-                    if opened._session is not None:
-                        opened._session.close()
+        """Write a batch in one transaction, in the writer process (ivr.logwriter)."""
+        batch: list[CallWrites] = [
+            (live.call_id, live.from_number, live.to_number, starts, ops) for live, ops, _, starts in taken
+        ]
+        ids = self._process.write(batch)
+        for (live, *_), id_ in zip(taken, ids, strict=True):
+            live.id = id_
         self.batches += 1
 
     def _requeue(self, taken: list[tuple[LiveCall, list[Op], int, bool]], down: DatabaseUnavailable) -> None:

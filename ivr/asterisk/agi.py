@@ -17,6 +17,7 @@ that end up in file names must match `UNIQUEID`, and text from the peer is cut w
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ UNIQUEID = re.compile(r"^(?:[A-Za-z0-9_]{1,40}-)?[0-9]{1,20}\.[0-9]{1,10}$")
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """Peer text made safe to store or log: printable, one line, at most `limit` characters."""
+    if len(text) <= limit and text.isprintable():
+        return text  # nearly always (a channel name, a hang-up cause): no pass per character
     cleaned = "".join(c if c.isprintable() else " " for c in text[: limit * 4])
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
@@ -198,6 +201,8 @@ class ReplyReader:
         Raises ChannelGone (511), AgiCommandError (510, 520) or AgiProtocolError.
         """
         line = line.rstrip("\r\n")
+        if line.startswith("200 ") and not self._usage:
+            return parse_reply(line)  # nearly every answer
         if line == HANGUP_LINE:
             # Asterisk announces the hangup between answers; the answer still follows.
             self.hung_up = True
@@ -353,3 +358,9 @@ def quote(arg: str | int) -> str:
 def command(name: str, *args: str | int) -> str:
     """A command line: the command name as it is (`STREAM FILE`), then quoted arguments."""
     return " ".join([name, *(quote(a) for a in args)]) + "\n"
+
+
+@functools.lru_cache(maxsize=4096)  # a call says the same few hundred prompts and waits
+def command_line(name: str, args: tuple[str | int, ...]) -> bytes:
+    """`command(name, *args)` as the bytes sent to Asterisk."""
+    return command(name, *args).encode()

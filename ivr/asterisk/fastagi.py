@@ -43,7 +43,7 @@ ENVIRONMENT_TIMEOUT = 5.0  # seconds Asterisk has to send the agi_* block (it se
 MAX_LINE = agi.MAX_LINE
 DEFAULT_MAX_SESSIONS = 500
 DEFAULT_ANSWER_TIMEOUT = 60.0
-MAX_PENDING = 1024  # connections still to send their environment
+MAX_PENDING = 1024  # connections still to send their environment (at least; see FastAgiServer)
 NOTICE_SECONDS = 10.0  # after the drain: time for each call to reach its next command
 CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
 DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
@@ -70,6 +70,10 @@ class AgiChannel:
         self._writer = writer
         self._replies = agi.ReplyReader()
         self.answer_timeout = answer_timeout
+        # The answer's deadline (None: no answer awaited) and the one timer that watches it.
+        self._deadline: float | None = None
+        self._timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self.environment: AgiEnvironment | None = None
         self.stopping = False  # set by the server: no new command may start
         self.waiting = False  # a command was sent and its answer has not come yet
@@ -105,7 +109,8 @@ class AgiChannel:
             return lines
 
         try:
-            lines = await asyncio.wait_for(read(), timeout)
+            async with asyncio.timeout(timeout):  # no task per call, unlike wait_for
+                lines = await read()
         except TimeoutError:
             raise AgiProtocolError("no AGI environment within the time limit") from None
         try:
@@ -126,31 +131,48 @@ class AgiChannel:
         if self.stopping and not force:
             raise Stopping("the FastAGI server is stopping")
         try:
-            self._writer.write(agi.command(name, *args).encode())
+            self._writer.write(agi.command_line(name, args))
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             raise ChannelGone(f"socket error: {exc}") from exc
-        timeout = self.answer_timeout + wait
+        self._watch(self.answer_timeout + wait)
         self.waiting = True
         try:
-            reply = await self._reply(timeout)
+            while True:
+                reply = self._replies.feed(await self._line())
+                if reply is not None:
+                    break
         except asyncio.CancelledError:
-            raise  # the command is still running on Asterisk's side: `waiting` stays set
+            self._deadline = None  # no read waits now; the command is still running on
+            raise  # Asterisk's side: `waiting` stays set
         except BaseException:
-            self.waiting = False
+            self.waiting, self._deadline = False, None
             raise
-        self.waiting = False
+        self.waiting, self._deadline = False, None
         return reply
 
-    async def _reply(self, timeout: float) -> Reply:
-        try:
-            async with asyncio.timeout(timeout):  # no task per line, unlike wait_for
-                while True:
-                    reply = self._replies.feed(await self._line())
-                    if reply is not None:
-                        return reply
-        except TimeoutError:
-            raise AnswerTimeout(f"no answer from Asterisk within {timeout:.0f} s") from None
+    def _watch(self, timeout: float) -> None:
+        """Arm the answer's deadline. One timer per channel, moved only when the deadline
+        comes earlier than it (a timer per command is a heap push and pop on every answer)."""
+        loop = asyncio.get_running_loop()
+        self._deadline, self._timeout = loop.time() + timeout, timeout
+        timer = self._timer
+        if timer is not None and timer.when() <= self._deadline:
+            return  # it fires first and looks again
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(self._deadline, self._overdue)
+
+    def _overdue(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return  # answered: the next command arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._overdue)
+            return
+        # The read waiting for the answer raises it (and every later read on this socket).
+        self._reader.set_exception(AnswerTimeout(f"no answer from Asterisk within {self._timeout:.0f} s"))
 
     async def answer(self) -> None:
         if (await self.execute("ANSWER")).result == "-1":
@@ -234,6 +256,9 @@ class AgiChannel:
                     pass
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
@@ -262,7 +287,7 @@ class FastAgiServer:
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
-        max_pending: int = MAX_PENDING,
+        max_pending: int | None = None,
         environment_timeout: float = ENVIRONMENT_TIMEOUT,
         notice_seconds: float = NOTICE_SECONDS,
     ):
@@ -271,7 +296,10 @@ class FastAgiServer:
         self._host, self._port = host, port
         self.max_sessions = max_sessions
         self.answer_timeout = answer_timeout
-        self.max_pending = max_pending
+        # A burst of real calls is also a crowd of connections whose environment is not
+        # read yet (it is in their socket, the loop has not got to them): never fewer than
+        # twice the calls allowed, or a burst of 2,000 calls lost half of them.
+        self.max_pending = max_pending if max_pending is not None else max(MAX_PENDING, 2 * max_sessions)
         self.environment_timeout = environment_timeout
         self.notice_seconds = notice_seconds
         self._server: asyncio.Server | None = None

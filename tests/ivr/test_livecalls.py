@@ -192,11 +192,14 @@ def test_a_reused_call_id_is_a_new_call(any_db, make_settings):
     settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
     store = LiveCallStore(any_db, settings, BACKEND)
     for _ in range(2):
+        store.log("c1", AGI_STARTED, "PJSIP/trunk-1")  # a session's first write, written alone
+        assert store.flush()
         store.handle("c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
         store.hang_up("c1", backend_status="completed")
     store.close()
     with any_db.session() as session:
         rows = session.scalars(select(Call).order_by(Call.id)).all()
+        assert [[e.kind for e in r.events][:2] for r in rows] == [[AGI_STARTED, "call_started"]] * 2
     assert len(rows) == 2 and all(r.ended_at is not None for r in rows)
     assert rows[0].backend_call_id != "c1" and rows[1].backend_call_id == "c1"
 

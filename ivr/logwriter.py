@@ -1,0 +1,188 @@
+"""The call log of calls in progress, written by a process of its own.
+
+`ivr.livecalls.LiveCallStore` queues each step's call-log writes as data (`LogWrite`);
+its writer thread hands a batch of calls to `LogWriterProcess`, which writes it in
+one transaction (`write_batch`, through `hotline.callrows` as every writer of a call
+does) in a child process and answers with the calls' row ids.
+
+Why a process: in the serving process every Python line of the writer takes the GIL
+from the event loop, which gives it up at every socket read and write and then waits
+for the writer's next pause (the convoy effect); under a burst of calls that was a
+silence of hundreds of milliseconds on every line. The child has a GIL of its own:
+the event loop only pickles each step's writes (microseconds) and the writer thread
+only waits on a pipe. A child that dies is started again and the batch retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import multiprocessing
+import pickle
+import traceback
+from dataclasses import dataclass
+from typing import Any, cast
+
+from hotline import calllog, callrows
+from hotline.db import Database, DatabaseUnavailable, translate_errors
+from hotline.models import Call
+from hotline.vocabulary import CallEventKind
+from ivr.speech import Segment, render_text
+from ivr.store import _CallRow, _OpenCall
+
+#: Seconds to wait for the child to write what it was sent when it is told to stop.
+STOP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class LogWrite:
+    """One step's writes to its call's row and events, as data."""
+
+    at: dt.datetime
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # kind, detail, data
+    said: tuple[tuple[Segment, ...], ...] = ()  # what the caller heard, rendered when written
+    state: dict[str, Any] | None = None  # the flow's state after the step
+    outcome: str | None = None
+    answered: dt.datetime | None = None  # the call was answered then (kept if set already)
+    ended: bool = False  # the flow ended the call at `at` (kept if ended already)
+    end: dict[str, Any] | None = None  # the backend's report of the end: `calllog.end_call`'s keywords
+
+
+#: One call's part of a batch: its id, numbers, whether a call starts with it, its pickled writes.
+CallWrites = tuple[str, str | None, str | None, bool, list[bytes]]
+
+
+def pack(write: LogWrite) -> bytes:
+    """A write as the bytes queued for the child (pickled on the loop: microseconds a step)."""
+    return pickle.dumps(write, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def apply(opened: _OpenCall, write: LogWrite) -> None:
+    """Apply one write to its call, open in the batch's transaction."""
+    call = opened.call
+    if write.answered is not None:
+        call.answered_at = call.answered_at or write.answered
+    said: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
+        (CallEventKind.SAID, render_text(segments), {})
+        for segments in write.said  # as CallStore._apply
+    )
+    for kind, detail, data in (*write.events, *said):
+        event = {"call_id": call.id, "at": write.at, "kind": kind, "detail": detail, "data": data}
+        opened.events.append(event)
+    if write.state is not None:
+        call.flow_state = write.state
+    if write.outcome:
+        call.outcome = write.outcome
+    if write.ended and call.ended_at is None:
+        calllog.end_call(opened.session, call, ended_at=write.at)
+    if write.end is not None:
+        calllog.end_call(opened.session, call, **write.end)
+
+
+def write_batch(rows: callrows.CallRowStore, backend: str, batch: list[CallWrites]) -> list[int]:
+    """Write every call of the batch in one transaction; their row ids, in order."""
+    ids = []
+    with translate_errors(), rows.transaction() as (conn, call_rows):
+        opened_calls: list[_OpenCall] = []
+        try:
+            for call_id, from_number, to_number, starts, writes in batch:
+                values = callrows.start_call(
+                    call_rows, backend, call_id, from_number=from_number, to_number=to_number, starts=starts
+                )
+                opened = _OpenCall(conn, call_rows, cast(Call, _CallRow(values)), dict(values))
+                opened_calls.append(opened)
+                for raw in writes:
+                    apply(opened, pickle.loads(raw))
+                opened.write()
+                ids.append(values["id"])
+        finally:
+            for opened in opened_calls:
+                if opened._session is not None:
+                    opened._session.close()
+    return ids
+
+
+def serve(url: str, backend: str, conn: Any) -> None:
+    """The child: write each batch it is sent, answer ("ok", ids), ("down", why) or ("error", text)."""
+    db = Database(url)
+    rows = callrows.CallRowStore(db.engine)
+    try:
+        while True:
+            try:
+                batch = conn.recv()
+            except (EOFError, OSError):
+                return  # the serving process is gone
+            if batch is None:
+                return
+            try:
+                answer: tuple[str, Any] = ("ok", write_batch(rows, backend, batch))
+            except DatabaseUnavailable as exc:
+                answer = ("down", str(exc))
+            except Exception:  # noqa: BLE001 - the parent logs it and writes the calls one by one
+                answer = ("error", traceback.format_exc())
+            conn.send(answer)
+    finally:
+        db.dispose()
+
+
+class WriterFailed(Exception):
+    """The child could not write a batch for a reason other than the database being down."""
+
+
+class LogWriterProcess:
+    """The serving process's handle on the child: `write(batch)` blocks until it is written."""
+
+    def __init__(self, url: str, backend: str):
+        self.url, self.backend = url, backend
+        self._process: Any = None
+        self._conn: Any = None
+
+    def start(self) -> None:
+        """Start the child now (it imports for about a second: better before the calls come)."""
+        if self._process is None or not self._process.is_alive():
+            self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=serve, args=(self.url, self.backend, child), name="call-log writer", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+
+    def write(self, batch: list[CallWrites]) -> list[int]:
+        """Write the batch in the child (started on first use, again if it died); the row ids.
+
+        DatabaseUnavailable when the database (or the child) is down, WriterFailed otherwise.
+        """
+        self.start()
+        try:
+            self._conn.send(batch)
+            kind, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._stop_child()
+            raise DatabaseUnavailable(f"the call-log writer process ended ({exc!r})") from exc
+        if kind == "down":
+            raise DatabaseUnavailable(value)
+        if kind == "error":
+            raise WriterFailed(value)
+        return cast(list[int], value)
+
+    def close(self) -> None:
+        """Let the child finish and end."""
+        if self._process is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(None)
+        self._process.join(STOP_SECONDS)
+        self._stop_child()
+
+    def _stop_child(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None

@@ -320,12 +320,15 @@ class CallRowStore:
         )
 
     @contextmanager
-    def transaction(self, *, lock: bool = True) -> Iterator[tuple[Connection, CallRows]]:
-        """A connection in one write transaction and the call rows on it; committed on success."""
+    def transaction(
+        self, *, lock: bool = True, conn: Connection | None = None
+    ) -> Iterator[tuple[Connection, CallRows]]:
+        """A connection (`conn`, or one from the pool) in one write transaction and the
+        call rows on it; committed on success."""
         # The connection is taken from the pool before queueing for the writer lock,
         # which every step of every process waits for: keep the work under it short.
         with (
-            self.engine.connect() as conn,
+            self.engine.connect() if conn is None else nullcontext(conn) as conn,
             self.writer_lock,
             driver_transaction(conn) if self.sqlite else conn.begin(),
         ):

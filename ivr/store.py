@@ -331,13 +331,15 @@ class CallStore:
         to_number: str | None = None,
         *,
         starts: bool = False,
+        conn: Connection | None = None,
     ) -> Iterator[_OpenCall]:
         """The call (made on first sight) in a transaction; its changes are written on success.
 
         `starts`: the backend says a call begins; a call with this id that has ended is
         an old one (a reused id), renamed out of the way so the new call starts afresh.
+        `conn`: a connection to run it on (otherwise one from the pool).
         """
-        with translate_errors(), self.rows.transaction() as (conn, rows):
+        with translate_errors(), self.rows.transaction(conn=conn) as (conn, rows):
             values = callrows.start_call(
                 rows, self.backend, call_id, from_number=from_number, to_number=to_number, starts=starts
             )
@@ -360,11 +362,12 @@ class CallStore:
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
         starts = isinstance(event, flow.CallStarted)
-        ahead = self._ahead(call_id, event, from_number, to_number, starts, seq) if self.rows.sqlite else None
-        with self._open(call_id, from_number, to_number, starts=starts) as opened:
-            if ahead is not None and ahead.take(opened):
-                return ahead.step
-            step, port = self._step(opened, event, seq, starts)
+        with translate_errors(), self.db.engine.connect() as conn:  # one connection for both
+            ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
+            with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
+                if ahead is not None and ahead.take(opened):
+                    return ahead.step
+                step, port = self._step(opened, event, seq, starts)
         if port is not None:
             self._after_commit(port)
         return step
@@ -387,6 +390,7 @@ class CallStore:
 
     def _ahead(
         self,
+        conn: Connection,
         call_id: str,
         event: flow.Event,
         from_number: str | None,
@@ -402,18 +406,21 @@ class CallStore:
         then only checks that the row is still the same and writes. A step that reads or
         writes more (a status lookup, a request, the end of the call) returns None here
         and runs in the transaction, as does any step whose row changed in between.
+        On PostgreSQL the row lock is the call's own, and a read ahead only costs a
+        round trip: None.
         """
-        with translate_errors(), self.db.engine.connect() as conn:
-            # The driver's cursor in autocommit: a read, no BEGIN IMMEDIATE.
-            rows = callrows.call_rows(conn, lock=False)
-            values = callrows.start_call(
-                _ReadOnlyRows(rows),
-                self.backend,
-                call_id,
-                from_number=from_number,
-                to_number=to_number,
-                starts=starts,
-            )
+        if not self.rows.sqlite:
+            return None
+        # The driver's cursor in autocommit: a read, no BEGIN IMMEDIATE.
+        rows = callrows.call_rows(conn, lock=False)
+        values = callrows.start_call(
+            _ReadOnlyRows(rows),
+            self.backend,
+            call_id,
+            from_number=from_number,
+            to_number=to_number,
+            starts=starts,
+        )
         opened = _OpenCall(None, rows, cast(Call, _CallRow(values)), dict(values))
         try:
             step, _ = self._step(opened, event, seq, starts)

@@ -20,6 +20,7 @@ creates files readable by its owner and group only (umask 027).
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -101,6 +102,7 @@ def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: st
         f"--bind={bind}",
         "--graceful-timeout=20",
         "--log-level=warning",  # `serve` says itself where it listens; a port in use is its one line
+        "--config=python:web.gunicorn_conf",
         *extra,
         app,
     ]
@@ -130,6 +132,7 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         http.terminate()
         http.wait()
         raise
+    gc.freeze()  # what start made lives as long as the process: out of the collector's way
     click.echo(
         f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
         f"({workers} gunicorn workers x {threads} threads, data in {settings.data_dir})"

@@ -12,6 +12,6 @@ def post_worker_init(worker: Any) -> None:
     Modules, the app and the models are about 170,000 objects that live as long as the
     worker; a full collection walks them all (80 ms, the interpreter lock held, every
     thread of the worker stopped, and on SQLite every worker too if the writer lock is
-    held), which was the p99 of webhooks at a steady rate. Frozen, they are skipped.
+    held). Frozen, they are skipped (docs/performance.md).
     """
     gc.freeze()

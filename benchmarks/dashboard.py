@@ -26,14 +26,12 @@ import re  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 
 import psycopg  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from hotline import search, users  # noqa: E402
-from hotline.db import Database  # noqa: E402
+from hotline.db import Database, scratch_postgres  # noqa: E402
 from hotline.numbers import make_request_number  # noqa: E402
 from hotline.settings import load_settings  # noqa: E402
 from web import create_app  # noqa: E402
@@ -207,13 +205,7 @@ def main() -> None:
         default=os.environ.get("HOTLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     args = parser.parse_args()
-    server = make_url(args.postgres).set(drivername="postgresql+psycopg")
-    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = server.set(database=name).render_as_string(hide_password=False)
+    with scratch_postgres(args.postgres, "hotline_bench") as url:
         db = Database(url)
         db.upgrade()
         start = time.perf_counter()
@@ -278,10 +270,6 @@ def main() -> None:
                 print(f"{label:<42} {statistics.median(times):8.1f} {p95(times):8.1f}")
             print(f"worst p95: {worst:.1f} ms (target < 150 ms)")
         db.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
 from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
+from hotline.db import Database, scratch_postgres  # noqa: E402
 
 WRITERS = 16
 
@@ -65,19 +61,11 @@ def main() -> None:
         db.upgrade()
         results["SQLite (WAL)"] = measure(db, args.requests)
         db.dispose()
-    server = make_url(args.postgres).set(drivername="postgresql+psycopg")
-    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        db = Database(server.set(database=name).render_as_string(hide_password=False), pool_size=WRITERS)
+    with scratch_postgres(args.postgres, "hotline_bench") as url:
+        db = Database(url, pool_size=WRITERS)
         db.upgrade()
         results["PostgreSQL"] = measure(db, args.requests)
         db.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print(f"requests opened per second, {WRITERS} concurrent writers, {args.requests} requests each backend")
     for backend, rate in results.items():
         print(f"  {backend:<14} {rate:8.0f} req/s")

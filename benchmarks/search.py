@@ -22,14 +22,12 @@ import random  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 from hotline import search  # noqa: E402
-from hotline.db import Database  # noqa: E402
+from hotline.db import Database, scratch_postgres  # noqa: E402
 from hotline.models import Request, RequestEvent  # noqa: E402
 from hotline.numbers import make_request_number  # noqa: E402
 
@@ -161,19 +159,10 @@ def main() -> None:
         db = Database(f"sqlite:///{tmp}/bench.sqlite3")
         run("SQLite", db, args.requests, args.rounds)
         db.dispose()
-    server = make_url(args.postgres).set(drivername="postgresql+psycopg")
-    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        db = Database(server.set(database=name).render_as_string(hide_password=False))
+    with scratch_postgres(args.postgres, "hotline_bench") as url:
+        db = Database(url)
         run("PostgreSQL", db, args.requests, args.rounds)
         db.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

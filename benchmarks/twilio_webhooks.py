@@ -1,17 +1,31 @@
-"""Twilio webhook throughput: `hotline serve` next to a bare Flask app, same WSGI server.
+"""Twilio webhooks: `hotline serve` next to a bare Flask TwiML app, same server, same load.
 
-Starts `hotline serve` in a subprocess on a free port with a temporary data dir and
-an auth token, and a bare Flask app returning a fixed TwiML document under the same
-server with the same processes and threads: `--workers 1` is waitress in one process
-(what `hotline serve` runs by default), `--workers N` is gunicorn's gthread workers
-(what `hotline serve --workers N` runs). 32 concurrent clients send signed
-incoming-call webhooks and menu webhooks (`*`, repeat the menu) over keep-alive
-connections, in turns that alternate between the two apps. The clients are one
-asyncio process writing pre-encoded requests on raw sockets (a few tens of
-microseconds of CPU a request, on the same cores as the servers). Prints requests
-per second and p50/p99 latency of both, and the ratio.
+Starts `hotline serve` in a subprocess on a free port with a temporary data dir and an
+auth token, and a bare Flask app returning a fixed TwiML document under the same
+gunicorn command `serve` uses, with the same processes and threads (`--workers`,
+`--threads`). The clients send signed incoming-call webhooks and menu webhooks (`*`,
+repeat the menu) over keep-alive connections, from one asyncio process writing
+pre-encoded requests on raw sockets (a few tens of microseconds of CPU a request, on
+the same cores as the servers). Runs on SQLite and on PostgreSQL (a database made on
+`--postgres` for the run and dropped after), or on one with `--databases`.
 
-    .venv/bin/python benchmarks/twilio_webhooks.py [--seconds 10] [--clients 32] [--workers 2] [--threads 4]
+Two measurements, each in short turns alternating between the two apps, so that the
+machine's other load falls on both alike:
+
+- **Saturated** (closed loop): 32 clients each send the next request as soon as the
+  last is answered. Gives the most requests per second each app can answer, and the
+  ratio bare/hotline. Latency here is mostly queueing: with every client always
+  waiting, p99 is what the server's queue makes it (the bare app's own is high too).
+- **Fixed rate** (open loop): the same 32 connections send at a fixed total rate
+  (`--rate`, by default half of the hotline's saturated rate in this run, which both
+  apps can hold), each request at its scheduled time. Latency is measured from the
+  scheduled time, not from the moment it could be sent: a request that waited for a
+  slow answer before it counts its wait (no "coordinated omission"). This is the
+  latency a caller gets at that load; p50 and p99 of both apps are printed. The
+  asyncio timer wakes up to about 1 ms late, which adds to both apps alike.
+
+    .venv/bin/python benchmarks/twilio_webhooks.py [--seconds 10] [--clients 32] [--workers 2]
+        [--threads 4] [--rate N] [--databases sqlite,postgres] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -34,15 +48,16 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
 
+from hotline.db import scratch_postgres  # noqa: E402
 from web.cli import gunicorn_command  # noqa: E402
 
 TOKEN = "bench-auth-token"
 
 BARE_APP = """
-import sys
 from flask import Flask, Response
 app = Flask("bare")
 TWIML = ('<?xml version="1.0" encoding="UTF-8"?><Response><Gather action="http://x/twilio/step/digits?seq=1" '
@@ -55,9 +70,6 @@ def twiml():
 @app.get("/healthz")
 def healthz():
     return "ok"
-if __name__ == "__main__":
-    from waitress import serve
-    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
 """
 
 
@@ -108,22 +120,56 @@ def call_requests(port: int, public: str) -> list[bytes]:
     return out
 
 
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> str | None:
+    """Send one request, read its answer; an error text if it was not the TwiML expected."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    body = await reader.readexactly(length)
+    if not head.startswith(b"HTTP/1.1 200") or b"<Gather" not in body:
+        return f"{head[:40]!r} {body[:120]!r}"
+    return None
+
+
 async def client(port: int, public: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    """Closed loop: the next request as soon as the last is answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.monotonic() < deadline:
             for request in call_requests(port, public):
                 started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await reader.readexactly(length)
+                error = await exchange(reader, writer, request)
                 latencies.append(time.perf_counter() - started)
-                if not head.startswith(b"HTTP/1.1 200") or b"<Gather" not in body:
-                    errors.append(f"{head[:40]!r} {body[:120]!r}")
+                if error:
+                    errors.append(error)
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(repr(exc))
+    finally:
+        writer.close()
+
+
+async def paced_client(
+    port: int, public: str, first: float, period: float, end: float, latencies: list[float], errors: list[str]
+) -> None:
+    """Open loop: a request every `period` seconds from `first`, each timed from its scheduled moment."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    scheduled = first
+    try:
+        while scheduled < end:
+            for request in call_requests(port, public):
+                if scheduled >= end:
+                    break
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                error = await exchange(reader, writer, request)
+                latencies.append(time.perf_counter() - scheduled)
+                if error:
+                    errors.append(error)
+                scheduled += period
     except (OSError, asyncio.IncompleteReadError) as exc:
         errors.append(repr(exc))
     finally:
@@ -133,15 +179,27 @@ async def client(port: int, public: str, deadline: float, latencies: list[float]
 Run = tuple[list[float], float, list[str], float]
 
 
-def measure(port: int, public: str, clients: int, seconds: float) -> Run:
-    """Latencies of every request, the elapsed time, the errors and the clients' CPU time of one run."""
+def measure(port: int, public: str, clients: int, seconds: float, rate: float | None = None) -> Run:
+    """Latencies of every request, the elapsed time, the errors and the clients' CPU time of one
+    run: closed loop, or open loop at `rate` requests per second in all."""
     latencies: list[float] = []
     errors: list[str] = []
 
     async def run() -> float:
         started = time.perf_counter()
-        deadline = time.monotonic() + seconds
-        await asyncio.gather(*(client(port, public, deadline, latencies, errors) for _ in range(clients)))
+        if rate is None:
+            deadline = time.monotonic() + seconds
+            runs: list[Awaitable[None]] = [
+                client(port, public, deadline, latencies, errors) for _ in range(clients)
+            ]
+        else:
+            period = clients / rate  # each client's; the clients are spread evenly over one period
+            first, end = started + 0.05, started + 0.05 + seconds
+            runs = [
+                paced_client(port, public, first + i * period / clients, period, end, latencies, errors)
+                for i in range(clients)
+            ]
+        await asyncio.gather(*runs)
         return time.perf_counter() - started
 
     cpu = time.process_time()
@@ -162,23 +220,23 @@ def summary(runs: list[Run]) -> dict[str, float]:
 
 
 def bare_command(app_dir: Path, port: int, workers: int, threads: int) -> list[str]:
-    """The bare app under the server `hotline serve --workers` uses for this many workers."""
-    if workers == 1:
-        return [sys.executable, str(app_dir / "bare_app.py"), str(port), str(threads)]
+    """The bare app under the server `hotline serve` runs."""
     return gunicorn_command("bare_app:app", f"127.0.0.1:{port}", workers, threads, f"--chdir={app_dir}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="HTTP processes of both apps (1: waitress)")
-    parser.add_argument("--threads", type=int, default=4, help="HTTP threads per process of both apps")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating turns the seconds are split into")
-    parser.add_argument(
-        "--database-url", help="hotline's database (default: SQLite in the temporary data dir)"
-    )
-    args = parser.parse_args()
+def alternate(
+    bare: Callable[[], Run], hot: Callable[[], Run], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Short turns one after the other: the machine's other load falls on both alike."""
+    bare_runs, hot_runs = [], []
+    for _ in range(rounds):
+        bare_runs.append(bare())
+        hot_runs.append(hot())
+    return summary(bare_runs), summary(hot_runs)
+
+
+def bench(args: argparse.Namespace, database_url: str | None) -> None:
+    """Both measurements against one database (None: SQLite in the data dir)."""
     with tempfile.TemporaryDirectory(prefix="hotline-bench-") as tmp:
         data_dir = Path(tmp)
         (data_dir / "bare_app.py").write_text(BARE_APP)
@@ -194,8 +252,8 @@ def main() -> None:
             "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
         }
         env.pop("HOTLINE_DATABASE_URL", None)
-        if args.database_url:
-            env["HOTLINE_DATABASE_URL"] = args.database_url
+        if database_url:
+            env["HOTLINE_DATABASE_URL"] = database_url
         serve = ["serve", f"--threads={args.threads}", f"--workers={args.workers}"]
         with open(data_dir / "hotline.log", "wb") as log:
             hotline = subprocess.Popen(
@@ -214,12 +272,18 @@ def main() -> None:
                 wait_ready(bare_port, bare)
                 measure(hot_port, public, 4, 1.0)  # warm up both
                 measure(bare_port, public, 4, 1.0)
-                # Short turns one after the other: the machine's other load falls on both alike.
-                bare_runs, hot_runs = [], []
-                for _ in range(args.rounds):
-                    bare_runs.append(measure(bare_port, public, args.clients, args.seconds / args.rounds))
-                    hot_runs.append(measure(hot_port, public, args.clients, args.seconds / args.rounds))
-                bare_r, hot_r = summary(bare_runs), summary(hot_runs)
+                turn = args.seconds / args.rounds
+                bare_r, hot_r = alternate(
+                    lambda: measure(bare_port, public, args.clients, turn),
+                    lambda: measure(hot_port, public, args.clients, turn),
+                    args.rounds,
+                )
+                rate = args.rate or max(1.0, round(hot_r["rps"] / 2, -1))
+                bare_p, hot_p = alternate(
+                    lambda: measure(bare_port, public, args.clients, turn, rate),
+                    lambda: measure(hot_port, public, args.clients, turn, rate),
+                    args.rounds,
+                )
             except BaseException:
                 print((data_dir / "hotline.log").read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
@@ -227,18 +291,49 @@ def main() -> None:
                 for proc in (hotline, bare):
                     proc.terminate()
                     proc.wait(30)
-    server = "waitress, 1 process" if args.workers == 1 else f"gunicorn gthread, {args.workers} processes"
-    database = "PostgreSQL" if args.database_url else "SQLite (embedded)"
-    turns = f"{args.seconds:.0f} s each in {args.rounds} turns"
-    print(f"{args.clients} clients, {turns}, {server} x {args.threads} threads, {database}")
-    for name, r in (("bare Flask  ", bare_r), ("hotline serve", hot_r)):
-        rps, p50, p99 = r["rps"], r["p50"], r["p99"]
+    database = "PostgreSQL" if database_url else "SQLite (embedded)"
+    server = f"gunicorn gthread, {args.workers} processes x {args.threads} threads"
+    turns = f"{args.seconds:.0f} s a measurement in {args.rounds} turns"
+    print(f"{database}: {args.clients} clients, {server}, {turns}")
+    print("  saturated (closed loop):")
+    for name, r in (("bare Flask   ", bare_r), ("hotline serve", hot_r)):
         print(
-            f"{name}: {rps:8.1f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({r['n']:.0f} requests, "
-            f"client CPU {r['client_us']:.0f} µs each)"
+            f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+            f"({r['n']:.0f} requests, client CPU {r['client_us']:.0f} µs each)"
         )
-    ratio, p99_ratio = bare_r["rps"] / hot_r["rps"], hot_r["p99"] / bare_r["p99"]
-    print(f"ratio bare/hotline: {ratio:.2f}x throughput, p99 {p99_ratio:.2f}x")
+    print(f"    ratio bare/hotline: {bare_r['rps'] / hot_r['rps']:.2f}x requests per second")
+    print(f"  at a fixed rate of {rate:.0f} req/s (open loop, latency from the scheduled send):")
+    for name, r in (("bare Flask   ", bare_p), ("hotline serve", hot_p)):
+        print(f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms")
+    print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="of each measurement and app")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="HTTP processes of both apps")
+    parser.add_argument("--threads", type=int, default=4, help="HTTP threads per process of both apps")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating turns the seconds are split into")
+    parser.add_argument(
+        "--rate", type=float, help="of the open loop (default: half the hotline's saturated rate)"
+    )
+    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("HOTLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="server where a database is made for the run (and dropped after)",
+    )
+    args = parser.parse_args()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for database in args.databases.split(","):
+        if database == "sqlite":
+            bench(args, None)
+        elif database == "postgres":
+            with scratch_postgres(args.postgres, "hotline_bench") as url:
+                bench(args, url)
+        else:
+            parser.error(f"unknown database {database!r}")
 
 
 if __name__ == "__main__":

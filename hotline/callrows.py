@@ -33,6 +33,7 @@ from hotline.phones import stored_phone
 CALLS = cast(Table, Call.__table__)
 EVENTS = cast(Table, CallEvent.__table__)
 EVENT_COLUMNS = ("call_id", "at", "kind", "detail", "data")
+EVENTS_PER_STATEMENT = 20  # 100 parameters, far below SQLite's limit
 FIND_CALL = select(*CALLS.c).where(
     CALLS.c.backend == bindparam("backend"), CALLS.c.backend_call_id == bindparam("call_id")
 )
@@ -97,7 +98,12 @@ class _SqliteStatements:
         self.find = f"SELECT {names} FROM calls WHERE backend = ? AND backend_call_id = ?"
         self.insert_call = f"INSERT INTO calls ({names}) VALUES ({', '.join('?' for _ in CALLS.c)})"
         event_names = ", ".join(quote(EVENTS.c[k].name) for k in EVENT_COLUMNS)
-        self.insert_events = f"INSERT INTO call_events ({event_names}) VALUES (?, ?, ?, ?, ?)"
+        # One statement for a step's few events: every statement is a trip out of the
+        # interpreter lock, made while every process waits for this writer.
+        self.insert_events = [
+            f"INSERT INTO call_events ({event_names}) VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+            for n in range(1 + EVENTS_PER_STATEMENT)
+        ]
         self.quote = quote
         self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in CALLS.c]
         self.binds = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in CALLS.c}
@@ -155,14 +161,15 @@ class SqliteRows:
         if not events:
             return
         binds = self.s.event_binds
-        rows = [
-            [
-                p(e[k]) if p is not None and e[k] is not None else e[k]
-                for k, p in zip(EVENT_COLUMNS, binds, strict=True)
-            ]
+        values = [
+            p(e[k]) if p is not None and e[k] is not None else e[k]
             for e in events
+            for k, p in zip(EVENT_COLUMNS, binds, strict=True)
         ]
-        self._run(self.s.insert_events, rows, many=True)
+        width = len(EVENT_COLUMNS) * EVENTS_PER_STATEMENT
+        for start in range(0, len(values), width):
+            chunk = values[start : start + width]
+            self._run(self.s.insert_events[len(chunk) // len(EVENT_COLUMNS)], chunk)
 
 
 def call_rows(conn: Connection, *, lock: bool = True) -> CallRows:
@@ -313,12 +320,15 @@ class CallRowStore:
         )
 
     @contextmanager
-    def transaction(self, *, lock: bool = True) -> Iterator[tuple[Connection, CallRows]]:
-        """A connection in one write transaction and the call rows on it; committed on success."""
+    def transaction(
+        self, *, lock: bool = True, conn: Connection | None = None
+    ) -> Iterator[tuple[Connection, CallRows]]:
+        """A connection (`conn`, or one from the pool) in one write transaction and the
+        call rows on it; committed on success."""
         # The connection is taken from the pool before queueing for the writer lock,
         # which every step of every process waits for: keep the work under it short.
         with (
-            self.engine.connect() as conn,
+            self.engine.connect() if conn is None else nullcontext(conn) as conn,
             self.writer_lock,
             driver_transaction(conn) if self.sqlite else conn.begin(),
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +23,15 @@ from hotline.errors import HotlineError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["Database", "DatabaseUnavailable", "alembic_config", "database_for", "unavailable", "upgrade"]
+__all__ = [
+    "Database",
+    "DatabaseUnavailable",
+    "alembic_config",
+    "database_for",
+    "scratch_postgres",
+    "unavailable",
+    "upgrade",
+]
 
 
 class DatabaseUnavailable(HotlineError):
@@ -170,6 +179,27 @@ def unavailable(exc: DBAPIError) -> DatabaseUnavailable | None:
         )
         return DatabaseUnavailable(f"database unavailable: {first_line}")
     return None
+
+
+@contextmanager
+def scratch_postgres(server_url: str, prefix: str = "hotline_scratch") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on the server of `server_url`,
+    dropped afterwards (the tests' databases and the benchmarks' are made here)."""
+    import uuid
+
+    server = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def alembic_config(engine: Engine | None = None, url: str | None = None) -> Config:

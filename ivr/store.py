@@ -223,7 +223,7 @@ class _CallRow:
 class _OpenCall:
     """One call's row in one transaction: what to write back at the end."""
 
-    conn: Connection
+    conn: Connection | None  # None: a step run ahead of its transaction (CallStore._ahead)
     rows: callrows.CallRows
     call: Call  # a _CallRow: a plain holder of the row's values, never added to a session
     loaded: dict[str, Any]
@@ -236,6 +236,8 @@ class _OpenCall:
 
     def get_session(self) -> Session:
         """An ORM session on the same transaction, for the port's rare writes (made on first use)."""
+        if self.conn is None:
+            raise _NeedsLock
         if self._session is None:
             if not self.conn.in_transaction():  # begun on SQLite's driver: SQLAlchemy joins it
                 self.conn.begin()
@@ -257,6 +259,60 @@ class _OpenCall:
             self.rows.update_call(self.call.id, changed)
 
 
+class _NeedsLock(Exception):
+    """A step run ahead needs the transaction (a session for reads or writes)."""
+
+
+class _ReadOnlyRows:
+    """CallRows that read and write nothing: `start_call` as it would go, ahead of the lock."""
+
+    NEW_ID = 0  # the id of a call not inserted yet
+
+    def __init__(self, rows: callrows.CallRows):
+        self.rows = rows
+
+    def find(self, backend: str, backend_call_id: str) -> dict[str, Any] | None:
+        return self.rows.find(backend, backend_call_id)
+
+    def insert_call(self, values: dict[str, Any]) -> int:
+        return self.NEW_ID
+
+    def update_call(self, id_: int, changed: dict[str, Any]) -> None:
+        pass
+
+    def insert_events(self, events: list[dict[str, Any]]) -> None:
+        pass
+
+
+#: Columns a new call gets at its insert, not from the step.
+_MADE_AT_INSERT = ("id", "started_at")
+
+
+@dataclass
+class _Ahead:
+    """A step run on the call's row before the transaction, and what it would write."""
+
+    read: dict[str, Any]  # the row it ran on (id 0: a call not made yet)
+    opened: _OpenCall
+    step: flow.Step
+
+    def take(self, opened: _OpenCall) -> bool:
+        """Put the step's writes into `opened`, if its row is still the one it ran on."""
+        now = opened.loaded
+        if self.read["id"] == _ReadOnlyRows.NEW_ID:
+            same = all(now[k] == v for k, v in self.read.items() if k not in _MADE_AT_INSERT)
+        else:
+            same = now == self.read
+        if not same:
+            return False
+        call = self.opened.call
+        for key in _MADE_AT_INSERT:
+            setattr(call, key, now[key])
+        opened.call = call
+        opened.events = [{**e, "call_id": now["id"]} for e in self.opened.events]
+        return True
+
+
 class CallStore:
     """Runs the flow of one backend's calls against the database, one event per transaction."""
 
@@ -275,13 +331,15 @@ class CallStore:
         to_number: str | None = None,
         *,
         starts: bool = False,
+        conn: Connection | None = None,
     ) -> Iterator[_OpenCall]:
         """The call (made on first sight) in a transaction; its changes are written on success.
 
         `starts`: the backend says a call begins; a call with this id that has ended is
         an old one (a reused id), renamed out of the way so the new call starts afresh.
+        `conn`: a connection to run it on (otherwise one from the pool).
         """
-        with translate_errors(), self.rows.transaction() as (conn, rows):
+        with translate_errors(), self.rows.transaction(conn=conn) as (conn, rows):
             values = callrows.start_call(
                 rows, self.backend, call_id, from_number=from_number, to_number=to_number, starts=starts
             )
@@ -304,19 +362,71 @@ class CallStore:
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
         starts = isinstance(event, flow.CallStarted)
-        with self._open(call_id, from_number, to_number, starts=starts) as opened:
-            call = opened.call
-            state = CallState.from_json(call.flow_state)
-            if seq is not None and seq != state.seq:
-                opened.log(CallEventKind.STALE_WEBHOOK, f"{seq} != {state.seq}")
-                return flow.Step(state, flow.reprompt(state, self.config))
-            port = DbCallPort(opened.get_session, self.settings, call)
-            if isinstance(event, flow.CallStarted):
-                call.answered_at = call.answered_at or utcnow()
-            step = flow.handle(state, event, port, self.config)
-            self._apply(opened, step)
-        self._after_commit(port)
+        with translate_errors(), self.db.engine.connect() as conn:  # one connection for both
+            ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
+            with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
+                if ahead is not None and ahead.take(opened):
+                    return ahead.step
+                step, port = self._step(opened, event, seq, starts)
+        if port is not None:
+            self._after_commit(port)
         return step
+
+    def _step(
+        self, opened: _OpenCall, event: flow.Event, seq: int | None, starts: bool
+    ) -> tuple[flow.Step, DbCallPort | None]:
+        """Run the event on the opened call; the port, if the flow ran."""
+        call = opened.call
+        state = CallState.from_json(call.flow_state)
+        if seq is not None and seq != state.seq:
+            opened.log(CallEventKind.STALE_WEBHOOK, f"{seq} != {state.seq}")
+            return flow.Step(state, flow.reprompt(state, self.config)), None
+        port = DbCallPort(opened.get_session, self.settings, call)
+        if starts:
+            call.answered_at = call.answered_at or utcnow()
+        step = flow.handle(state, event, port, self.config)
+        self._apply(opened, step)
+        return step, port
+
+    def _ahead(
+        self,
+        conn: Connection,
+        call_id: str,
+        event: flow.Event,
+        from_number: str | None,
+        to_number: str | None,
+        starts: bool,
+        seq: int | None,
+    ) -> _Ahead | None:
+        """The step run before the write lock, on the call's row as it is now.
+
+        SQLite has one writer at a time for every process: what a step does under the
+        lock is what all webhooks queue for. Most steps change only the call's row, so
+        they are run first on a read (under WAL it waits for no writer); the transaction
+        then only checks that the row is still the same and writes. A step that reads or
+        writes more (a status lookup, a request, the end of the call) returns None here
+        and runs in the transaction, as does any step whose row changed in between.
+        On PostgreSQL the row lock is the call's own, and a read ahead only costs a
+        round trip: None.
+        """
+        if not self.rows.sqlite:
+            return None
+        # The driver's cursor in autocommit: a read, no BEGIN IMMEDIATE.
+        rows = callrows.call_rows(conn, lock=False)
+        values = callrows.start_call(
+            _ReadOnlyRows(rows),
+            self.backend,
+            call_id,
+            from_number=from_number,
+            to_number=to_number,
+            starts=starts,
+        )
+        opened = _OpenCall(None, rows, cast(Call, _CallRow(values)), dict(values))
+        try:
+            step, _ = self._step(opened, event, seq, starts)
+        except _NeedsLock:
+            return None
+        return _Ahead(values, opened, step)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` (a store method, or other blocking work) for an event loop: in a thread."""

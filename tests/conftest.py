@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from hotline.db import Database
+from hotline.db import Database, scratch_postgres
 from hotline.models import Base
 from hotline.settings import Settings, load_settings
 from tests.dbproxy import DbProxy
@@ -53,25 +53,15 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _postgres_database() -> Iterator[str]:
     if not PG_URL:
         missing_service("HOTLINE_TEST_POSTGRES_URL is not set")
-    server = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"hotline_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no server"
-        admin.dispose()
-        missing_service(f"PostgreSQL at {PG_URL} is not usable: {exc}")
-    url = server.set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    database.upgrade()
-    database.dispose()
-    try:
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_postgres(PG_URL, "hotline_test"))
+        except Exception as exc:  # noqa: BLE001 - any failure here means "no server"
+            missing_service(f"PostgreSQL at {PG_URL} is not usable: {exc}")
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _reset_postgres(url: str) -> None:

@@ -5,9 +5,10 @@ the `hotline.services` entry-point group (FastAGI server, AMI listener, transcri
 worker, mailbox poller). Each entry is a factory `make(settings, db) -> Service | None`
 that returns None when its part is not configured (no AMI URL, no mailbox).
 
-HTTP runs in this process on waitress, or with `--workers N` (N > 1) in N gunicorn
-worker processes started as a child of this one (the services stay here, once), so
-that webhooks use every core instead of one interpreter lock. The gunicorn arbiter
+HTTP runs in gunicorn's gthread workers (one per core by default, `--workers N`),
+started as a child of this one (the services stay here, once), so that webhooks use
+every core instead of one interpreter lock, and Twilio's Media Streams (WebSockets)
+get their socket. This process binds the port and hands it over. The gunicorn arbiter
 dies with this process however it ends (the kernel's parent-death signal, set with
 prctl): a `kill -9` of `serve` never leaves HTTP answering without the services, nor
 the port taken for the next start. Its workers leave when their arbiter does.
@@ -19,11 +20,12 @@ creates files readable by its owner and group only (umask 027).
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 
 import click
@@ -32,6 +34,9 @@ from hotline.cli import Context, pass_context
 from hotline.services import Service, load_services
 from hotline.storage import remove_temporary_files
 
+#: Few threads per worker answer webhooks faster than many: they wait less on each
+#: other for the interpreter lock (docs/performance.md).
+THREADS = 4
 UMASK = 0o027  # nothing the service writes (recordings, e-mail, the database) is world-readable
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -51,17 +56,24 @@ def start_services(ctx: Context) -> list[Service]:
     return started
 
 
+def default_workers() -> int:
+    """One HTTP worker per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @click.command()
-@click.option("--threads", default=16, show_default=True, help="HTTP worker threads (per process).")
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
     type=click.IntRange(1, 64),
-    help="HTTP worker processes; more than 1 runs HTTP on gunicorn (about one per core).",
+    help="HTTP worker processes (gunicorn)  [default: one per core]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help=f"HTTP threads per worker  [default: {THREADS}, plus one per live stream with HOTLINE_LIVE_SPEECH]",
 )
 @pass_context
-def serve(ctx: Context, threads: int, workers: int) -> None:
+def serve(ctx: Context, workers: int | None, threads: int | None) -> None:
     """Run the service: dashboard and webhooks over HTTP, and the background parts."""
     settings = ctx.settings
     os.umask(UMASK)
@@ -69,60 +81,17 @@ def serve(ctx: Context, threads: int, workers: int) -> None:
     removed = remove_temporary_files(settings.data_dir)
     if removed:
         click.echo(f"hotline: removed {removed} temporary files left by a crash")
-    if workers > 1:
-        _serve_gunicorn(ctx, threads, workers)
-        return
-    from waitress.server import create_server
+    if threads is None:
+        threads = THREADS
+        if settings.live_speech:  # a Media Stream holds its thread for the whole recording
+            from ivr.twilio.media import MAX_STREAMS
 
-    from web import create_app
-
-    app = create_app(settings=settings, db=ctx.db)
-    try:
-        # poll(), not select(): the FastAGI server shares this process, and select() fails
-        # once a descriptor is numbered past 1023 (a flood of idle AGI connections).
-        server = create_server(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            threads=threads,
-            ident="hotline",
-            asyncore_use_poll=True,
-        )
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen for HTTP on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}"
-        ) from exc
-    services = start_services(ctx)
-    click.echo(
-        f"hotline: HTTP on http://{settings.http_host}:{server.effective_port}/ (data in {settings.data_dir})"
-    )
-
-    stopping = threading.Event()
-
-    def shutdown(signum: int, _frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            # Waitress's own way out of run(): it lets its worker threads finish first
-            # (closing the server here races a worker still pulling its trigger).
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    except OSError:
-        if not stopping.is_set():
-            raise
-    finally:
-        for service in reversed(services):
-            service.stop()
-        click.echo("hotline: stopped")
+            threads += MAX_STREAMS
+    _serve_gunicorn(ctx, threads, workers or default_workers())
 
 
 def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: str) -> list[str]:
-    """How `serve --workers N` runs HTTP (the webhook benchmark runs its bare app the same way)."""
+    """How `serve` runs HTTP (the webhook benchmark runs its bare app the same way)."""
     return [
         sys.executable,
         "-m",
@@ -132,28 +101,41 @@ def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: st
         f"--threads={threads}",
         f"--bind={bind}",
         "--graceful-timeout=20",
+        "--log-level=warning",  # `serve` says itself where it listens; a port in use is its one line
+        "--config=python:web.gunicorn_conf",
         *extra,
         app,
     ]
 
 
 def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
+    # The port is taken here, so that a port in use is one clear line before anything
+    # starts; gunicorn gets the socket (fd://) and is the only one holding it.
+    settings = ctx.settings
+    try:
+        family = socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET
+        listener = socket.create_server((settings.http_host, settings.http_port), family=family, backlog=2048)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen for HTTP on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}"
+        ) from exc
     # gunicorn is a fresh child process (settings from the same environment), so no
     # worker is forked from a process that already runs the services' threads.
-    settings = ctx.settings
-    command = gunicorn_command(
-        "web:create_app()", f"{settings.http_host}:{settings.http_port}", workers, threads
-    )
-    http = subprocess.Popen(command, preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 - see _die_with
+    command = gunicorn_command("web:create_app()", f"fd://{listener.fileno()}", workers, threads)
+    with listener:
+        http = subprocess.Popen(  # noqa: PLW1509 - see _die_with
+            command, pass_fds=(listener.fileno(),), preexec_fn=_die_with(os.getpid())
+        )
     try:
         services = start_services(ctx)
     except click.ClickException:
         http.terminate()
         http.wait()
         raise
+    gc.freeze()  # what start made lives as long as the process: out of the collector's way
     click.echo(
         f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
-        f"({workers} gunicorn workers, data in {settings.data_dir})"
+        f"({workers} gunicorn workers x {threads} threads, data in {settings.data_dir})"
     )
 
     def shutdown(signum: int, _frame: object) -> None:

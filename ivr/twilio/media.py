@@ -18,8 +18,8 @@ transcribes those). A stream that breaks only loses the live words.
 The WebSocket library is flask-sock (on simple-websocket, both by Miguel Grinberg,
 maintained, small, pure Python, threads like the rest of the app): a route in the
 Flask app, so the signature, settings and database are the webhooks' own. It needs a
-server that hands over the socket: gunicorn (`hotline serve --workers N`) or
-Werkzeug's; waitress cannot, and there `/twilio/media` answers 501.
+server that hands over the socket: gunicorn (what `hotline serve` runs) or
+Werkzeug's; under one that cannot, `/twilio/media` answers 501.
 
 Errors: MediaStreamError (a HotlineError) for a message that is not Twilio's.
 """
@@ -174,7 +174,7 @@ def check_upgrade() -> Response | None:
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return _plain("WebSocket only", 400)
     if not ("werkzeug.socket" in request.environ or "gunicorn.socket" in request.environ):
-        return _plain("this HTTP server cannot hand over WebSockets: run `hotline serve --workers N`", 501)
+        return _plain("this HTTP server cannot hand over WebSockets: run `hotline serve`", 501)
     if not settings.twilio_auth_token:
         if settings.twilio_insecure:
             return None

@@ -4,7 +4,7 @@ import threading
 
 from click.testing import CliRunner
 from sqlalchemy import select
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from hotline.cli import cli
 from hotline.models import Call, Request
@@ -51,11 +51,11 @@ def test_call_against_a_running_server(db, make_settings, tmp_path):
     settings = make_settings(
         HOTLINE_PUBLIC_URL="http://127.0.0.1:1", TWILIO_AUTH_TOKEN="tok", TWILIO_ACCOUNT_SID="AC1"
     )
-    server = create_server(create_app(settings=settings, db=db), host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = make_server("127.0.0.1", 0, create_app(settings=settings, db=db), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.effective_port}"
+        url = f"http://127.0.0.1:{server.server_port}"
         env = env_of(
             db,
             tmp_path,
@@ -73,7 +73,7 @@ def test_call_against_a_running_server(db, make_settings, tmp_path):
         )
         assert bad.exit_code != 0 and "403" in str(bad.exception or bad.output)
     finally:
-        server.close()
+        server.shutdown()
         thread.join(5)
     with db.session() as s:
         assert s.scalars(select(Call)).one().backend == "twilio"
@@ -90,11 +90,11 @@ def test_voicemail_through_a_running_server_is_downloaded(db, make_settings, tmp
         "HOTLINE_TWILIO_API_BASE": api_base,
     }
     settings = make_settings(**common)
-    server = create_server(create_app(settings=settings, db=db), host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = make_server("127.0.0.1", 0, create_app(settings=settings, db=db), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.effective_port}"
+        url = f"http://127.0.0.1:{server.server_port}"
         result = run(["--url", url], ["2", "1", "3"], env_of(db, tmp_path, **common))
         assert result.exit_code == 0, result.output
         assert "не принял запись" not in result.output and "Повторяем номер заявки" in result.output
@@ -105,7 +105,7 @@ def test_voicemail_through_a_running_server_is_downloaded(db, make_settings, tmp
         )
         assert "сервер не принял запись: 400" in refused.output
     finally:
-        server.close()
+        server.shutdown()
         thread.join(5)
     with db.session() as s:
         first, second = s.scalars(select(Request).order_by(Request.id)).all()

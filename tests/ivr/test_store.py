@@ -2,6 +2,7 @@
 
 import threading
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,42 @@ def test_stale_webhook_asks_again_without_changing_state(store):
     assert again.state.step == "number" and isinstance(again.actions[-1], flow.Gather)
     with store.db.session() as s:
         assert s.scalars(select(Call)).one().flow_state["seq"] == 2
+
+
+@pytest.mark.parametrize("call_existed", [True, False])
+def test_the_same_webhook_in_two_workers_at_once_advances_the_call_once(store, make_settings, call_existed):
+    """Twilio repeats a webhook while the first is still answered (two HTTP workers): the
+    one that writes second finds the call moved on and answers as to a repeat."""
+    other = CallStore(Database(store.db.url), store.settings, store.backend)
+    if call_existed:
+        store.handle("c9", flow.CallStarted(None), seq=0)
+        event, seq = flow.DigitsEntered("1"), 1
+    else:
+        event, seq = flow.CallStarted("+79001112233"), 0
+    transaction = store.rows.transaction
+    raced: list[flow.Step] = []
+
+    @contextmanager
+    def other_worker_first(**kwargs):
+        if not raced:  # the other worker's copy is written between this one's start and its write
+            raced.append(other.handle("c9", event, seq=seq, from_number="+79001112233"))
+        with transaction(**kwargs) as opened:
+            yield opened
+
+    store.rows.transaction = other_worker_first
+    step = store.handle("c9", event, seq=seq, from_number="+79001112233")
+    assert raced[0].state.seq == seq + 1
+    with store.db.session() as s:
+        call = s.scalars(select(Call)).one()
+        kinds = [e.kind for e in call.events]
+        assert call.flow_state == raced[0].state.to_json()  # the first write stands
+        if call_existed:
+            assert step.state.seq == seq + 1 and kinds.count("stale_webhook") == 1
+            assert kinds.count("digits") == 1
+        else:
+            assert kinds.count("call_started") == 1  # a repeated start is not a second call
+            assert call.from_number == "+79001112233"
+    other.db.dispose()
 
 
 def test_hangup_from_backend_closes_the_call(store):

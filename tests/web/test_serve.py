@@ -50,17 +50,20 @@ def _serve(tmp_path: Path, *args: str) -> tuple[str, bytes, str]:
     return server, body, out
 
 
-def test_serve_answers_and_stops_on_sigterm(tmp_path):
-    _, body, _ = _serve(tmp_path)
+def test_serve_runs_one_gunicorn_worker_per_core_and_the_services_once(tmp_path):
+    server, body, out = _serve(tmp_path)
     assert body == b'{"status":"ok"}\n'
+    assert server.startswith("gunicorn")
+    assert f"{len(os.sched_getaffinity(0))} gunicorn workers x 4 threads" in out
+    assert out.count("hotline: FastAGI") == 1  # the services run in this process, once
     assert (tmp_path / "data" / "hotline.sqlite3").exists()
 
 
-def test_serve_with_workers_runs_http_on_gunicorn_and_stops_on_sigterm(tmp_path):
-    server, body, out = _serve(tmp_path, "--workers", "2", "--threads", "2")
+def test_serve_with_workers_runs_that_many_and_stops_on_sigterm(tmp_path):
+    server, body, out = _serve(tmp_path, "--workers", "3", "--threads", "2")
     assert body == b'{"status":"ok"}\n'
     assert server.startswith("gunicorn")
-    assert "2 gunicorn workers" in out
+    assert "3 gunicorn workers x 2 threads" in out
 
 
 @pytest.mark.parametrize("taken", ["HOTLINE_HTTP_PORT", "HOTLINE_AGI_PORT"])

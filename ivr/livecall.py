@@ -244,8 +244,9 @@ def begin_live_recording(stream_id: str | None, call_id: str, ref: str) -> LiveC
 
 
 #: While a number may be said, the FastAGI session waits for keys in steps this long
-#: and looks at what the stream heard in between.
-LISTEN_STEP_MS = 500
+#: and looks at what the stream heard in between: a number heard waits up to this long
+#: for its read-back (on average half), for one AGI command a step.
+LISTEN_STEP_MS = 250
 
 
 def listen_for_number(stream_id: str | None, gather: Any, answer: bool = False) -> LiveCall | None:

@@ -8,8 +8,8 @@ and its final words when the recording ends (hotline.transcription.live_store gi
 them to the stored recording). Between recordings, a `NumberListener` may listen for a
 spoken request number (`listen_for_number`), told how long the issued numbers are
 (`issued_number_length`, read once a minute) so that a complete number is taken at
-once. Thread-safe: the stream's thread feeds
-audio while the call's adapter begins and ends recordings from its own.
+once. Thread-safe: the stream's thread feeds audio while the call's adapter begins and
+ends recordings from its own.
 
 `LiveCalls` is this process's registry of calls whose stream is connected, by the
 stream's id (the AudioSocket UUID the dialplan hands to both AudioSocket and FastAGI).

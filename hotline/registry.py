@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hotline.cleaning import clean_line, clean_text
@@ -24,7 +24,7 @@ from hotline.models import (
     User,
     utcnow,
 )
-from hotline.numbers import make_request_number, parse_request_number
+from hotline.numbers import FIRST_SEQUENCE, make_request_number, parse_request_number
 from hotline.phones import stored_phone
 from hotline.vocabulary import HistoryAction, labels
 
@@ -79,6 +79,13 @@ def allocate_number(session: Session) -> str:
         .returning(Counter.value)
     ).scalar_one()
     return make_request_number(value)
+
+
+def issued_number_length(session: Session | Connection) -> int | None:
+    """How many digits the request numbers issued now have (those of the highest one);
+    None before the first. Shorter, older numbers may exist too, never longer ones."""
+    value = session.execute(select(Counter.value).where(Counter.name == "request")).scalar()
+    return len(make_request_number(value)) if value is not None and value >= FIRST_SEQUENCE else None
 
 
 def open_request(

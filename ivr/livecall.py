@@ -6,8 +6,10 @@ recording goes on the audio goes to a `LiveRecognizer`; its partial text is writ
 the call's `LiveTranscript` row about once a second (the dashboard reads it there),
 and its final words when the recording ends (hotline.transcription.live_store gives
 them to the stored recording). Between recordings, a `NumberListener` may listen for a
-spoken request number (`listen_for_number`). Thread-safe: the stream's thread feeds
-audio while the call's adapter begins and ends recordings from its own.
+spoken request number (`listen_for_number`), told how long the issued numbers are
+(`issued_number_length`, read once a minute) so that a complete number is taken at
+once. Thread-safe: the stream's thread feeds audio while the call's adapter begins and
+ends recordings from its own.
 
 `LiveCalls` is this process's registry of calls whose stream is connected, by the
 stream's id (the AudioSocket UUID the dialplan hands to both AudioSocket and FastAGI).
@@ -20,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from hotline import registry
 from hotline.db import Database
 from hotline.transcription import live_store
 from hotline.transcription.live import (
@@ -34,6 +37,29 @@ from hotline.transcription.recognizer import Recognition
 log = logging.getLogger(__name__)
 
 PARTIAL_EVERY = 1.0  # seconds between two writes of the partial text
+#: Seconds the length of the issued request numbers is kept: it changes once in a tenfold
+#: growth of the counter (99999 → 100000), and a stale one only costs a read-back refused.
+NUMBER_LENGTH_TTL = 60.0
+_number_lengths: dict[str, tuple[float, int]] = {}
+
+
+def issued_number_length(db: Database) -> int | None:
+    """How many digits the issued request numbers have, from this process's copy (read from
+    the database at most once a NUMBER_LENGTH_TTL); None before the first number, or when
+    the database cannot say (the listener then waits for the caller's pause, as before)."""
+    now = time.monotonic()
+    cached = _number_lengths.get(db.url)
+    if cached is not None and now - cached[0] < NUMBER_LENGTH_TTL:
+        return cached[1]
+    try:
+        with db.transaction() as conn:
+            length = registry.issued_number_length(conn)
+    except Exception:  # noqa: BLE001 - the number is still heard, after the pause
+        log.warning("the length of the request numbers could not be read", exc_info=True)
+        return None
+    if length is not None:  # none issued yet: read again next time
+        _number_lengths[db.url] = (now, length)
+    return length
 
 
 class LiveCall:
@@ -130,9 +156,10 @@ class LiveCall:
 
     def listen_for_number(self) -> None:
         """Listen for a spoken request number from now on (the keypad still works)."""
+        length = issued_number_length(self.db)
         with self._lock:
             self.heard, self.answer, self._answer_listener = None, None, None
-            self._listener = NumberListener(self.model, self.language)
+            self._listener = NumberListener(self.model, self.language, length=length)
 
     @property
     def hearing_number(self) -> bool:
@@ -217,8 +244,9 @@ def begin_live_recording(stream_id: str | None, call_id: str, ref: str) -> LiveC
 
 
 #: While a number may be said, the FastAGI session waits for keys in steps this long
-#: and looks at what the stream heard in between.
-LISTEN_STEP_MS = 500
+#: and looks at what the stream heard in between: a number heard waits up to this long
+#: for its read-back (on average half), for one AGI command a step.
+LISTEN_STEP_MS = 250
 
 
 def listen_for_number(stream_id: str | None, gather: Any, answer: bool = False) -> LiveCall | None:

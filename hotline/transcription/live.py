@@ -19,7 +19,10 @@ it forces every cough into a digit. `spoken_number` turns the words heard into d
 with that language's parser and checks the Damm digit. A caller dictating digit by
 digit pauses between them, and Vosk ends an utterance at a pause of half a second, so
 `NumberListener` gathers number words over utterances until the caller has stopped
-(`NUMBER_PAUSE`).
+(`NUMBER_PAUSE`). Told the `length` of the numbers issued now, it does not wait for that
+pause when the words heard so far already make a number of that length with a right
+check digit: such a number is complete (no issued number is longer), and the caller
+hears it read back at the end of the utterance instead of after a dead second and a half.
 
 Errors: LiveAudioError (a HotlineError) for a model that knows no number words of any
 language this module speaks.
@@ -277,11 +280,18 @@ def spoken_answer(recognition: Recognition | str, language: NumberLanguage) -> b
 @dataclass
 class NumberListener:
     """Listens for a request number on a live stream: the number words the caller says
-    over one utterance or several, until `pause` seconds pass with nothing said."""
+    over one utterance or several, until `pause` seconds pass with nothing said, or until
+    an utterance ends with a valid number of `length` digits (the issued numbers' length).
+
+    A valid number shorter than `length` may be an older number or the start of a
+    longer one (one prefix in ten passes the Damm check), so it waits for the pause;
+    without a `length` (no number issued yet) every number waits for it.
+    """
 
     model: Any
     language: NumberLanguage
     pause: float = NUMBER_PAUSE
+    length: int | None = None
     recognizer: LiveRecognizer = field(init=False)
     heard: SpokenNumber | None = None
     _words: list[str] = field(init=False, default_factory=list)
@@ -306,6 +316,10 @@ class NumberListener:
                 if said:
                     self._words += said
                     self._last_end = self.recognizer.audio_seconds
+                    number = spoken_number(" ".join(self._words), self.language)
+                    if number.valid and len(number.digits) == self.length:
+                        self.heard = number
+                        return number
         silent = self.recognizer.audio_seconds - self._last_end
         if self._words and not self.recognizer.speaking and silent >= self.pause:
             self.heard = spoken_number(" ".join(self._words), self.language)

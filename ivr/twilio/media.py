@@ -278,6 +278,8 @@ def run_stream(ws: Any, settings: Any, store: Any) -> str:
         log.exception("Twilio media stream failed")
     if live is not None:
         live.close(complete, how)
+    if spoken is not None:
+        spoken.close()
     if not complete:
         log.warning("Twilio media stream ended: %s", how)
     return how

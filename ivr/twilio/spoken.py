@@ -25,6 +25,14 @@ A number that fails the Damm check is logged and the stream listens on (the call
 it again or type it). A stream whose call moved on (keys, a timeout, a hang-up) closes
 itself within a second: the call's step is read from the database once a second of audio.
 
+The Gather has its own timeout on Twilio's side (10 s from the end of the prompt), which a
+number dictated digit by digit can outlast. So the stream writes into the call's row
+whether it hears a number now (`mark_hearing`: the key `hearing` of the flow state, on
+each change only; any step of the flow drops it), and the timeout webhook of a call whose
+stream hears a number answers with the same Gather again, WAIT_SECONDS long and silent
+(keys still work), at most WAITS times (`still_hearing`, ivr.twilio.webhooks). Both read
+and write the database, so the stream and the webhook may be in different processes.
+
 Errors: RedirectFailed (a HotlineError) for a redirect Twilio did not take, CallGone (one of
 them) for a call that has ended.
 """
@@ -35,9 +43,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from hotline import callrows
+from hotline.db import translate_errors
 from hotline.errors import HotlineError
+from hotline.numbers import MAX_LENGTH
 from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind
+from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio.twiml import LISTEN_KINDS, Listen
 
@@ -52,6 +64,14 @@ CHECK_EVERY = 50
 REST_TIMEOUT = 5.0
 #: Twilio's answers for a call that cannot be redirected because it is over.
 GONE_CODES = frozenset({21220, 20404})
+#: A Gather that timed out while the caller says a number waits again this long, at most
+#: WAITS times (12 s more, as the FastAGI session's wait doubles its 10 s).
+WAIT_SECONDS = 3
+WAITS = 4
+#: The number question's Gather, as the wait repeats it (ivr.flow asks with the same).
+WAIT_GATHER = flow.Gather(MAX_LENGTH + 1, WAIT_SECONDS, "#")
+#: The flow-state key that says which step's stream hears a number now.
+HEARING = "hearing"
 
 
 class RedirectFailed(HotlineError):
@@ -100,6 +120,33 @@ def redirect_call(settings: Settings, call_sid: str, url: str) -> None:
         raise RedirectFailed(f"Twilio: {exc}") from exc
 
 
+def mark_hearing(store: CallStore, call_sid: str, seq: int, hearing: bool) -> None:
+    """Write in the call's row whether the stream of step `seq` hears a number now; nothing
+    if the call has moved on from that step."""
+    with translate_errors(), store.rows.transaction() as (_, rows):
+        values = rows.find(store.backend, call_sid)
+        if values is None or values["ended_at"] is not None:
+            return
+        state = dict(values["flow_state"] or {})
+        if state.get("seq") != seq or (state.get(HEARING) == seq) == hearing:
+            return
+        if hearing:
+            state[HEARING] = seq
+        else:
+            state.pop(HEARING, None)
+        rows.update_call(values["id"], {"flow_state": state})
+
+
+def still_hearing(store: CallStore, call_sid: str, seq: int) -> bool:
+    """True if the call is at step `seq` and that step's stream hears a number now."""
+    with store.db.transaction() as conn:
+        found = conn.execute(callrows.FIND_CALL, {"backend": store.backend, "call_id": call_sid}).first()
+    if found is None or found.ended_at is not None:
+        return False
+    state = found.flow_state or {}
+    return state.get("seq") == seq and state.get(HEARING) == seq
+
+
 class SpokenInput:
     """Listens on one stream for what its `listen` asks, and hands it to the call."""
 
@@ -107,6 +154,7 @@ class SpokenInput:
         self.settings, self.store, self.call_sid = settings, store, call_sid
         self.listen, self.live = listen, live
         self.frames = 0
+        self.hearing = False  # what the call's row says (mark_hearing)
         if listen.kind == "number":
             live.listen_for_number()
         else:
@@ -126,10 +174,27 @@ class SpokenInput:
             return self.hand_over({"digits": heard.digits})
         if live.answer is not None:
             return self.hand_over({"answer": "yes" if live.answer else "no"})
+        if self.listen.kind == "number" and live.hearing_number != self.hearing:
+            self.mark(not self.hearing)
         self.frames += 1
         if self.frames % CHECK_EVERY == 0 and self.store.step_of(self.call_sid) != self.listen.seq:
             return "the call moved on"
         return None
+
+    def mark(self, hearing: bool) -> None:
+        """Tell the timeout webhook whether a number is being said (mark_hearing)."""
+        self.hearing = hearing
+        try:
+            mark_hearing(self.store, self.call_sid, self.listen.seq, hearing)
+        except Exception:  # noqa: BLE001 - only the wait at the Gather's timeout is lost
+            log.warning(
+                "Twilio call %s: could not note that a number is being said", self.call_sid, exc_info=True
+            )
+
+    def close(self) -> None:
+        """The stream stops listening: the timeout webhook waits for it no more."""
+        if self.hearing:
+            self.mark(False)
 
     def hand_over(self, said: dict[str, Any]) -> str:
         """Take the call's step and redirect the call to the flow's spoken step."""

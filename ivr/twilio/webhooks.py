@@ -7,7 +7,8 @@ URLs (all POST, all signed by Twilio, checked against HOTLINE_PUBLIC_URL + path 
 - `/twilio/step/<step>?seq=N`: the project's own action URLs handed out in TwiML
   (`digits`, `timeout`, `recorded`, `record_empty`, `dialed`), and `spoken`, where the
   hotline redirects a call whose caller said the answer (ivr.twilio.spoken); `stop=M`
-  in any of them stops the stream that listened at step M;
+  in any of them stops the stream that listened at step M; a `timeout` while that
+  stream hears a number answers with a short silent Gather again (`wait=K`, the K-th);
 - `/twilio/recording`: the recordingStatusCallback. It downloads the recording, only
   from HOTLINE_TWILIO_API_BASE, with the account's credentials, and stores it once
   per RecordingSid; transcription is queued, never run here.
@@ -45,7 +46,7 @@ from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio import recordings, twiml
 from ivr.twilio.media import stream_url
-from ivr.twilio.spoken import speech_input
+from ivr.twilio.spoken import WAIT_GATHER, WAITS, speech_input, still_hearing
 from voice_models.prompts import catalogue, prompt_audio_path
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ def step(name: str) -> Response:
         # The live stream of this recording learns which recording it is (ivr.twilio.media).
         set_recording_ref(_store().db, "twilio", _call_sid(), request.form["RecordingSid"][:100])
     stop = _int_arg("stop")
+    if name == "timeout" and seq == stop >= 0 and _waits_for_speech(seq):
+        return Response(_wait_document(_public_base(), seq, max(_int_arg("wait"), 0) + 1), mimetype=XML)
     step = _store().handle(_call_sid(), event, seq=seq)
     return _twiml(step, after_record=name in _AFTER_RECORD, stop_listen=stop if stop >= 0 else None)
 
@@ -283,6 +286,23 @@ def _twiml(step: flow.Step, after_record: bool = False, stop_listen: int | None 
 
 
 _AFTER_RECORD = frozenset({"recorded", "record_empty"})
+
+
+def _waits_for_speech(seq: int) -> bool:
+    """The Gather of step `seq` timed out: True to wait again, as its stream hears a number."""
+    return (
+        _int_arg("wait") < WAITS and speech_input(_settings()) and still_hearing(_store(), _call_sid(), seq)
+    )
+
+
+def _wait_document(base: str, seq: int, wait: int) -> str:
+    """The number question's Gather again, short and silent; its timeout says which wait it was."""
+    urls = _urls(base, seq, seq)
+    return twiml.render(
+        [WAIT_GATHER],
+        lambda name: urls(name) + (f"&wait={wait}" if name == "timeout" else ""),
+        _speech(),
+    )
 
 
 @functools.lru_cache(maxsize=1024)

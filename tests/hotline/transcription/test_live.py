@@ -151,6 +151,44 @@ def test_digits_said_with_pauses_make_one_number(ko, number):
     assert (heard[0].digits, heard[0].valid) == (number, True)
 
 
+# Long enough for Vosk to close the utterance, too short for the caller's pause (NUMBER_PAUSE).
+UTTERANCE_END = 1.2
+
+
+def heard_numbers(listener: NumberListener, pcm: bytes) -> list[tuple[str, bool]]:
+    return [(n.digits, n.valid) for frame in frames(pcm) if (n := listener.feed(frame))]
+
+
+@pytest.mark.slow
+def test_a_complete_number_of_the_issued_length_is_taken_without_the_pause(ko):
+    model, language = ko
+    said = phone_audio("하나 넷 하나 여덟 여덟", tail=UTTERANCE_END)
+    assert heard_numbers(NumberListener(model, language, length=5), said) == [("14188", True)]
+    # Not knowing the length, the listener still waits for the caller's pause.
+    waiting = NumberListener(model, language)
+    assert heard_numbers(waiting, said) == [] and waiting.hearing
+
+
+@pytest.mark.slow
+def test_a_valid_start_of_a_longer_number_waits_for_the_pause(ko):
+    # 14188 passes the Damm check, but the issued numbers have six digits: the caller may go on.
+    model, language = ko
+    listener = NumberListener(model, language, length=6)
+    assert heard_numbers(listener, phone_audio("하나 넷 하나 여덟 여덟", tail=UTTERANCE_END)) == []
+    assert listener.hearing
+    assert heard_numbers(listener, bytes(2 * int(8000 * NUMBER_TAIL))) == [("14188", True)]
+
+
+@pytest.mark.slow
+def test_a_number_dictated_digit_by_digit_is_taken_at_its_last_digit(ko):
+    # The digits heard so far are checked at every pause: only all five make a number.
+    model, language = ko
+    listener = NumberListener(model, language, length=5)
+    assert heard_numbers(listener, phone_audio("이 하나 넷 넷 이", pause=0.8, tail=UTTERANCE_END)) == [
+        ("21442", True)
+    ]
+
+
 @pytest.mark.slow
 def test_the_listener_says_when_a_number_is_being_said(ko):
     model, language = ko

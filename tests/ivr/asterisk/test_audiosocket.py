@@ -399,7 +399,7 @@ class SlowCaller(LiveCall):
 
 
 def test_a_number_still_being_said_is_waited_for(make_settings, db, ko):
-    from ivr.livecall import ASTERISK_STREAMS
+    from ivr.livecall import ASTERISK_STREAMS, LISTEN_STEP_MS
     from tests.ivr.asterisk.test_fastagi import call_row
     from tests.ivr.asterisk.test_fastagi import serve as serve_agi
 
@@ -410,7 +410,9 @@ def test_a_number_still_being_said_is_waited_for(make_settings, db, ko):
     )
     ASTERISK_STREAMS.add(caller)
     try:
-        serve_agi(settings, db, {"script": ["1", *["silence"] * 40], "stream": str(CALL)})
+        # Timeouts of WAIT FOR DIGIT for twice the question's 10 s, in the session's steps.
+        silences = 2 * 10_000 // LISTEN_STEP_MS
+        serve_agi(settings, db, {"script": ["1", *["silence"] * silences], "stream": str(CALL)})
     finally:
         ASTERISK_STREAMS.remove(str(CALL))
     call = call_row(db)

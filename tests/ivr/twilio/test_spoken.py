@@ -21,7 +21,7 @@ from ivr import flow
 from ivr.store import CallStore
 from ivr.twilio import twiml
 from ivr.twilio.client import TwilioCall
-from ivr.twilio.spoken import listen_of
+from ivr.twilio.spoken import WAITS, listen_of, still_hearing
 from tests.hotline.transcription.conftest import NUMBER_TAIL, phone_audio
 from tests.ivr.twilio.test_media import MediaStream, server  # noqa: F401 - fixture
 from tests.ivr.twilio.test_webhooks import PUBLIC, SID, TOKEN, api, make_app  # noqa: F401 - fixtures
@@ -225,6 +225,55 @@ def test_a_number_said_is_read_back_and_a_yes_said_looks_it_up(line, api):  # no
     assert ("spoken_number", "14188") in kinds and ("spoken_answer", "yes") in kinds
     assert ("lookup", number) in kinds
     assert not [k for k, _ in kinds if k in ("stale_webhook", "speech_not_passed")]
+
+
+def wait_hearing(app, call: TwilioCall, seq: int) -> None:
+    """Until the stream has noted in the database that it hears a number."""
+    store = CallStore(app.extensions["hotline.db"], app.extensions["hotline.settings"], "twilio")
+    for _ in range(300):
+        if still_hearing(store, call.call_sid, seq):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the stream never said it hears a number")
+
+
+@pytest.mark.slow
+def test_a_gather_timeout_while_a_number_is_dictated_keeps_the_number_step(line, api):  # noqa: F811
+    address, app, call = line
+    new_request(app)
+    stream, started = open_stream(address, call)
+    stream.speak(phone_audio("이 하나", pause=0.8, tail=0.3))  # 2, 1, … the caller goes on
+    wait_hearing(app, call, int(started["seq"]))
+    for _ in range(2):  # Twilio's Gather times out: the caller hears nothing, keys still work
+        assert call.silence() == []
+        assert call.waiting is not None and call.waiting.verb.tag == "Gather"
+    stream.speak(phone_audio("넷 넷 이", pause=0.8, tail=NUMBER_TAIL))
+    _, form = api.wait_for_redirect()
+    assert "Вы сказали: два, один, четыре, четыре, два." in " ".join(call.redirect(form["Url"]))
+    kinds = events(app, call.call_sid)
+    assert ("spoken_number", "21442") in kinds
+    assert not [k for k, _ in kinds if k in ("no_input", "stale_webhook", "speech_not_passed")]
+
+
+@pytest.mark.slow
+def test_the_wait_for_a_number_being_said_is_limited(line, api):  # noqa: F811
+    address, app, call = line
+    stream, started = open_stream(address, call)
+    stream.speak(phone_audio("이 하나", pause=0.8, tail=0.3))
+    wait_hearing(app, call, int(started["seq"]))
+    for _ in range(WAITS):
+        assert call.silence() == []
+    assert call.silence() != []  # then the timeout is the flow's: the question again
+    assert "no_input" in [k for k, _ in events(app, call.call_sid)]
+
+
+@pytest.mark.slow
+def test_a_gather_timeout_with_nothing_said_asks_again(line, api):  # noqa: F811
+    address, app, call = line
+    stream, _ = open_stream(address, call)
+    stream.speak(bytes(16000))  # a second of silence on the line
+    assert call.silence() != []
+    assert "no_input" in [k for k, _ in events(app, call.call_sid)]
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import functools
 import multiprocessing
+import os
 import pickle
 import traceback
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from hotline.vocabulary import CallEventKind
 from ivr.speech import Segment, render_text
 from ivr.store import _CallRow, _OpenCall
 
+#: How much lower the child's CPU priority is than the serving process's.
+NICE = 5
 #: Seconds to wait for the child to write what it was sent when it is told to stop.
 STOP_SECONDS = 30.0
 
@@ -172,6 +175,11 @@ def write_batch(rows: callrows.CallRowStore, backend: str, batch: list[CallWrite
 
 def serve(url: str, backend: str, conn: Any) -> None:
     """The child: write each batch it is sent, answer ("ok", ids), ("down", why) or ("error", text)."""
+    with contextlib.suppress(OSError):
+        # Behind the callers: on a busy machine the event loop that answers them goes
+        # first; the call log catches up in larger batches (a step that writes a request
+        # waits for its call's log, up to ivr.livecalls.WAIT_SECONDS).
+        os.nice(NICE)
     db = Database(url)
     rows = callrows.CallRowStore(db.engine)
     try:

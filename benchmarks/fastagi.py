@@ -12,7 +12,10 @@ second, the p50/p99 time from Asterisk's answer to the next command (the silence
 caller hears, database work included) of both and their ratios, and checks that no
 session was lost: every call heard its status and every call-log entry was closed.
 
-    .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL]
+    .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL] [--by-command]
+
+`--by-command` also prints the wait before each command of the call (its position and
+name) for both peers: where in the call a tail comes from.
 
 With --calls above 500 it raises HOTLINE_AGI_MAX_SESSIONS to match (the file-descriptor
 limit of the shell must allow twice the calls).
@@ -104,6 +107,7 @@ class Wave:
 
     def __init__(self) -> None:
         self.round_trips: list[float] = []
+        self.by_command: dict[tuple[int, str], list[float]] = {}  # (position, command): round-trips
         self.commands = 0
         self.lost = 0
         self.elapsed = 0.0
@@ -129,8 +133,30 @@ async def wave(port: int, number: str, calls: int, tag: str) -> Wave:
             result.lost += 1
         else:
             result.round_trips.extend(trace.round_trips)
+            # round_trips[k]: from the answer to commands[k] until commands[k + 1] came
+            for k, trip in enumerate(trace.round_trips):
+                name = " ".join(trace.commands[k + 1].split()[:2])
+                result.by_command.setdefault((k + 1, name), []).append(trip)
             result.commands += len(trace.commands)
     return result
+
+
+def _p(trips: list[float], q: float) -> float:
+    return trips[max(0, int(len(trips) * q) - 1)] * 1000
+
+
+def print_by_command(hot_waves: list[Wave], bare_waves: list[Wave]) -> None:
+    """p50/p99 of the wait before each command of the call, both peers: where a tail is."""
+    print("  wait before each command (ms): position, command, hotline p50/p99, bare p50/p99")
+    keys = sorted({k for w in hot_waves + bare_waves for k in w.by_command})
+    for key in keys:
+        hot = sorted(t for w in hot_waves for t in w.by_command.get(key, []))
+        bare = sorted(t for w in bare_waves for t in w.by_command.get(key, []))
+        if hot and bare:
+            print(
+                f"    {key[0]:3d} {key[1]:<16} {_p(hot, 0.5):7.1f} {_p(hot, 0.99):7.1f}"
+                f"   {_p(bare, 0.5):7.1f} {_p(bare, 0.99):7.1f}"
+            )
 
 
 def summary(waves: list[Wave]) -> dict[str, float]:
@@ -139,7 +165,7 @@ def summary(waves: list[Wave]) -> dict[str, float]:
     return {
         "cps": commands / sum(w.elapsed for w in waves),
         "p50": statistics.median(trips) * 1000 if trips else float("nan"),
-        "p99": trips[max(0, int(len(trips) * 0.99) - 1)] * 1000 if trips else float("nan"),
+        "p99": _p(trips, 0.99) if trips else float("nan"),
         "commands": commands,
         "lost": sum(w.lost for w in waves),
     }
@@ -251,6 +277,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="sessions arriving at once in a wave")
     parser.add_argument("--rounds", type=int, default=2, help="waves of each app")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
+    parser.add_argument(
+        "--by-command", action="store_true", help="also p50/p99 of the wait before each command of the call"
+    )
     parser.add_argument("--idle", type=int, default=0, help="flood mode: idle sockets on the FastAGI port")
     args = parser.parse_args()
     if args.idle:
@@ -325,6 +354,8 @@ def main() -> None:
         )
     cps, p99 = hot["cps"] / peer["cps"], hot["p99"] / peer["p99"]
     print(f"  ratio hotline/bare: commands/s {cps:.2f}x, p99 {p99:.2f}x")
+    if args.by_command:
+        print_by_command(hot_waves, bare_waves)
     print(f"  call-log entries closed: {closed - before}/{total}")
     if hot["lost"] or peer["lost"] or closed - before != total:
         raise SystemExit(1)

@@ -16,7 +16,7 @@ from hotline.cli import Context, pass_context
 @pass_context
 def agi(ctx: Context) -> None:
     """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline))."""
-    from ivr.asterisk.fastagi import FastAgiServer, raise_fd_limit
+    from ivr.asterisk.fastagi import FastAgiServer, freeze_startup_heap, raise_fd_limit
     from ivr.asterisk.service import warn_if_recordings_unwritable
     from ivr.asterisk.session import BACKEND, make_handler
     from ivr.livecalls import LiveCallStore
@@ -27,6 +27,7 @@ def agi(ctx: Context) -> None:
     raise_fd_limit()
     store = LiveCallStore(ctx.db, settings, BACKEND)  # the call log written behind the calls
     handler = make_handler(store, settings)
+    freeze_startup_heap()  # after the imports and the store: no full collection walks them
 
     async def main() -> None:
         server = FastAgiServer(

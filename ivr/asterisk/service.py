@@ -14,7 +14,7 @@ from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, parse_ami_url
 from ivr.asterisk.amilog import AmiCallLog
 from ivr.asterisk.callback import CallBackRunner
-from ivr.asterisk.fastagi import AgiService
+from ivr.asterisk.fastagi import AgiService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ def make_agi(settings: Settings, db: Database) -> AgiService:
     # Calls run in memory, the call log written behind them: on stop, the calls in
     # progress are drained, then the store writes what is queued (at exit too).
     store = LiveCallStore(db, settings, BACKEND)
+    handler = make_handler(store, settings)
+    freeze_startup_heap()  # after the imports and the store: no full collection walks them
     return AgiService(
-        make_handler(store, settings),
+        handler,
         settings.agi_host,
         settings.agi_port,
         max_sessions=settings.agi_max_sessions,

@@ -232,3 +232,26 @@ def test_the_log_says_what_the_caller_heard_and_numbers_are_stored_cleaned(any_d
         said = [e.detail for e in call.events if e.kind == CallEventKind.SAID]
     assert call.from_number == "+79001112233"
     assert said and "Здравствуйте" in said[0]
+
+
+def test_a_queued_write_comes_out_of_the_pipe_as_it_went_in():
+    import datetime as dt
+
+    from ivr.logwriter import LogWrite, pack, unpack
+    from ivr.speech import Date, Number, Prompt
+
+    at = dt.datetime(2026, 11, 29, 22, 24, 3, 954069, tzinfo=dt.UTC)
+    state = flow.CallState(step=flow.StepName.MENU, caller="+79120000001", outcome=Outcome.STATUS_HEARD)
+    write = LogWrite(
+        at,
+        events=((CallEventKind.LOOKUP, "10008", {"number": "10008"}),),
+        said=((Prompt("status_new"), Number("10008"), Date(dt.date(2026, 11, 29))),),
+        state=state.to_json(),
+        outcome=Outcome.STATUS_HEARD,
+        answered=at - dt.timedelta(microseconds=1),
+        ended=True,
+        end={"backend_status": "completed", "hangup_cause": None, "ended_at": at + dt.timedelta(seconds=3)},
+    )
+    assert unpack(pack(write)) == write
+    naive = LogWrite(dt.datetime(2026, 1, 1, 12, 0), end={"ended_at": None})
+    assert unpack(pack(naive)) == naive

@@ -358,3 +358,36 @@ def test_every_recording_is_stored_once(settings: Settings, db: Database) -> Non
     with db.session() as session:
         ids = session.scalars(select(Attachment.external_id)).all()
     assert sorted(ids) == ["asterisk:1700000000.0-1", "asterisk:1700000000.1-1"]
+
+
+def test_answers_of_a_burst_wait_for_its_set_ups_but_never_longer_than_the_hold():
+    from ivr.asterisk.fastagi import AnswerGate
+
+    async def main() -> tuple[list[str], list[str]]:
+        gate, order = AnswerGate(hold=0.2), []
+
+        async def call(name: str) -> None:
+            await gate.turn()
+            order.append(name)
+
+        async def set_up(name: str, passes: int) -> None:
+            for _ in range(passes):
+                await asyncio.sleep(0)  # its environment comes `passes` passes of the loop later
+            order.append(f"set up {name}")
+            await call(name)
+
+        await asyncio.gather(call("a"), set_up("b", 1), set_up("c", 2))
+        burst = order
+        # A steady stream of new calls cannot hold the first one past the hold.
+        gate, order = AnswerGate(hold=0.05), []
+        first = asyncio.ensure_future(call("first"))
+        started = asyncio.get_running_loop().time()
+        while not first.done():
+            asyncio.ensure_future(call("later"))
+            await asyncio.sleep(0.001)
+        assert asyncio.get_running_loop().time() - started < 1
+        return burst, order
+
+    burst, stream = asyncio.run(main())
+    assert burst == ["set up b", "set up c", "a", "b", "c"]
+    assert stream[0] == "first"

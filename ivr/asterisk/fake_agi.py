@@ -75,6 +75,8 @@ class CallTrace:
     heard: list[str] = field(default_factory=list)
     recordings: list[Path] = field(default_factory=list)
     round_trips: list[float] = field(default_factory=list)
+    #: Seconds from the environment sent to the first command (the caller still hears ringing).
+    first_command: float | None = None
     ended_by: str = ""  # "hotline" (HANGUP or closed socket) or the caller's "hangup"/"drop"
     #: AGISTATUS when the session ended: FAILURE after a `FAILURE` line, or after a command
     #: that failed with the channel up (a missing prompt, an unwritable folder); else SUCCESS.
@@ -239,6 +241,7 @@ class FakeAsterisk:
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(self.environment())
         await writer.drain()
+        connected_at = time.perf_counter()
         sent_at: float | None = None
         while True:
             try:
@@ -252,6 +255,8 @@ class FakeAsterisk:
                 return
             if sent_at is not None:
                 self.trace.round_trips.append(time.perf_counter() - sent_at)
+            elif self.trace.first_command is None:
+                self.trace.first_command = time.perf_counter() - connected_at
             line = raw.decode().rstrip("\n")
             if self.gate is not None:
                 gate, self.gate = self.gate, None

@@ -21,10 +21,25 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import JSON
 
 from hotline.cleaning import clean_line
 from hotline.models import Call, CallEvent, utcnow
@@ -59,6 +74,51 @@ class CallRows(Protocol):
     def insert_events(self, events: list[dict[str, Any]]) -> None:
         """Insert events, each with the keys of EVENT_COLUMNS."""
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        """Write a step run on the call row `loaded` (as read, every column), if the row
+        is still that: set the `changed` columns and insert the `events` (of this call). False, and
+        nothing written, if the row changed meanwhile (another step of the call won)."""
+
+
+@lru_cache
+def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
+    """The statement of `CallRows.move` for these changed columns and this many events,
+    made once (and compiled once: SQLAlchemy caches its SQL by the statement's shape).
+
+    PostgreSQL: one statement, atomic by itself, so it runs without BEGIN and COMMIT
+    (one round trip): `WITH moved AS (UPDATE calls … WHERE <unchanged> RETURNING id),
+    logged AS (INSERT INTO call_events … SELECT … FROM moved) SELECT id FROM moved`.
+    Elsewhere the UPDATE alone (its events follow it in the same transaction).
+    """
+    unchanged = []
+    for c in CALLS.c:
+        old = bindparam(f"old_{c.key}", type_=c.type)
+        if isinstance(c.type, JSON) and dialect == "postgresql":  # json has no `=`, jsonb has
+            unchanged.append(sql_cast(c, JSONB) == sql_cast(old, JSONB))
+        else:
+            unchanged.append(c.is_not_distinct_from(old))
+    sets: dict[str, Any] = {k: bindparam(f"new_{k}", type_=CALLS.c[k].type) for k in changed}
+    sets = sets or {"id": CALLS.c.id}  # nothing changed: the check alone
+    moving = update(CALLS).where(*unchanged).values(sets)
+    if dialect != "postgresql":
+        return moving
+    moved = moving.returning(CALLS.c.id).cte("moved")
+    found: Select[Any] = select(moved.c.id)
+    if not events:
+        return found
+    rows = [
+        select(
+            moved.c.id,
+            *(
+                sql_cast(bindparam(f"{k}_{i}", type_=EVENTS.c[k].type), EVENTS.c[k].type)
+                for k in EVENT_COLUMNS[1:]
+            ),
+        )
+        for i in range(events)
+    ]
+    logged = insert(EVENTS).from_select(EVENT_COLUMNS, union_all(*rows) if events > 1 else rows[0])
+    return found.add_cte(logged.cte("logged"))
+
 
 class CoreRows:
     """Call rows through SQLAlchemy Core (any database)."""
@@ -86,6 +146,20 @@ class CoreRows:
         if events:
             self.conn.execute(_INSERT_EVENTS, events)
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        dialect = self.conn.dialect.name
+        params = {f"old_{k}": v for k, v in loaded.items()}
+        params.update((f"new_{k}", v) for k, v in changed.items())
+        if dialect != "postgresql":
+            if self.conn.execute(_move_statement(dialect, tuple(changed), 0), params).rowcount != 1:
+                return False
+            self.insert_events(events)
+            return True
+        for i, event in enumerate(events):
+            params.update((f"{k}_{i}", event[k]) for k in EVENT_COLUMNS[1:])
+        statement = _move_statement(dialect, tuple(changed), len(events))
+        return self.conn.execute(statement, params).first() is not None
+
 
 class _SqliteStatements:
     """The statements as SQL for the sqlite3 driver, with the columns' own conversions
@@ -111,6 +185,7 @@ class _SqliteStatements:
             EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS
         ]
         self.names = {c.key: c.name for c in CALLS.c}
+        self.unchanged = " AND ".join(f"{quote(c.name)} IS ?" for c in CALLS.c)
 
     def bind(self, key: str, value: Any) -> Any:
         process = self.binds[key]
@@ -170,6 +245,16 @@ class SqliteRows:
         for start in range(0, len(values), width):
             chunk = values[start : start + width]
             self._run(self.s.insert_events[len(chunk) // len(EVENT_COLUMNS)], chunk)
+
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        q, names = self.s.quote, self.s.names
+        sets = ", ".join(f"{q(names[k])} = ?" for k in changed) or "id = id"
+        params = [self.s.bind(k, v) for k, v in changed.items()]
+        params += [self.s.bind(k, loaded[k]) for k in self.s.keys]
+        if self._run(f"UPDATE calls SET {sets} WHERE {self.s.unchanged}", params).rowcount != 1:
+            return False
+        self.insert_events(events)
+        return True
 
 
 def call_rows(conn: Connection, *, lock: bool = True) -> CallRows:
@@ -333,3 +418,28 @@ class CallRowStore:
             driver_transaction(conn) if self.sqlite else conn.begin(),
         ):
             yield conn, call_rows(conn, lock=lock)
+
+    @contextmanager
+    def autocommit(self, conn: Connection) -> Iterator[None]:
+        """`conn` without a transaction of its own for a while: each read sees the
+        latest commit and `move` is one statement, both without BEGIN and COMMIT
+        (round trips on PostgreSQL; SQLite's driver is in autocommit already)."""
+        if self.sqlite:
+            yield
+            return
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+        finally:
+            conn.commit()  # SQLAlchemy's side only: the driver has nothing open
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+
+    def move(
+        self, conn: Connection, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]
+    ) -> bool:
+        """`CallRows.move` committed: on SQLite in its own write transaction, on
+        PostgreSQL as one statement (`conn` in `autocommit`)."""
+        if not self.sqlite:
+            return call_rows(conn, lock=False).move(loaded, changed, events)
+        with self.transaction(conn=conn) as (_, rows):
+            return rows.move(loaded, changed, events)

@@ -249,12 +249,16 @@ class _OpenCall:
             {"call_id": self.call.id, "at": utcnow(), "kind": kind, "detail": detail, "data": data}
         )
 
+    def changed(self) -> dict[str, Any]:
+        """The columns the step changed, with their new values."""
+        return {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
+
     def write(self) -> None:
         if self._session is not None:
             self._session.flush()  # the port's requests and files first: the call may point at them
         if self.events:
             self.rows.insert_events(self.events)
-        changed = {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
+        changed = self.changed()
         if changed:
             self.rows.update_call(self.call.id, changed)
 
@@ -283,6 +287,9 @@ class _ReadOnlyRows:
     def insert_events(self, events: list[dict[str, Any]]) -> None:
         pass
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        return False
+
 
 #: Columns a new call gets at its insert, not from the step.
 _MADE_AT_INSERT = ("id", "started_at")
@@ -295,6 +302,13 @@ class _Ahead:
     read: dict[str, Any]  # the row it ran on (id 0: a call not made yet)
     opened: _OpenCall
     step: flow.Step
+
+    def move(self, rows: callrows.CallRowStore, conn: Connection) -> bool:
+        """Write the step now, committed, if its call exists and its row is still the one
+        it ran on (one statement on PostgreSQL, a short write transaction on SQLite)."""
+        if self.read["id"] == _ReadOnlyRows.NEW_ID:
+            return False
+        return rows.move(conn, self.read, self.opened.changed(), self.opened.events)
 
     def take(self, opened: _OpenCall) -> bool:
         """Put the step's writes into `opened`, if its row is still the one it ran on."""
@@ -362,8 +376,11 @@ class CallStore:
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
         starts = isinstance(event, flow.CallStarted)
-        with translate_errors(), self.db.engine.connect() as conn:  # one connection for both
-            ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
+        with translate_errors(), self.db.engine.connect() as conn:  # one connection for all
+            with self.rows.autocommit(conn):
+                ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
+                if ahead is not None and ahead.move(self.rows, conn):
+                    return ahead.step
             with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
                 if ahead is not None and ahead.take(opened):
                     return ahead.step
@@ -398,20 +415,18 @@ class CallStore:
         starts: bool,
         seq: int | None,
     ) -> _Ahead | None:
-        """The step run before the write lock, on the call's row as it is now.
+        """The step run before any transaction, on the call's row as it is now.
 
-        SQLite has one writer at a time for every process: what a step does under the
-        lock is what all webhooks queue for. Most steps change only the call's row, so
-        they are run first on a read (under WAL it waits for no writer); the transaction
-        then only checks that the row is still the same and writes. A step that reads or
-        writes more (a status lookup, a request, the end of the call) returns None here
-        and runs in the transaction, as does any step whose row changed in between.
-        On PostgreSQL the row lock is the call's own, and a read ahead only costs a
-        round trip: None.
+        Most steps change only the call's row, so they are run first on a read (outside
+        a transaction: on SQLite it waits for no writer, on PostgreSQL it is one round
+        trip); `_Ahead.move` then writes it if the row is still the same: on SQLite
+        the one writer's time under the lock, which every webhook queues for, is one
+        UPDATE and one INSERT; on PostgreSQL it is one statement, two round trips a
+        step in all. A step that reads or writes more (a status lookup, a request, the
+        end of the call) returns None here and runs in the transaction, as does any
+        step whose row changed in between.
         """
-        if not self.rows.sqlite:
-            return None
-        # The driver's cursor in autocommit: a read, no BEGIN IMMEDIATE.
+        # Autocommit (`CallRowStore.autocommit`): a read, no BEGIN.
         rows = callrows.call_rows(conn, lock=False)
         values = callrows.start_call(
             _ReadOnlyRows(rows),

@@ -1,7 +1,10 @@
 """Call rows: the one write path of the `calls` table and its `call_events`.
 
 `CallRows` is the small protocol: find a call by its backend id, insert one, update
-the columns that changed, insert events. Two implementations hold to it (one contract
+the columns that changed, insert events; and a step's write checked against the row
+it ran on (`move`; `make` for a new call), which on PostgreSQL is one statement run
+without a transaction (`CallRowStore.autocommit`): a webhook there is a read and a
+write, two round trips, plus the pool's ping. Two implementations hold to it (one contract
 test, on SQLite and PostgreSQL): `CoreRows` with SQLAlchemy Core on any database, and
 `SqliteRows` on the sqlite3 driver's own cursor, with the columns' own conversions,
 because every webhook and FastAGI step writes a call row and Core's per-statement
@@ -25,6 +28,7 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
+    CTE,
     Connection,
     Dialect,
     Engine,
@@ -38,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import JSON
 
@@ -79,6 +84,10 @@ class CallRows(Protocol):
         is still that: set the `changed` columns and insert the `events` (of this call). False, and
         nothing written, if the row changed meanwhile (another step of the call won)."""
 
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        """Insert a call and its `events` (their call ids are set), unless a call with its
+        backend id exists: its id, or None and nothing written."""
+
 
 @lru_cache
 def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
@@ -102,13 +111,30 @@ def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
     moving = update(CALLS).where(*unchanged).values(sets)
     if dialect != "postgresql":
         return moving
-    moved = moving.returning(CALLS.c.id).cte("moved")
-    found: Select[Any] = select(moved.c.id)
+    return _with_events(moving.returning(CALLS.c.id).cte("moved"), events)
+
+
+@lru_cache
+def _make_statement(events: int) -> Any:
+    """`CallRows.make` on PostgreSQL as one statement, like `_move_statement`:
+    `WITH made AS (INSERT INTO calls … ON CONFLICT DO NOTHING RETURNING id), logged AS
+    (INSERT INTO call_events … SELECT … FROM made) SELECT id FROM made`."""
+    values = {c.key: bindparam(f"new_{c.key}", type_=c.type) for c in CALLS.c if c.key != "id"}
+    making = (
+        pg_insert(CALLS).values(values).on_conflict_do_nothing(index_elements=["backend", "backend_call_id"])
+    )
+    return _with_events(making.returning(CALLS.c.id).cte("made"), events)
+
+
+def _with_events(written: CTE, events: int) -> Select[Any]:
+    """`SELECT id FROM written` that inserts this many events of that call (parameters
+    `at_0`, `kind_0`, … in EVENT_COLUMNS' order) if there is a row."""
+    found: Select[Any] = select(written.c.id)
     if not events:
         return found
     rows = [
         select(
-            moved.c.id,
+            written.c.id,
             *(
                 sql_cast(bindparam(f"{k}_{i}", type_=EVENTS.c[k].type), EVENTS.c[k].type)
                 for k in EVENT_COLUMNS[1:]
@@ -118,6 +144,21 @@ def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
     ]
     logged = insert(EVENTS).from_select(EVENT_COLUMNS, union_all(*rows) if events > 1 else rows[0])
     return found.add_cte(logged.cte("logged"))
+
+
+def _event_params(params: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    for i, event in enumerate(events):
+        params.update((f"{k}_{i}", event[k]) for k in EVENT_COLUMNS[1:])
+    return params
+
+
+def _make_in_transaction(rows: CallRows, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+    """`CallRows.make` inside a write transaction that serialises writers (SQLite's)."""
+    if rows.find(values["backend"], values["backend_call_id"]) is not None:
+        return None
+    id_ = rows.insert_call(values)
+    rows.insert_events([{**e, "call_id": id_} for e in events])
+    return id_
 
 
 class CoreRows:
@@ -155,10 +196,14 @@ class CoreRows:
                 return False
             self.insert_events(events)
             return True
-        for i, event in enumerate(events):
-            params.update((f"{k}_{i}", event[k]) for k in EVENT_COLUMNS[1:])
         statement = _move_statement(dialect, tuple(changed), len(events))
-        return self.conn.execute(statement, params).first() is not None
+        return self.conn.execute(statement, _event_params(params, events)).first() is not None
+
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        if self.conn.dialect.name != "postgresql":
+            return _make_in_transaction(self, values, events)
+        params = _event_params({f"new_{k}": v for k, v in values.items()}, events)
+        return cast(int | None, self.conn.execute(_make_statement(len(events)), params).scalar())
 
 
 class _SqliteStatements:
@@ -255,6 +300,9 @@ class SqliteRows:
             return False
         self.insert_events(events)
         return True
+
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        return _make_in_transaction(self, values, events)
 
 
 def call_rows(conn: Connection, *, lock: bool = True) -> CallRows:
@@ -428,11 +476,9 @@ class CallRowStore:
             yield
             return
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            yield
-        finally:
-            conn.commit()  # SQLAlchemy's side only: the driver has nothing open
-            conn.execution_options(isolation_level=conn.default_isolation_level)
+        yield  # on an error the pool restores the connection's isolation level
+        conn.commit()  # SQLAlchemy's side only: the driver has nothing open
+        conn.execution_options(isolation_level=conn.default_isolation_level)
 
     def move(
         self, conn: Connection, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]
@@ -443,3 +489,10 @@ class CallRowStore:
             return call_rows(conn, lock=False).move(loaded, changed, events)
         with self.transaction(conn=conn) as (_, rows):
             return rows.move(loaded, changed, events)
+
+    def make(self, conn: Connection, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        """`CallRows.make` committed, as `move` is."""
+        if not self.sqlite:
+            return call_rows(conn, lock=False).make(values, events)
+        with self.transaction(conn=conn) as (_, rows):
+            return rows.make(values, events)

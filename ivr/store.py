@@ -2,16 +2,19 @@
 
 `DbCallPort` is the real `ivr.flow.CallPort`: requests through `hotline.registry`,
 files through `hotline.storage`, lookups counted from the call log. `CallStore`
-runs one event of a call in one transaction: it locks the call's row (webhooks of
-one call may arrive together), runs the flow, writes the call log (events, outcome,
-flow state, the end of the call) and, after the commit, queues the transcription of
+runs one event of a call: it reads the call's row, runs the flow, and writes the
+call log (events, outcome, flow state, the end of the call) only if the row is still
+as read (webhooks of one call may arrive together: the second finds the call moved
+on and runs again on the new row); after the commit it queues the transcription of
 the recordings it stored. Adapters (Twilio webhooks, FastAGI) only translate their
 protocol into events and the returned actions into theirs.
 
-Every webhook goes through here, so the call row and its events are read and
-written with SQLAlchemy Core (one SELECT, one executemany of events, one UPDATE of
-the changed columns); the ORM session is used only by the port's rare writes
-(requests, attachments), on the same connection and transaction.
+Every webhook goes through here. Most steps change only the call's row: one read
+outside a transaction, and one committed write (`CallRowStore.move`/`make`: on
+PostgreSQL one statement, on SQLite one short transaction under the writer lock).
+A step that reads or writes more (a status lookup, a request, a file, the end of
+the call) runs in one transaction holding the row (`FOR UPDATE` on PostgreSQL), with
+the ORM session only for the port's rare writes, on the same connection.
 """
 
 from __future__ import annotations
@@ -290,9 +293,8 @@ class _ReadOnlyRows:
     def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
         return False
 
-
-#: Columns a new call gets at its insert, not from the step.
-_MADE_AT_INSERT = ("id", "started_at")
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        return None
 
 
 @dataclass
@@ -304,27 +306,13 @@ class _Ahead:
     step: flow.Step
 
     def move(self, rows: callrows.CallRowStore, conn: Connection) -> bool:
-        """Write the step now, committed, if its call exists and its row is still the one
-        it ran on (one statement on PostgreSQL, a short write transaction on SQLite)."""
-        if self.read["id"] == _ReadOnlyRows.NEW_ID:
-            return False
-        return rows.move(conn, self.read, self.opened.changed(), self.opened.events)
-
-    def take(self, opened: _OpenCall) -> bool:
-        """Put the step's writes into `opened`, if its row is still the one it ran on."""
-        now = opened.loaded
-        if self.read["id"] == _ReadOnlyRows.NEW_ID:
-            same = all(now[k] == v for k, v in self.read.items() if k not in _MADE_AT_INSERT)
-        else:
-            same = now == self.read
-        if not same:
-            return False
-        call = self.opened.call
-        for key in _MADE_AT_INSERT:
-            setattr(call, key, now[key])
-        opened.call = call
-        opened.events = [{**e, "call_id": now["id"]} for e in self.opened.events]
-        return True
+        """Write the step now, committed, if its row is still the one it ran on (one
+        statement on PostgreSQL, a short write transaction on SQLite): a new call is
+        made if no call has its id yet, a call's row moved on if it is still as read."""
+        if self.read["id"] != _ReadOnlyRows.NEW_ID:
+            return rows.move(conn, self.read, self.opened.changed(), self.opened.events)
+        values = {k: getattr(self.opened.call, k) for k in self.read}
+        return rows.make(conn, {**values, "id": None}, self.opened.events) is not None
 
 
 class CallStore:
@@ -382,8 +370,6 @@ class CallStore:
                 if ahead is not None and ahead.move(self.rows, conn):
                     return ahead.step
             with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
-                if ahead is not None and ahead.take(opened):
-                    return ahead.step
                 step, port = self._step(opened, event, seq, starts)
         if port is not None:
             self._after_commit(port)

@@ -138,6 +138,25 @@ def test_a_step_moves_a_call_only_from_the_row_it_read(rows_in, any_db, events):
         ]
 
 
+@pytest.mark.parametrize("events", [0, 2])
+def test_a_new_call_is_made_once_with_its_events(rows_in, any_db, events):
+    at = utcnow()
+    values = callrows.new_call("twilio", "CA6", from_number="+79001112233")
+    values["flow_state"] = {"step": "menu", "seq": 1}
+    logged = [{"call_id": 0, "at": at, "kind": "said", "detail": str(i), "data": {}} for i in range(events)]
+    with rows_in() as rows:
+        id_ = rows.make(values, logged)
+    assert id_ is not None
+    with rows_in() as rows:  # the same call again (the same webhook in another worker): refused
+        assert rows.make({**values, "flow_state": {"seq": 7}}, logged) is None
+        assert rows.find("twilio", "CA6") == {**values, "id": id_}
+    with any_db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert [(e.call_id, e.detail, e.at) for e in call.events] == [
+            (id_, str(i), at) for i in range(events)
+        ]
+
+
 def test_start_call_makes_once_and_fills_gaps_only(rows_in):
     with rows_in() as rows:
         first = callrows.start_call(rows, "asterisk", "1700.2", to_number="+73435674530")

@@ -133,7 +133,7 @@ def test_the_same_webhook_in_two_workers_at_once_advances_the_call_once(store, m
         event, seq = flow.DigitsEntered("1"), 1
     else:
         event, seq = flow.CallStarted("+79001112233"), 0
-    transaction, move = store.rows.transaction, store.rows.move
+    transaction, move, make = store.rows.transaction, store.rows.move, store.rows.make
     raced: list[flow.Step] = []
 
     def other_worker_first():
@@ -150,7 +150,11 @@ def test_the_same_webhook_in_two_workers_at_once_advances_the_call_once(store, m
         other_worker_first()
         return move(*args)
 
-    store.rows.transaction, store.rows.move = transaction_second, move_second
+    def make_second(*args):
+        other_worker_first()
+        return make(*args)
+
+    store.rows.transaction, store.rows.move, store.rows.make = transaction_second, move_second, make_second
     step = store.handle("c9", event, seq=seq, from_number="+79001112233")
     assert raced[0].state.seq == seq + 1
     with store.db.session() as s:

@@ -102,7 +102,9 @@ def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
     unchanged = []
     for c in CALLS.c:
         old = bindparam(f"old_{c.key}", type_=c.type)
-        if isinstance(c.type, JSON) and dialect == "postgresql":  # json has no `=`, jsonb has
+        if c.primary_key or isinstance(c.type, JSON) and dialect != "postgresql":
+            unchanged.append(c == old)  # `=` on the key: IS NOT DISTINCT FROM takes no index
+        elif isinstance(c.type, JSON):  # json has no `=`, jsonb has
             unchanged.append(sql_cast(c, JSONB) == sql_cast(old, JSONB))
         else:
             unchanged.append(c.is_not_distinct_from(old))
@@ -230,7 +232,7 @@ class _SqliteStatements:
             EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS
         ]
         self.names = {c.key: c.name for c in CALLS.c}
-        self.unchanged = " AND ".join(f"{quote(c.name)} IS ?" for c in CALLS.c)
+        self.unchanged = " AND ".join(f"{quote(c.name)} {'=' if c.primary_key else 'IS'} ?" for c in CALLS.c)
 
     def bind(self, key: str, value: Any) -> Any:
         process = self.binds[key]

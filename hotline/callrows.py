@@ -1,7 +1,10 @@
 """Call rows: the one write path of the `calls` table and its `call_events`.
 
 `CallRows` is the small protocol: find a call by its backend id, insert one, update
-the columns that changed, insert events. Two implementations hold to it (one contract
+the columns that changed, insert events; and a step's write checked against the row
+it ran on (`move`; `make` for a new call), which on PostgreSQL is one statement run
+without a transaction (`CallRowStore.autocommit`): a webhook there is a read and a
+write, two round trips, plus the pool's ping. Two implementations hold to it (one contract
 test, on SQLite and PostgreSQL): `CoreRows` with SQLAlchemy Core on any database, and
 `SqliteRows` on the sqlite3 driver's own cursor, with the columns' own conversions,
 because every webhook and FastAGI step writes a call row and Core's per-statement
@@ -21,10 +24,27 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import JSON
 
 from hotline.cleaning import clean_line
 from hotline.models import Call, CallEvent, utcnow
@@ -59,6 +79,89 @@ class CallRows(Protocol):
     def insert_events(self, events: list[dict[str, Any]]) -> None:
         """Insert events, each with the keys of EVENT_COLUMNS."""
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        """Write a step run on the call row `loaded` (as read, every column), if the row
+        is still that: set the `changed` columns and insert the `events` (of this call). False, and
+        nothing written, if the row changed meanwhile (another step of the call won)."""
+
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        """Insert a call and its `events` (their call ids are set), unless a call with its
+        backend id exists: its id, or None and nothing written."""
+
+
+@lru_cache
+def _move_statement(dialect: str, changed: tuple[str, ...], events: int) -> Any:
+    """The statement of `CallRows.move` for these changed columns and this many events,
+    made once (and compiled once: SQLAlchemy caches its SQL by the statement's shape).
+
+    PostgreSQL: one statement, atomic by itself, so it runs without BEGIN and COMMIT
+    (one round trip): `WITH moved AS (UPDATE calls … WHERE <unchanged> RETURNING id),
+    logged AS (INSERT INTO call_events … SELECT … FROM moved) SELECT id FROM moved`.
+    Elsewhere the UPDATE alone (its events follow it in the same transaction).
+    """
+    unchanged = []
+    for c in CALLS.c:
+        old = bindparam(f"old_{c.key}", type_=c.type)
+        if c.primary_key or isinstance(c.type, JSON) and dialect != "postgresql":
+            unchanged.append(c == old)  # `=` on the key: IS NOT DISTINCT FROM takes no index
+        elif isinstance(c.type, JSON):  # json has no `=`, jsonb has
+            unchanged.append(sql_cast(c, JSONB) == sql_cast(old, JSONB))
+        else:
+            unchanged.append(c.is_not_distinct_from(old))
+    sets: dict[str, Any] = {k: bindparam(f"new_{k}", type_=CALLS.c[k].type) for k in changed}
+    sets = sets or {"id": CALLS.c.id}  # nothing changed: the check alone
+    moving = update(CALLS).where(*unchanged).values(sets)
+    if dialect != "postgresql":
+        return moving
+    return _with_events(moving.returning(CALLS.c.id).cte("moved"), events)
+
+
+@lru_cache
+def _make_statement(events: int) -> Any:
+    """`CallRows.make` on PostgreSQL as one statement, like `_move_statement`:
+    `WITH made AS (INSERT INTO calls … ON CONFLICT DO NOTHING RETURNING id), logged AS
+    (INSERT INTO call_events … SELECT … FROM made) SELECT id FROM made`."""
+    values = {c.key: bindparam(f"new_{c.key}", type_=c.type) for c in CALLS.c if c.key != "id"}
+    making = (
+        pg_insert(CALLS).values(values).on_conflict_do_nothing(index_elements=["backend", "backend_call_id"])
+    )
+    return _with_events(making.returning(CALLS.c.id).cte("made"), events)
+
+
+def _with_events(written: CTE, events: int) -> Select[Any]:
+    """`SELECT id FROM written` that inserts this many events of that call (parameters
+    `at_0`, `kind_0`, … in EVENT_COLUMNS' order) if there is a row."""
+    found: Select[Any] = select(written.c.id)
+    if not events:
+        return found
+    rows = [
+        select(
+            written.c.id,
+            *(
+                sql_cast(bindparam(f"{k}_{i}", type_=EVENTS.c[k].type), EVENTS.c[k].type)
+                for k in EVENT_COLUMNS[1:]
+            ),
+        )
+        for i in range(events)
+    ]
+    logged = insert(EVENTS).from_select(EVENT_COLUMNS, union_all(*rows) if events > 1 else rows[0])
+    return found.add_cte(logged.cte("logged"))
+
+
+def _event_params(params: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    for i, event in enumerate(events):
+        params.update((f"{k}_{i}", event[k]) for k in EVENT_COLUMNS[1:])
+    return params
+
+
+def _make_in_transaction(rows: CallRows, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+    """`CallRows.make` inside a write transaction that serialises writers (SQLite's)."""
+    if rows.find(values["backend"], values["backend_call_id"]) is not None:
+        return None
+    id_ = rows.insert_call(values)
+    rows.insert_events([{**e, "call_id": id_} for e in events])
+    return id_
+
 
 class CoreRows:
     """Call rows through SQLAlchemy Core (any database)."""
@@ -86,6 +189,24 @@ class CoreRows:
         if events:
             self.conn.execute(_INSERT_EVENTS, events)
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        dialect = self.conn.dialect.name
+        params = {f"old_{k}": v for k, v in loaded.items()}
+        params.update((f"new_{k}", v) for k, v in changed.items())
+        if dialect != "postgresql":
+            if self.conn.execute(_move_statement(dialect, tuple(changed), 0), params).rowcount != 1:
+                return False
+            self.insert_events(events)
+            return True
+        statement = _move_statement(dialect, tuple(changed), len(events))
+        return self.conn.execute(statement, _event_params(params, events)).first() is not None
+
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        if self.conn.dialect.name != "postgresql":
+            return _make_in_transaction(self, values, events)
+        params = _event_params({f"new_{k}": v for k, v in values.items()}, events)
+        return cast(int | None, self.conn.execute(_make_statement(len(events)), params).scalar())
+
 
 class _SqliteStatements:
     """The statements as SQL for the sqlite3 driver, with the columns' own conversions
@@ -111,6 +232,7 @@ class _SqliteStatements:
             EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS
         ]
         self.names = {c.key: c.name for c in CALLS.c}
+        self.unchanged = " AND ".join(f"{quote(c.name)} {'=' if c.primary_key else 'IS'} ?" for c in CALLS.c)
 
     def bind(self, key: str, value: Any) -> Any:
         process = self.binds[key]
@@ -170,6 +292,19 @@ class SqliteRows:
         for start in range(0, len(values), width):
             chunk = values[start : start + width]
             self._run(self.s.insert_events[len(chunk) // len(EVENT_COLUMNS)], chunk)
+
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        q, names = self.s.quote, self.s.names
+        sets = ", ".join(f"{q(names[k])} = ?" for k in changed) or "id = id"
+        params = [self.s.bind(k, v) for k, v in changed.items()]
+        params += [self.s.bind(k, loaded[k]) for k in self.s.keys]
+        if self._run(f"UPDATE calls SET {sets} WHERE {self.s.unchanged}", params).rowcount != 1:
+            return False
+        self.insert_events(events)
+        return True
+
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        return _make_in_transaction(self, values, events)
 
 
 def call_rows(conn: Connection, *, lock: bool = True) -> CallRows:
@@ -333,3 +468,33 @@ class CallRowStore:
             driver_transaction(conn) if self.sqlite else conn.begin(),
         ):
             yield conn, call_rows(conn, lock=lock)
+
+    @contextmanager
+    def autocommit(self, conn: Connection) -> Iterator[None]:
+        """`conn` without a transaction of its own for a while: each read sees the
+        latest commit and `move` is one statement, both without BEGIN and COMMIT
+        (round trips on PostgreSQL; SQLite's driver is in autocommit already)."""
+        if self.sqlite:
+            yield
+            return
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield  # on an error the pool restores the connection's isolation level
+        conn.commit()  # SQLAlchemy's side only: the driver has nothing open
+        conn.execution_options(isolation_level=conn.default_isolation_level)
+
+    def move(
+        self, conn: Connection, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]
+    ) -> bool:
+        """`CallRows.move` committed: on SQLite in its own write transaction, on
+        PostgreSQL as one statement (`conn` in `autocommit`)."""
+        if not self.sqlite:
+            return call_rows(conn, lock=False).move(loaded, changed, events)
+        with self.transaction(conn=conn) as (_, rows):
+            return rows.move(loaded, changed, events)
+
+    def make(self, conn: Connection, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        """`CallRows.make` committed, as `move` is."""
+        if not self.sqlite:
+            return call_rows(conn, lock=False).make(values, events)
+        with self.transaction(conn=conn) as (_, rows):
+            return rows.make(values, events)

@@ -2,16 +2,19 @@
 
 `DbCallPort` is the real `ivr.flow.CallPort`: requests through `hotline.registry`,
 files through `hotline.storage`, lookups counted from the call log. `CallStore`
-runs one event of a call in one transaction: it locks the call's row (webhooks of
-one call may arrive together), runs the flow, writes the call log (events, outcome,
-flow state, the end of the call) and, after the commit, queues the transcription of
+runs one event of a call: it reads the call's row, runs the flow, and writes the
+call log (events, outcome, flow state, the end of the call) only if the row is still
+as read (webhooks of one call may arrive together: the second finds the call moved
+on and runs again on the new row); after the commit it queues the transcription of
 the recordings it stored. Adapters (Twilio webhooks, FastAGI) only translate their
 protocol into events and the returned actions into theirs.
 
-Every webhook goes through here, so the call row and its events are read and
-written with SQLAlchemy Core (one SELECT, one executemany of events, one UPDATE of
-the changed columns); the ORM session is used only by the port's rare writes
-(requests, attachments), on the same connection and transaction.
+Every webhook goes through here. Most steps change only the call's row: one read
+outside a transaction, and one committed write (`CallRowStore.move`/`make`: on
+PostgreSQL one statement, on SQLite one short transaction under the writer lock).
+A step that reads or writes more (a status lookup, a request, a file, the end of
+the call) runs in one transaction holding the row (`FOR UPDATE` on PostgreSQL), with
+the ORM session only for the port's rare writes, on the same connection.
 """
 
 from __future__ import annotations
@@ -249,12 +252,16 @@ class _OpenCall:
             {"call_id": self.call.id, "at": utcnow(), "kind": kind, "detail": detail, "data": data}
         )
 
+    def changed(self) -> dict[str, Any]:
+        """The columns the step changed, with their new values."""
+        return {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
+
     def write(self) -> None:
         if self._session is not None:
             self._session.flush()  # the port's requests and files first: the call may point at them
         if self.events:
             self.rows.insert_events(self.events)
-        changed = {k: new for k, old in self.loaded.items() if (new := getattr(self.call, k)) != old}
+        changed = self.changed()
         if changed:
             self.rows.update_call(self.call.id, changed)
 
@@ -283,9 +290,11 @@ class _ReadOnlyRows:
     def insert_events(self, events: list[dict[str, Any]]) -> None:
         pass
 
+    def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        return False
 
-#: Columns a new call gets at its insert, not from the step.
-_MADE_AT_INSERT = ("id", "started_at")
+    def make(self, values: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+        return None
 
 
 @dataclass
@@ -296,21 +305,14 @@ class _Ahead:
     opened: _OpenCall
     step: flow.Step
 
-    def take(self, opened: _OpenCall) -> bool:
-        """Put the step's writes into `opened`, if its row is still the one it ran on."""
-        now = opened.loaded
-        if self.read["id"] == _ReadOnlyRows.NEW_ID:
-            same = all(now[k] == v for k, v in self.read.items() if k not in _MADE_AT_INSERT)
-        else:
-            same = now == self.read
-        if not same:
-            return False
-        call = self.opened.call
-        for key in _MADE_AT_INSERT:
-            setattr(call, key, now[key])
-        opened.call = call
-        opened.events = [{**e, "call_id": now["id"]} for e in self.opened.events]
-        return True
+    def move(self, rows: callrows.CallRowStore, conn: Connection) -> bool:
+        """Write the step now, committed, if its row is still the one it ran on (one
+        statement on PostgreSQL, a short write transaction on SQLite): a new call is
+        made if no call has its id yet, a call's row moved on if it is still as read."""
+        if self.read["id"] != _ReadOnlyRows.NEW_ID:
+            return rows.move(conn, self.read, self.opened.changed(), self.opened.events)
+        values = {k: getattr(self.opened.call, k) for k in self.read}
+        return rows.make(conn, {**values, "id": None}, self.opened.events) is not None
 
 
 class CallStore:
@@ -362,11 +364,12 @@ class CallStore:
     ) -> flow.Step:
         """Apply one event; with `seq`, an event for an older step only asks again."""
         starts = isinstance(event, flow.CallStarted)
-        with translate_errors(), self.db.engine.connect() as conn:  # one connection for both
-            ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
-            with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
-                if ahead is not None and ahead.take(opened):
+        with translate_errors(), self.db.engine.connect() as conn:  # one connection for all
+            with self.rows.autocommit(conn):
+                ahead = self._ahead(conn, call_id, event, from_number, to_number, starts, seq)
+                if ahead is not None and ahead.move(self.rows, conn):
                     return ahead.step
+            with self._open(call_id, from_number, to_number, starts=starts, conn=conn) as opened:
                 step, port = self._step(opened, event, seq, starts)
         if port is not None:
             self._after_commit(port)
@@ -398,20 +401,18 @@ class CallStore:
         starts: bool,
         seq: int | None,
     ) -> _Ahead | None:
-        """The step run before the write lock, on the call's row as it is now.
+        """The step run before any transaction, on the call's row as it is now.
 
-        SQLite has one writer at a time for every process: what a step does under the
-        lock is what all webhooks queue for. Most steps change only the call's row, so
-        they are run first on a read (under WAL it waits for no writer); the transaction
-        then only checks that the row is still the same and writes. A step that reads or
-        writes more (a status lookup, a request, the end of the call) returns None here
-        and runs in the transaction, as does any step whose row changed in between.
-        On PostgreSQL the row lock is the call's own, and a read ahead only costs a
-        round trip: None.
+        Most steps change only the call's row, so they are run first on a read (outside
+        a transaction: on SQLite it waits for no writer, on PostgreSQL it is one round
+        trip); `_Ahead.move` then writes it if the row is still the same: on SQLite
+        the one writer's time under the lock, which every webhook queues for, is one
+        UPDATE and one INSERT; on PostgreSQL it is one statement, two round trips a
+        step in all. A step that reads or writes more (a status lookup, a request, the
+        end of the call) returns None here and runs in the transaction, as does any
+        step whose row changed in between.
         """
-        if not self.rows.sqlite:
-            return None
-        # The driver's cursor in autocommit: a read, no BEGIN IMMEDIATE.
+        # Autocommit (`CallRowStore.autocommit`): a read, no BEGIN.
         rows = callrows.call_rows(conn, lock=False)
         values = callrows.start_call(
             _ReadOnlyRows(rows),

@@ -109,6 +109,54 @@ def test_events_keep_their_order_and_data(rows_in, any_db):
         ]
 
 
+@pytest.mark.parametrize("events", [0, 1, 3])
+def test_a_step_moves_a_call_only_from_the_row_it_read(rows_in, any_db, events):
+    """`move` writes a step run on a read row if the row is still that, else nothing."""
+    with rows_in() as rows:
+        values = callrows.new_call("twilio", "CA5", from_number="+79001112233")
+        values["flow_state"] = {"step": "menu", "seq": 1, "typed": "Ш"}
+        values["id"] = rows.insert_call(values)
+    at = utcnow()
+    logged = [
+        {"call_id": values["id"], "at": at, "kind": "digits", "detail": str(i), "data": {"n": [i]}}
+        for i in range(events)
+    ]
+    step = {"flow_state": {"step": "number", "seq": 2}, "answered_at": at}
+    with rows_in() as rows:
+        assert rows.move(values, step, logged)
+    with rows_in() as rows:  # the same step again, on the row as it was: refused
+        assert not rows.move(values, {"flow_state": {"step": "menu", "seq": 9}}, logged)
+        moved = rows.find("twilio", "CA5")
+    assert moved == {**values, **step}
+    with rows_in() as rows:  # a step that changes nothing still checks the row
+        assert rows.move(moved, {}, [])
+        assert not rows.move(values, {}, [])
+    with any_db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert [(e.kind, e.detail, e.data, e.at) for e in call.events] == [
+            ("digits", str(i), {"n": [i]}, at) for i in range(events)
+        ]
+
+
+@pytest.mark.parametrize("events", [0, 2])
+def test_a_new_call_is_made_once_with_its_events(rows_in, any_db, events):
+    at = utcnow()
+    values = callrows.new_call("twilio", "CA6", from_number="+79001112233")
+    values["flow_state"] = {"step": "menu", "seq": 1}
+    logged = [{"call_id": 0, "at": at, "kind": "said", "detail": str(i), "data": {}} for i in range(events)]
+    with rows_in() as rows:
+        id_ = rows.make(values, logged)
+    assert id_ is not None
+    with rows_in() as rows:  # the same call again (the same webhook in another worker): refused
+        assert rows.make({**values, "flow_state": {"seq": 7}}, logged) is None
+        assert rows.find("twilio", "CA6") == {**values, "id": id_}
+    with any_db.session() as s:
+        call = s.scalars(select(Call)).one()
+        assert [(e.call_id, e.detail, e.at) for e in call.events] == [
+            (id_, str(i), at) for i in range(events)
+        ]
+
+
 def test_start_call_makes_once_and_fills_gaps_only(rows_in):
     with rows_in() as rows:
         first = callrows.start_call(rows, "asterisk", "1700.2", to_number="+73435674530")

@@ -133,17 +133,28 @@ def test_the_same_webhook_in_two_workers_at_once_advances_the_call_once(store, m
         event, seq = flow.DigitsEntered("1"), 1
     else:
         event, seq = flow.CallStarted("+79001112233"), 0
-    transaction = store.rows.transaction
+    transaction, move, make = store.rows.transaction, store.rows.move, store.rows.make
     raced: list[flow.Step] = []
 
-    @contextmanager
-    def other_worker_first(**kwargs):
-        if not raced:  # the other worker's copy is written between this one's start and its write
+    def other_worker_first():
+        if not raced:  # the other worker's copy is written between this one's read and its write
             raced.append(other.handle("c9", event, seq=seq, from_number="+79001112233"))
+
+    @contextmanager
+    def transaction_second(**kwargs):
+        other_worker_first()
         with transaction(**kwargs) as opened:
             yield opened
 
-    store.rows.transaction = other_worker_first
+    def move_second(*args):
+        other_worker_first()
+        return move(*args)
+
+    def make_second(*args):
+        other_worker_first()
+        return make(*args)
+
+    store.rows.transaction, store.rows.move, store.rows.make = transaction_second, move_second, make_second
     step = store.handle("c9", event, seq=seq, from_number="+79001112233")
     assert raced[0].state.seq == seq + 1
     with store.db.session() as s:

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from hotline import registry
 from hotline.db import Database
 from hotline.models import Call, Request
+from hotline.numbers import make_request_number
 from hotline.settings import Settings
-from hotline.vocabulary import CallEventKind, Outcome
+from hotline.vocabulary import CallEventKind, Outcome, RequestStatus
 from ivr import flow
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.fake_agi import HANGUP, CallTrace, FakeAsterisk, Record
@@ -255,3 +256,49 @@ def test_a_queued_write_comes_out_of_the_pipe_as_it_went_in():
     assert unpack(pack(write)) == write
     naive = LogWrite(dt.datetime(2026, 1, 1, 12, 0), end={"ended_at": None})
     assert unpack(pack(naive)) == naive
+
+
+def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_settings):
+    # The lookups of calls at once are read together (one statement a query): each call
+    # still hears the status of its own number, and the unknown number hears so.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    new, in_progress = open_request(any_db), open_request(any_db)
+    with any_db.session() as session:
+        registry.change_status(
+            session, registry.get_request(session, in_progress), RequestStatus.IN_PROGRESS, actor="system"
+        )
+    store = LiveCallStore(any_db, settings, BACKEND)
+    asked = {"1700000000.1": new, "1700000000.2": in_progress, "1700000000.3": make_request_number(999_999)}
+
+    async def main() -> dict[str, list[str]]:
+        server = FastAgiServer(make_handler(store, settings), "127.0.0.1", 0)
+        port = await server.start()
+        try:
+            fakes = [
+                FakeAsterisk(
+                    "127.0.0.1", port, uniqueid=uid, callerid=f"7900123456{i}", script=["1", n + "#"]
+                )
+                for i, (uid, n) in enumerate(asked.items())
+            ]
+            traces = await asyncio.gather(*(f.run(timeout=30) for f in fakes))
+        finally:
+            await server.stop(grace=30)
+        return {uid: t.heard for uid, t in zip(asked, traces, strict=True)}
+
+    try:
+        heard = asyncio.run(main())
+    finally:
+        store.close()
+    statuses = {
+        uid: [
+            h
+            for h in said
+            if h.startswith(("hotline/ru/status_", "hotline/ru/number_")) and h != "hotline/ru/status_is"
+        ]
+        for uid, said in heard.items()
+    }
+    assert statuses == {
+        "1700000000.1": ["hotline/ru/status_new"],
+        "1700000000.2": ["hotline/ru/status_in_progress"],
+        "1700000000.3": ["hotline/ru/number_unknown"],
+    }

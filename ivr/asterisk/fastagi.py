@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import resource
 import threading
@@ -484,18 +483,6 @@ class FastAgiServer:
             await asyncio.wait(list(self._sessions), timeout=CLOSE_WAIT + 5)
         if self._server is not None:
             await self._server.wait_closed()
-
-
-def freeze_startup_heap() -> None:
-    """Keep what the process has made so far (modules, SQLAlchemy's tables, the store) out
-    of the garbage collector's passes: `gc.freeze()`.
-
-    A full collection walks every object tracked; with SQLAlchemy, Alembic and Flask
-    imported that took 33–56 ms, three times in a burst of 500 calls, and every call
-    waited for it (measured with `gc.callbacks`: after the freeze, 3–9 ms). What is
-    frozen lives as long as the process anyway; calls made later are collected as before.
-    """
-    gc.freeze()
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:

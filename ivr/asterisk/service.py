@@ -14,7 +14,7 @@ from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, parse_ami_url
 from ivr.asterisk.amilog import AmiCallLog
 from ivr.asterisk.callback import CallBackRunner
-from ivr.asterisk.fastagi import AgiService, freeze_startup_heap
+from ivr.asterisk.fastagi import AgiService
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ def make_agi(settings: Settings, db: Database) -> AgiService:
     # progress are drained, then the store writes what is queued (at exit too).
     store = LiveCallStore(db, settings, BACKEND)
     handler = make_handler(store, settings)
-    freeze_startup_heap()  # after the imports and the store: no full collection walks them
     return AgiService(
         handler,
         settings.agi_host,

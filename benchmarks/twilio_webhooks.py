@@ -41,7 +41,9 @@ import asyncio  # noqa: E402
 import base64  # noqa: E402
 import hashlib  # noqa: E402
 import hmac  # noqa: E402
+import html  # noqa: E402
 import http.client  # noqa: E402
+import re  # noqa: E402
 import secrets  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -50,7 +52,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlencode  # noqa: E402
+from urllib.parse import urlencode, urlsplit  # noqa: E402
 
 from hotline.db import scratch_postgres  # noqa: E402
 from web.cli import gunicorn_command  # noqa: E402
@@ -100,36 +102,59 @@ def signature(url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-def call_requests(port: int, public: str) -> list[bytes]:
-    """The webhooks of one new call, as raw HTTP/1.1 requests."""
-    sid = "CA" + secrets.token_hex(16)
-    base = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+7900" + sid[-7:], "To": "+73435674530"}
-    steps = [("/twilio/voice", {**base, "CallStatus": "ringing"})]
-    steps += [(f"/twilio/step/digits?seq={n}", {**base, "Digits": "*"}) for n in (1, 2, 3)]
-    out = []
-    for path, params in steps:
+class Call:
+    """One new call's webhooks as Twilio sends them: the incoming call, then three menu
+    keys (`*`), each to the Gather's action URL of the answer before (that URL carries
+    the call's step and, for the hotline, its state), signed as Twilio signs it."""
+
+    def __init__(self, port: int, public: str):
+        self.port, self.public = port, public
+        sid = "CA" + secrets.token_hex(16)
+        self.form = {
+            "CallSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": "+7900" + sid[-7:],
+            "To": "+73435674530",
+        }
+        self.next: bytes | None = self.request("/twilio/voice", {**self.form, "CallStatus": "ringing"})
+        self.keys = 3
+
+    def request(self, path: str, params: dict[str, str]) -> bytes:
         body = urlencode(params)
-        out.append(
-            (
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n"
-                f"X-Twilio-Signature: {signature(public + path, params)}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n{body}"
-            ).encode()
-        )
-    return out
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {signature(self.public + path, params)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+
+    def answered(self, body: bytes) -> None:
+        """The answer to the last request: the next one goes to its Gather's action."""
+        found = ACTION.search(body)
+        if self.keys == 0 or found is None:
+            self.next = None
+            return
+        url = urlsplit(html.unescape(found.group(1).decode()))
+        self.next = self.request(f"{url.path}?{url.query}", {**self.form, "Digits": "*"})
+        self.keys -= 1
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> str | None:
-    """Send one request, read its answer; an error text if it was not the TwiML expected."""
-    writer.write(request)
+ACTION = re.compile(rb'<Gather[^>]* action="([^"]+)"')
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, call: Call) -> str | None:
+    """Send the call's next request, read its answer; an error text if it was not the TwiML expected."""
+    assert call.next is not None
+    writer.write(call.next)
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
     body = await reader.readexactly(length)
+    call.answered(body)
     if not head.startswith(b"HTTP/1.1 200") or b"<Gather" not in body:
+        call.next = None
         return f"{head[:40]!r} {body[:120]!r}"
     return None
 
@@ -139,9 +164,10 @@ async def client(port: int, public: str, deadline: float, latencies: list[float]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.monotonic() < deadline:
-            for request in call_requests(port, public):
+            call = Call(port, public)
+            while call.next is not None:
                 started = time.perf_counter()
-                error = await exchange(reader, writer, request)
+                error = await exchange(reader, writer, call)
                 latencies.append(time.perf_counter() - started)
                 if error:
                     errors.append(error)
@@ -159,13 +185,12 @@ async def paced_client(
     scheduled = first
     try:
         while scheduled < end:
-            for request in call_requests(port, public):
-                if scheduled >= end:
-                    break
+            call = Call(port, public)
+            while call.next is not None and scheduled < end:
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                error = await exchange(reader, writer, request)
+                error = await exchange(reader, writer, call)
                 latencies.append(time.perf_counter() - scheduled)
                 if error:
                     errors.append(error)

@@ -47,7 +47,7 @@ from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, Outcome
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
-from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, pack
+from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, log_write, pack
 from ivr.store import (
     _FIND_REQUEST,
     _LOOKUPS_BY_NUMBER,
@@ -580,18 +580,7 @@ class LiveCallStore(CallStore):
         answered: dt.datetime | None = None,
         end: dict[str, Any] | None = None,
     ) -> None:
-        state = step.state
-        write = LogWrite(
-            utcnow(),
-            events=tuple((entry.kind, entry.detail, entry.data) for entry in step.log),
-            # What the caller heard, word for word: rendered by the writer (as CallStore._apply logs it).
-            said=tuple(a.segments for a in step.actions if isinstance(a, flow.Speak)),
-            state=state.to_json(),
-            outcome=state.outcome,
-            answered=answered,
-            ended=state.step == flow.StepName.ENDED,
-            end=end,
-        )
+        write = log_write(step, answered=answered, end=end)
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
         self.writer.submit(live, pack(write), lookups)
 

@@ -28,8 +28,9 @@ from typing import Any, cast
 
 from hotline import calllog, callrows
 from hotline.db import Database, DatabaseUnavailable, translate_errors
-from hotline.models import Call
+from hotline.models import Call, utcnow
 from hotline.vocabulary import CallEventKind
+from ivr import flow
 from ivr.speech import Segment, render_text
 from ivr.store import _CallRow, _OpenCall
 
@@ -55,6 +56,24 @@ class LogWrite:
 
 #: One call's part of a batch: its id, numbers, whether a call starts with it, its pickled writes.
 CallWrites = tuple[str, str | None, str | None, bool, list[bytes]]
+
+
+def log_write(
+    step: flow.Step, answered: dt.datetime | None = None, end: dict[str, Any] | None = None
+) -> LogWrite:
+    """What one step of the flow writes: its events, what the caller heard, its state."""
+    state = step.state
+    return LogWrite(
+        utcnow(),
+        events=tuple((entry.kind, entry.detail, entry.data) for entry in step.log),
+        # What the caller heard, word for word: rendered by the writer (as CallStore._apply logs it).
+        said=tuple(a.segments for a in step.actions if isinstance(a, flow.Speak)),
+        state=state.to_json(),
+        outcome=state.outcome,
+        answered=answered,
+        ended=state.step == flow.StepName.ENDED,
+        end=end,
+    )
 
 
 def _instant(at: dt.datetime | None) -> float | dt.datetime | None:
@@ -140,10 +159,12 @@ def apply(opened: _OpenCall, write: LogWrite) -> None:
     for kind, detail, data in (*write.events, *said):
         event = {"call_id": call.id, "at": write.at, "kind": kind, "detail": detail, "data": data}
         opened.events.append(event)
-    if write.state is not None:
+    # A state older than the row's is a step repeated late (a webhook Twilio sent
+    # again): it does not take the call back.
+    if write.state is not None and write.state.get("seq", 0) >= (call.flow_state or {}).get("seq", 0):
         call.flow_state = write.state
-    if write.outcome:
-        call.outcome = write.outcome
+        if write.outcome:
+            call.outcome = write.outcome
     if write.ended and call.ended_at is None:
         calllog.end_call(opened.session, call, ended_at=write.at)
     if write.end is not None:

@@ -375,6 +375,20 @@ class CallStore:
             self._after_commit(port)
         return step
 
+    def step(
+        self,
+        call_id: str,
+        event: flow.Event,
+        state: CallState | None,
+        *,
+        from_number: str | None = None,
+        to_number: str | None = None,
+        seq: int | None = None,
+    ) -> flow.Step:
+        """`handle`, for a webhook that carries the call's state (`state`, from its URL):
+        here the row is read anyway (`ivr.twilio.behind.QueuedCallStore` runs on it)."""
+        return self.handle(call_id, event, from_number=from_number, to_number=to_number, seq=seq)
+
     def _step(
         self, opened: _OpenCall, event: flow.Event, seq: int | None, starts: bool
     ) -> tuple[flow.Step, DbCallPort | None]:

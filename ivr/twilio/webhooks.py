@@ -43,8 +43,9 @@ from hotline.phones import parse_phone
 from hotline.settings import Settings
 from hotline.transcription.live_store import set_recording_ref
 from ivr import flow
+from ivr.flow import CallState
 from ivr.store import CallStore
-from ivr.twilio import recordings, twiml
+from ivr.twilio import behind, recordings, twiml
 from ivr.twilio.media import stream_url
 from ivr.twilio.spoken import WAIT_GATHER, WAITS, speech_input, still_hearing
 from voice_models.prompts import catalogue, prompt_audio_path
@@ -67,7 +68,12 @@ def _settings() -> Settings:
 def _store() -> CallStore:
     ext = current_app.extensions
     if "hotline.twilio" not in ext:
-        ext["hotline.twilio"] = CallStore(ext["hotline.db"], ext["hotline.settings"], "twilio")
+        db, settings = ext["hotline.db"], ext["hotline.settings"]
+        if behind.usable(settings):  # steps ahead of the database, the call log written behind
+            queue = behind.LogQueue(behind.socket_path(settings))
+            ext["hotline.twilio"] = behind.QueuedCallStore(db, settings, "twilio", queue)
+        else:
+            ext["hotline.twilio"] = CallStore(db, settings, "twilio")
     return ext["hotline.twilio"]
 
 
@@ -123,9 +129,11 @@ def voice() -> Response:
     called = parse_phone(request.form.get("To"))
     from_number = caller.stored if caller else None
     store, call_sid = _store(), _call_sid()
-    step = store.handle(
+    step = store.step(
         call_sid,
         flow.CallStarted(from_number),
+        # A new call's state; a cleaned caller id is logged on the row.
+        None if caller is not None and caller.truncated else CallState(),
         from_number=from_number,
         to_number=called.stored if called else None,
         seq=0,  # Twilio asking again for a call already going only hears the question again
@@ -151,7 +159,10 @@ def step(name: str) -> Response:
     stop = _int_arg("stop")
     if name == "timeout" and seq == stop >= 0 and _waits_for_speech(seq):
         return Response(_wait_document(_public_base(), seq, max(_int_arg("wait"), 0) + 1), mimetype=XML)
-    step = _store().handle(_call_sid(), event, seq=seq)
+    # A document that listens may be moved on by its stream: those steps read the row.
+    listens = stop >= 0 or name == "spoken"
+    state = None if listens else behind.state_from_token(request.args.get("s"), seq, _caller())
+    step = _store().step(_call_sid(), event, state, from_number=state.caller if state else None, seq=seq)
     return _twiml(step, after_record=name in _AFTER_RECORD, stop_listen=stop if stop >= 0 else None)
 
 
@@ -261,6 +272,16 @@ def _call_sid() -> str:
     return sid
 
 
+def _caller() -> str | None:
+    caller = _parsed_phone(request.form.get("From"))
+    return caller.stored if caller else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_phone(raw: str | None) -> Any:
+    return parse_phone(raw)  # libphonenumber takes ~90 µs a number; a call's webhooks repeat it
+
+
 def _int_arg(name: str) -> int:
     raw = request.args.get(name, "")
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else -1
@@ -274,6 +295,7 @@ def _twiml(step: flow.Step, after_record: bool = False, stop_listen: int | None 
     body = _render(
         tuple(step.actions),
         step.state.seq,
+        behind.state_token(step.state) if behind.usable(settings) else "",
         base,
         settings.prompts_mode,
         settings.twilio_voice,
@@ -309,6 +331,7 @@ def _wait_document(base: str, seq: int, wait: int) -> str:
 def _render(
     actions: tuple[flow.Action, ...],
     seq: int,
+    token: str,
     base: str,
     mode: str,
     voice: str,
@@ -323,7 +346,7 @@ def _render(
     return twiml.render(
         actions,
         # The webhooks of a document that listens stop its stream (`stop`).
-        _urls(base, seq, seq if listen else None),
+        _urls(base, seq, seq if listen else None, token),
         speech,
         stream_url=live,
         stop_stream=after_record,
@@ -336,8 +359,11 @@ def _url_for(seq: int) -> twiml.UrlFor:
     return _urls(_public_base(), seq)
 
 
-def _urls(base: str, seq: int, stop: int | None = None) -> twiml.UrlFor:
-    query = urlencode({"seq": seq} if stop is None else {"seq": seq, "stop": stop})
+def _urls(base: str, seq: int, stop: int | None = None, token: str = "") -> twiml.UrlFor:
+    args: dict[str, object] = {"seq": seq} if stop is None else {"seq": seq, "stop": stop}
+    if token:
+        args["s"] = token  # the state after the step (ivr.twilio.behind)
+    query = urlencode(args)
 
     def url_for(name: str) -> str:
         if name == "recording":

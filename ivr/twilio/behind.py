@@ -105,7 +105,10 @@ _NOT_IN_TOKEN = frozenset({"seq", "caller"})
 
 
 def state_token(state: CallState) -> str:
-    """The state for the action URL ("" if it is too long to go there)."""
+    """The state for the action URL ("" if the step after it must read the row, or it is
+    too long to go there)."""
+    if not ahead_of_row(state):
+        return ""
     data = {k: v for k, v in state.to_json().items() if k not in _NOT_IN_TOKEN and v != _DEFAULTS[k]}
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -234,6 +237,14 @@ def _close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
+def ahead_of_row(state: CallState) -> bool:
+    """True if a step may run on this state from the URL: no recording is in progress or
+    saved in this call. Twilio's recording callback changes the row's state (what was
+    saved, for which request) between two webhooks, which the URL's state does not know;
+    those steps run on the row, as does one whose state may be moved by a media stream."""
+    return state.pending is None and not state.recorded
+
+
 def _needs_lock() -> Any:
     raise _NeedsLock
 
@@ -275,7 +286,7 @@ class QueuedCallStore(CallStore):
     ) -> flow.Step:
         """Run the event on `state` (from the URL) and queue its writes; on the row as
         `handle` does if there is no state, it needs the database, or nothing queues it."""
-        if state is not None and not self.settings.live_speech:
+        if state is not None and ahead_of_row(state) and not self.settings.live_speech:
             starts = isinstance(event, flow.CallStarted)
             port = DbCallPort(_needs_lock, self.settings, _CallRow({"id": 0, "from_number": from_number}))  # type: ignore[arg-type]
             try:
@@ -480,14 +491,19 @@ class LogQueueService:
     def stop(self) -> None:
         """Let the writer write what it holds (up to STOP_SECONDS), then end it."""
         self._stopping.set()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, contextlib.suppress(OSError):
-            sock.settimeout(5)
-            sock.connect(str(self.path))
-            sock.sendall(_frame(_STOP, b""))
+        stop_writer(self.path)
         self._process.join(STOP_SECONDS)
         if self._process.is_alive():
             self._process.kill()
             self._process.join(5)
+
+
+def stop_writer(path: Path) -> None:
+    """Ask the writer on `path` to write what it holds and end."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, contextlib.suppress(OSError):
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(_frame(_STOP, b""))
 
 
 def usable(settings: Settings) -> bool:

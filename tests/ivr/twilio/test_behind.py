@@ -1,0 +1,295 @@
+"""Webhooks answered ahead of the database, the call log written behind (ivr.twilio.behind).
+
+The scenarios of test_webhooks.py run in both modes (its `app` fixture); here: that the
+steps really go ahead of the row, the state in the URL as untrusted input, and the
+writer's failures (killed, database down, garbage on its socket).
+"""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from hotline import callrows
+from hotline.db import DatabaseUnavailable
+from ivr.flow import CallState, StepName
+from ivr.logwriter import LogWrite, pack, write_batch
+from ivr.twilio import behind
+from ivr.twilio.client import TwilioCall
+from tests.ivr.twilio.queued import SettledTransport
+from tests.ivr.twilio.test_webhooks import (  # noqa: F401 - api, make_app: fixtures
+    PUBLIC,
+    SID,
+    TOKEN,
+    api,
+    calls,
+    event_kinds,
+    make_app,
+    open_request,
+    text,
+)
+
+pytestmark = pytest.mark.usefixtures("api")
+
+
+@pytest.fixture
+def queued_app(make_app, short_dir, log_writer):  # noqa: F811 - make_app: test_webhooks' fixture
+    app = make_app(HOTLINE_DATA_DIR=str(short_dir))
+    log_writer(app)
+    return app
+
+
+def settled_call(app, **kw) -> tuple[TwilioCall, httpx.Client]:
+    client = httpx.Client(
+        transport=SettledTransport(app, app.extensions["test.log_queue"]), base_url="http://t"
+    )
+    return TwilioCall(client, PUBLIC, TOKEN, account_sid=SID, **kw), client
+
+
+@pytest.fixture
+def row_steps(monkeypatch) -> list[str]:
+    """The webhooks' steps that ran on the call's row (QueuedCallStore.handle)."""
+    ran: list[str] = []
+    handle = behind.QueuedCallStore.handle
+
+    def counted(self, call_id, event, **kw):
+        ran.append(type(event).__name__)
+        return handle(self, call_id, event, **kw)
+
+    monkeypatch.setattr(behind.QueuedCallStore, "handle", counted)
+    return ran
+
+
+def test_menu_steps_run_ahead_and_the_log_is_written_behind(queued_app, db, row_steps):
+    call, client = settled_call(queued_app)
+    with client:
+        assert "нажмите 1" in text(call.start())
+        call.press("*")
+        call.press("*")
+    assert row_steps == []  # not one step read the row
+    (row,) = calls(db)
+    assert row.from_number == "+79001234567" and row.to_number == "+73435674530"
+    assert row.answered_at is not None and row.flow_state["seq"] == 3 and row.flow_state["step"] == "menu"
+    kinds = event_kinds(db)
+    assert kinds[0] == "call_started" and kinds.count("said") >= 3
+
+
+def test_a_lookup_reads_the_row_after_the_steps_queued_before_it(queued_app, db, row_steps):
+    number = open_request(db, "in_progress")
+    call, client = settled_call(queued_app)
+    with client:
+        call.start()
+        call.press("1")
+        heard = text(call.press(number + "#"))
+        assert "Статус: в работе." in heard
+        assert row_steps == ["DigitsEntered"]  # the lookup, on the row the queue had written
+        call.hang_up()
+    (row,) = calls(db)  # one call: the hang-up found it, not a reused id
+    assert row.ended_at is not None and row.backend_status == "completed"
+    kinds = event_kinds(db)
+    assert kinds.index("call_started") < kinds.index("lookup") < kinds.index("hangup")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "!!!",
+        "eyJzdGVwIjoibm9uZSJ9",  # {"step":"none"}
+        "eyJ0cmllcyI6LTF9",  # {"tries":-1}
+        "eyJudW1iZXIiOjF9",  # {"number":1}
+        "eyJwZW5kaW5nIjpbMV19",  # {"pending":[1]}
+        "eyJzZXEiOjk5fQ",  # {"seq":99}: the seq is the URL's own
+        "A" * 5000,
+    ],
+)
+def test_a_garbage_state_in_a_signed_url_runs_on_the_row(queued_app, db, row_steps, token):
+    call, client = settled_call(queued_app)
+    with client:
+        call.start()
+        action = call.waiting.verb.get("action")
+        forged = action.split("&s=")[0] + "&s=" + token
+        answer = call.post(forged, {"Digits": "1"})
+    assert answer.status_code == 200 and "номер заявки" in answer.text
+    state = behind.state_from_token(token, 1, None)
+    assert state is None
+    assert row_steps == ["DigitsEntered"]
+
+
+def test_the_state_token_round_trip_and_its_limits():
+    state = CallState(
+        step=StepName.NUMBER, tries=2, number_tries=1, number="10008", question="Какая линия?", seq=7
+    )
+    token = behind.state_token(state)
+    assert 0 < len(token) < 200
+    back = behind.state_from_token(token, 7, "+79001234567")
+    assert back == CallState(**{**state.to_json(), "caller": "+79001234567"})
+    # An engineer's long question does not go into a URL: that step reads the row.
+    assert behind.state_token(CallState(step=StepName.MENU, question="ы" * 2000)) == ""
+    # A recording in progress or saved: the row's state may move under the URL's.
+    assert behind.state_token(CallState(step=StepName.MENU, pending={"new": "incident"})) == ""
+    assert behind.state_token(CallState(step=StepName.MENU, recorded={"RE1": {"number": "10001"}})) == ""
+    assert behind.state_from_token(token, -1, None) is None
+
+
+def test_a_repeated_step_does_not_take_the_row_back(db):
+    rows = callrows.CallRowStore(db.engine)
+    newer = pack(LogWrite(flow_now(), state={"step": "number", "seq": 3}))
+    older = pack(LogWrite(flow_now(), state={"step": "kind", "seq": 2}, events=(("menu", "late", {}),)))
+    write_batch(rows, "twilio", [("CA1", "+79001234567", None, True, [newer])])
+    write_batch(rows, "twilio", [("CA1", None, None, False, [older])])
+    (row,) = calls(db)
+    assert row.flow_state["step"] == "number"  # the late one is logged, and changes nothing else
+    assert "menu" in event_kinds(db)
+
+
+def flow_now():
+    from hotline.models import utcnow
+
+    return utcnow()
+
+
+# --- the writer's failures ---
+
+
+@pytest.fixture
+def writer_service(make_app, short_dir, db):  # noqa: F811
+    app = make_app(HOTLINE_DATA_DIR=str(short_dir))
+    settings = app.extensions["hotline.settings"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    service = behind.make_service(settings, db)
+    assert service is not None
+    service.start()
+    wait_for_writer(behind.socket_path(settings))
+    yield app, service
+    service.stop()
+
+
+def wait_for_writer(path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.05)
+    raise AssertionError("the call-log writer did not start")
+
+
+def test_a_killed_writer_loses_no_call_and_is_started_again(writer_service, db):
+    app, service = writer_service
+    queue = behind.LogQueue(behind.socket_path(app.extensions["hotline.settings"]))
+    with httpx.Client(transport=SettledTransport(app, queue), base_url="http://t") as client:
+        call = TwilioCall(client, PUBLIC, TOKEN, account_sid=SID)
+        call.start()
+        call.press("*")
+        first = service._process.pid
+        os.kill(first, signal.SIGKILL)
+        service._process.join(10)
+        # No writer: the steps run on the row, answered as ever.
+        assert "Чтобы узнать, что с вашей заявкой, нажмите 1" in text(call.press("*"))
+        wait_for_writer(behind.socket_path(app.extensions["hotline.settings"]))
+        assert service._process.pid != first
+        call.press("*")  # queued to the new writer
+        call.hang_up()
+    (row,) = calls(db)
+    assert row.ended_at is not None and row.flow_state["seq"] == 5
+    assert event_kinds(db)[0] == "call_started" and event_kinds(db)[-1] == "hangup"
+
+
+def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, monkeypatch):
+    path = short_dir / behind.SOCKET_NAME
+    down = threading.Event()
+    down.set()
+    tries: list[int] = []
+
+    def flaky(rows, backend, batch):
+        tries.append(len(batch))
+        if down.is_set():
+            raise DatabaseUnavailable("database unavailable: connection refused")
+        return write_batch(rows, backend, batch)
+
+    monkeypatch.setattr(behind, "write_batch", flaky)
+    monkeypatch.setattr(behind, "RETRY_SECONDS", 0.05)
+    writer = behind._Writer(callrows.CallRowStore(db.engine), str(path))
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    queue = behind.LogQueue(path)
+    for n in range(1, 4):
+        write = pack(
+            LogWrite(flow_now(), events=(("menu", f"step {n}", {}),), state={"step": "menu", "seq": n})
+        )
+        assert queue.send((f"CA{n}", "+79001234567", None, True, n, write))
+    assert not queue.flush(0.5)  # not written: the step that needs the row gets the apology
+    assert calls(db) == [] and len(tries) >= 2  # tried again and again
+    down.clear()
+    assert queue.flush(10)
+    assert sorted(c.backend_call_id for c in calls(db)) == ["CA1", "CA2", "CA3"]
+    assert event_kinds(db).count("menu") == 3  # each once
+    behind.stop_writer(path)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_garbage_on_the_writers_socket_is_dropped(db, short_dir):
+    path = short_dir / behind.SOCKET_NAME
+    writer = behind._Writer(callrows.CallRowStore(db.engine), str(path))
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(path))
+        sock.sendall(b"\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(10) == b""  # hung up on
+    queue = behind.LogQueue(path)
+    write = pack(LogWrite(flow_now(), state={"step": "menu", "seq": 1}))
+    assert queue.send(("CA9", None, None, True, 1, write)) and queue.flush(10)
+    assert [c.backend_call_id for c in calls(db)] == ["CA9"]
+    behind.stop_writer(path)
+    thread.join(10)
+
+
+def test_without_a_writer_every_step_runs_on_the_row(make_app, short_dir, db, row_steps):  # noqa: F811
+    app = make_app(HOTLINE_DATA_DIR=str(short_dir))
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        call = TwilioCall(client, PUBLIC, TOKEN, account_sid=SID)
+        call.start()
+        call.press("*")
+    assert row_steps == ["CallStarted", "DigitsEntered"]
+    assert len(event_kinds(db)) > 2
+
+
+def test_no_queue_with_live_speech_or_without_twilio(make_settings, short_dir):
+    base = {"HOTLINE_DATA_DIR": str(short_dir), "TWILIO_AUTH_TOKEN": TOKEN}
+    assert behind.usable(make_settings(**base))
+    assert not behind.usable(make_settings(**base, HOTLINE_LIVE_SPEECH="true"))
+    assert not behind.usable(make_settings(HOTLINE_DATA_DIR=str(short_dir)))
+    assert not behind.usable(make_settings(**{**base, "HOTLINE_DATA_DIR": str(short_dir / ("x" * 100))}))
+
+
+def test_a_call_ahead_and_behind_on_both_databases(make_settings, any_db, short_dir, log_writer, row_steps):
+    from web import create_app
+
+    env = {"HOTLINE_PUBLIC_URL": PUBLIC, "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}
+    settings = make_settings(HOTLINE_DATA_DIR=str(short_dir), HOTLINE_DATABASE_URL=any_db.url, **env)
+    app = create_app({"TESTING": True}, settings=settings, db=any_db)
+    log_writer(app)
+    number = open_request(any_db, "in_progress")
+    call, client = settled_call(app)
+    with client:
+        call.start()
+        call.press("*")
+        call.press("1")
+        assert "Статус: в работе." in text(call.press(number + "#"))
+        call.hang_up()
+    assert row_steps == ["DigitsEntered"]
+    (row,) = calls(any_db)
+    assert row.ended_at is not None and row.from_number == "+79001234567"
+    kinds = event_kinds(any_db)
+    assert kinds[0] == "call_started" and "lookup" in kinds and kinds[-1] == "hangup"
+    assert kinds.index("digits") < kinds.index("menu") < kinds.index("lookup")

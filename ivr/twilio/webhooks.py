@@ -31,6 +31,7 @@ import functools
 import hmac
 import logging
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,7 +40,7 @@ from twilio.request_validator import RequestValidator
 
 from hotline.cleaning import clean_line
 from hotline.db import DatabaseUnavailable
-from hotline.phones import parse_phone
+from hotline.phones import Phone, parse_phone
 from hotline.settings import Settings
 from hotline.transcription.live_store import set_recording_ref
 from ivr import flow
@@ -125,8 +126,8 @@ def _signed(validator: RequestValidator, url: str, signature: str) -> bool:
 @bp.post("/voice")
 def voice() -> Response:
     """A call comes in."""
-    caller = parse_phone(request.form.get("From"))
-    called = parse_phone(request.form.get("To"))
+    caller = _parsed_phone(request.form.get("From"))
+    called = _parsed_phone(request.form.get("To"))
     from_number = caller.stored if caller else None
     store, call_sid = _store(), _call_sid()
     step = store.step(
@@ -148,8 +149,7 @@ def voice() -> Response:
 @bp.post("/step/<name>")
 def step(name: str) -> Response:
     """The action of a Gather, Record, Redirect or Dial."""
-    form = {key: clean_line(value, FIELD_LIMIT) for key, value in request.form.items()}
-    event = twiml.event_for(name, form, request.args)
+    event = twiml.event_for(name, _CleanForm(), request.args)
     if event is None:
         abort(404)
     seq = _int_arg("seq")
@@ -272,14 +272,31 @@ def _call_sid() -> str:
     return sid
 
 
+class _CleanForm(Mapping[str, str]):
+    """The form's fields, each cleaned when it is read (a webhook reads one or two of ~20)."""
+
+    def __getitem__(self, key: str) -> str:
+        return clean_line(request.form[key], FIELD_LIMIT)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(request.form)
+
+    def __len__(self) -> int:
+        return len(request.form)
+
+
 def _caller() -> str | None:
     caller = _parsed_phone(request.form.get("From"))
     return caller.stored if caller else None
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed_phone(raw: str | None) -> Any:
-    return parse_phone(raw)  # libphonenumber takes ~90 µs a number; a call's webhooks repeat it
+def _parsed_phone(raw: str | None) -> Phone | None:
+    # libphonenumber takes ~90 µs a number, and a call's webhooks repeat it (the cache
+    # keeps what a phone number can be: a stranger's kilobytes are parsed, not kept).
+    return _cached_phone(raw) if raw is None or len(raw) <= 64 else parse_phone(raw)
+
+
+_cached_phone = functools.lru_cache(maxsize=4096)(parse_phone)
 
 
 def _int_arg(name: str) -> int:

@@ -426,9 +426,8 @@ class LiveCallStore(CallStore):
                         assert reads is not None
                         fetched = read.live
                         # Every read the step asked for, in the same batch: one wait, one re-run.
-                        keys = list(read.missing)
-                        rows = await asyncio.gather(*(reads.ask(*read.missing[key]) for key in keys))
-                        fetched.fetched.update(zip(keys, rows, strict=True))
+                        asked = [(key, reads.ask(*what)) for key, what in read.missing.items()]
+                        await _answers(fetched, asked)
             finally:
                 if fetched is not None:
                     fetched.fetched.clear()  # read again at the next step
@@ -617,6 +616,23 @@ class LiveCallStore(CallStore):
         )
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
         self.writer.submit(live, pack(write), lookups)
+
+
+async def _answers(live: LiveCall, asked: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    """The answers of reads asked together, into `live.fetched`.
+
+    They are in one batch, answered at once: awaited in turn, the first wakes the step
+    and the rest are done by then (asyncio.gather woke it a turn of the loop later, its
+    own callbacks first; under a burst a turn is long).
+    """
+    try:
+        for key, answer in asked:
+            live.fetched[key] = await answer
+    except BaseException:
+        for _, answer in asked:
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # the batch's error is raised once, not logged for every read
+        raise
 
 
 def _no_session() -> Session:

@@ -571,7 +571,9 @@ class LiveCallStore(CallStore):
     def _in_memory(self, live: LiveCall, event: flow.Event, io: bool) -> flow.Step | None:
         """The step run in memory, reading through its own session; None if it must write.
 
-        Without `io` (on the event loop) a step that would read raises _NeedsIO.
+        Without `io` (on the event loop) a step whose status-lookup reads are not made yet
+        raises _NeedsRead with all of them (its result dropped); one that would read
+        otherwise, or write, raises _NeedsIO.
         """
         if not io:  # on the loop: no session (a read goes through _LivePort._read)
             port = _LivePort(self, live, _no_session, io)

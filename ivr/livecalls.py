@@ -201,13 +201,14 @@ class _SqliteReads(_Reads):
         self.cursor = driver.cursor()
         self._asked: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]] = []
 
-    async def fetch(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    def ask(self, query: _DriverQuery, params: dict[str, Any]) -> asyncio.Future[Any]:
+        """The read's answer to come (a row, or None): read with the others asked now."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         if not self._asked:
             loop.call_soon(self._read)  # after the steps that are ready now have asked theirs
         self._asked.append((query, params, answer))
-        return cast(tuple[Any, ...] | None, await answer)
+        return answer
 
     def _read(self) -> None:
         batch, self._asked = self._asked, []
@@ -248,7 +249,8 @@ class _PgReads(_Reads):
         self._asked: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]] = []
         self._reader: asyncio.Task[None] | None = None
 
-    async def fetch(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    def ask(self, query: _DriverQuery, params: dict[str, Any]) -> asyncio.Future[Any]:
+        """The read's answer to come (a row, or None): read in the next batch."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a connection belongs to its loop
             self.close()
@@ -257,7 +259,7 @@ class _PgReads(_Reads):
         self._asked.append((query, params, answer))
         if self._reader is None or self._reader.done():
             self._reader = loop.create_task(self._read())
-        return cast(tuple[Any, ...] | None, await answer)
+        return answer
 
     async def _read(self) -> None:
         import psycopg
@@ -305,13 +307,17 @@ class _PgReads(_Reads):
         self._conn = None
 
 
-class _NeedsRead(Exception):
-    """The step reads the database: the loop reads it with the other steps' reads (batched),
-    then runs the step again."""
+#: A read the step asked for: its key in `LiveCall.fetched`, the statement, its parameters.
+_Asked = dict[tuple[Any, ...], tuple[_DriverQuery, dict[str, Any]]]
 
-    def __init__(self, live: LiveCall, key: tuple[Any, ...], query: _DriverQuery, params: dict[str, Any]):
-        super().__init__(key)
-        self.live, self.key, self.query, self.params = live, key, query, params
+
+class _NeedsRead(Exception):
+    """The step reads the database: the loop reads every read it asked for together, with
+    the other steps' reads (batched), then runs the step again."""
+
+    def __init__(self, live: LiveCall, missing: _Asked):
+        super().__init__(list(missing))
+        self.live, self.missing = live, missing
 
 
 class _NeedsIO(Exception):
@@ -331,6 +337,7 @@ class _LivePort(DbCallPort):
         self.store = store
         self.live = live
         self.io = io
+        self.missing: _Asked = {}  # the reads asked for and not read yet (see _read)
 
     def find_request(self, number: str) -> RequestInfo | None:
         if self.io:
@@ -339,13 +346,20 @@ class _LivePort(DbCallPort):
         return None if row is None else self._request_info(*row)
 
     def _read(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """A read on the event loop: read before, batched with other calls' reads (see run)."""
+        """A read on the event loop: read before, batched with other calls' reads (see run).
+
+        A read not made yet is noted and answers None (no request, no lookups) so that the
+        step goes on and asks for its other reads too: the loop reads them all at once.
+        Such a step's result is never used (`LiveCallStore._in_memory` raises _NeedsRead).
+        """
         if self.store._batched_reads() is None:
             raise _NeedsIO  # closed, or neither SQLite nor PostgreSQL: a thread's session reads
         key = (id(query), *(v for k, v in sorted(params.items()) if k != "since"))
-        if key not in self.live.fetched:
-            raise _NeedsRead(self.live, key, query, params)
-        return self.live.fetched[key]
+        try:
+            return self.live.fetched[key]
+        except KeyError:
+            self.missing.setdefault(key, (query, params))
+            return None
 
     def _count(self, query: Select[Any], **params: Any) -> int:
         # Lookups still in the queue count too (read first: at worst one is counted twice).
@@ -407,11 +421,13 @@ class LiveCallStore(CallStore):
                         return cast(T, fn(*args, _io=False, **kwargs))
                     except _NeedsIO:
                         break
-                    except _NeedsRead as read:  # read it, then the step again (the flow is pure)
+                    except _NeedsRead as read:  # read them, then the step again (the flow is pure)
                         reads = self._batched_reads()
                         assert reads is not None
                         fetched = read.live
-                        fetched.fetched[read.key] = await reads.fetch(read.query, read.params)
+                        # Every read the step asked for, in the same batch: one wait, one re-run.
+                        asked = [(key, reads.ask(*what)) for key, what in read.missing.items()]
+                        await _answers(fetched, asked)
             finally:
                 if fetched is not None:
                     fetched.fetched.clear()  # read again at the next step
@@ -471,8 +487,8 @@ class LiveCallStore(CallStore):
         live = self._live(call_id, from_number, to_number)
         try:
             step = self._in_memory(live, flow.Hangup(), _io)
-        except _NeedsIO:
-            raise  # tried again in a thread: the call stays
+        except (_NeedsIO, _NeedsRead):
+            raise  # tried again (in a thread, or after the read): the call stays
         except BaseException:
             self._forget(call_id)
             raise
@@ -555,14 +571,22 @@ class LiveCallStore(CallStore):
     def _in_memory(self, live: LiveCall, event: flow.Event, io: bool) -> flow.Step | None:
         """The step run in memory, reading through its own session; None if it must write.
 
-        Without `io` (on the event loop) a step that would read raises _NeedsIO.
+        Without `io` (on the event loop) a step whose status-lookup reads are not made yet
+        raises _NeedsRead with all of them (its result dropped); one that would read
+        otherwise, or write, raises _NeedsIO.
         """
         if not io:  # on the loop: no session (a read goes through _LivePort._read)
             port = _LivePort(self, live, _no_session, io)
             try:
                 step = flow.handle(live.state, event, port, self.config)
-            except _NeedsWrite:
-                raise _NeedsIO from None
+            except Exception as exc:
+                if port.missing:  # it went on without a read's answer: read first, then see
+                    raise _NeedsRead(live, port.missing) from None
+                if isinstance(exc, _NeedsWrite):
+                    raise _NeedsIO from None
+                raise
+            if port.missing:  # the step went on without a read's answer: not this step
+                raise _NeedsRead(live, port.missing)
         else:
             with _read_session(self.db) as session:
                 port = _LivePort(self, live, session, io)
@@ -583,6 +607,23 @@ class LiveCallStore(CallStore):
         write = log_write(step, answered=answered, end=end)
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
         self.writer.submit(live, pack(write), lookups)
+
+
+async def _answers(live: LiveCall, asked: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    """The answers of reads asked together, into `live.fetched`.
+
+    They are in one batch, answered at once: awaited in turn, the first wakes the step
+    and the rest are done by then (asyncio.gather woke it a turn of the loop later, its
+    own callbacks first; under a burst a turn is long).
+    """
+    try:
+        for key, answer in asked:
+            live.fetched[key] = await answer
+    except BaseException:
+        for _, answer in asked:
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # the batch's error is raised once, not logged for every read
+        raise
 
 
 def _no_session() -> Session:

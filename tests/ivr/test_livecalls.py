@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from hotline import registry
-from hotline.db import Database
+from hotline.db import Database, DatabaseUnavailable
 from hotline.models import Call, Request
 from hotline.numbers import make_request_number
 from hotline.settings import Settings
@@ -302,3 +302,66 @@ def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_setting
         "1700000000.2": ["hotline/ru/status_in_progress"],
         "1700000000.3": ["hotline/ru/number_unknown"],
     }
+
+
+@pytest.mark.parametrize("caller", ["79001112233", None], ids=["number", "withheld"])
+def test_a_status_lookup_step_runs_twice_its_reads_asked_at_once(any_db, make_settings, monkeypatch, caller):
+    # The lookup step needs the caller's lookup count(s) and the request: on the event loop
+    # it goes on past a read not made yet, asks for every read at once, and runs once more
+    # with the answers (it ran once per read before, each read a turn of the loop).
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    runs: list[flow.Event] = []
+    handle = flow.handle
+
+    def counted(state, event, port, config=None):
+        runs.append(event)
+        return handle(state, event, port, config)
+
+    monkeypatch.setattr(flow, "handle", counted)
+
+    async def main() -> flow.Step:
+        await store.run(store.handle, "c1", flow.CallStarted(caller), from_number=caller)
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        runs.clear()
+        return await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+
+    try:
+        step = asyncio.run(main())
+    finally:
+        store.close()
+    assert len(runs) == 2
+    said = [s for a in step.actions if isinstance(a, flow.Speak) for s in a.segments]
+    assert flow.Prompt("status_new") in said and flow.Number(number) in said
+    assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]
+
+
+def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):
+    # The reads asked together (a withheld number: three) fail together, the database
+    # down: the step raises the database's error, as a single read did.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    reads = store._batched_reads()
+    assert reads is not None
+    asked: list[asyncio.Future[Any]] = []
+
+    def down(query, params):
+        answer = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(answer.set_exception, DatabaseUnavailable("down"))
+        asked.append(answer)
+        return answer
+
+    async def main() -> None:
+        await store.run(store.handle, "c1", flow.CallStarted(None), from_number=None)
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        reads.ask = down  # type: ignore[method-assign]
+        with pytest.raises(DatabaseUnavailable):
+            await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    assert len(asked) == 3

@@ -52,7 +52,6 @@ import pickle
 import selectors
 import socket
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -82,8 +81,8 @@ SEND_SECONDS = 2.0
 FLUSH_SECONDS = 30.0
 #: Messages the writer takes into one transaction at most.
 BATCH = 2000
-#: Seconds the writer lets writes gather after a batch.
-GATHER_SECONDS = 0.005
+#: Seconds the writer lets writes gather after a batch (a flush ends the wait).
+GATHER_SECONDS = 0.02
 #: Seconds between tries while the database is down.
 RETRY_SECONDS = 1.0
 
@@ -104,7 +103,9 @@ _STEPS = frozenset(StepName)
 _TEXT_FIELDS = ("number", "question", "spoken", "kind", "outcome")
 
 
-_NOT_IN_TOKEN = frozenset({"seq", "caller"})
+#: What a token holds: no seq (the URL's own), no caller (in every webhook's `From`), and
+#: no recording (a state with one is not put in a URL: `ahead_of_row`).
+_IN_TOKEN = frozenset(_DEFAULTS) - {"seq", "caller", "pending", "recorded"}
 
 
 def state_token(state: CallState) -> str:
@@ -112,7 +113,12 @@ def state_token(state: CallState) -> str:
     too long to go there)."""
     if not ahead_of_row(state):
         return ""
-    data = {k: v for k, v in state.to_json().items() if k not in _NOT_IN_TOKEN and v != _DEFAULTS[k]}
+    return _token(tuple((k, v) for k, v in state.__dict__.items() if k in _IN_TOKEN))
+
+
+@functools.lru_cache(maxsize=4096)  # a few states are most of the webhooks (the menu, the number)
+def _token(items: tuple[tuple[str, Any], ...]) -> str:
+    data = {k: v for k, v in items if v != _DEFAULTS[k]}
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     return token if len(token) <= MAX_TOKEN else ""
@@ -122,11 +128,18 @@ def state_from_token(token: str | None, seq: int, caller: str | None) -> CallSta
     """The state a webhook's URL carries, checked field by field; None if there is none."""
     if not token or len(token) > MAX_TOKEN or seq < 0:
         return None
+    data = _checked(token)
+    return None if data is None else CallState.from_json({**data, "seq": seq, "caller": caller})
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(token: str) -> dict[str, Any] | None:
+    """The fields of a token as `state_token` makes them: known names, types and lengths."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError):
         return None
-    if not isinstance(data, dict) or not data.keys() <= _DEFAULTS.keys() - _NOT_IN_TOKEN:
+    if not isinstance(data, dict) or not data.keys() <= _IN_TOKEN:
         return None
     if data.get("step", _DEFAULTS["step"]) not in _STEPS:
         return None
@@ -138,29 +151,7 @@ def state_from_token(token: str | None, seq: int, caller: str | None) -> CallSta
         value = data.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > 2000):
             return None
-    if not _str_map(data.get("pending"), 1) or not all(
-        _str_map(saved, 4) for saved in _items(data.get("recorded"), 50)
-    ):
-        return None
-    return CallState.from_json({**data, "seq": seq, "caller": caller})
-
-
-def _items(value: Any, most: int) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, dict) or len(value) > most or not all(isinstance(k, str) for k in value):
-        return [1]  # not a map of strings: refused by the check it goes to
-    return list(value.values())
-
-
-def _str_map(value: Any, most: int) -> bool:
-    if value is None:
-        return True
-    return (
-        isinstance(value, dict)
-        and len(value) <= most
-        and all(isinstance(k, str) and isinstance(v, str) and len(v) <= 2000 for k, v in value.items())
-    )
+    return data
 
 
 # --- the webhooks' side ----------------------------------------------------------------
@@ -343,6 +334,8 @@ class _Writer:
         self.listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ)
+        self.pause = selectors.DefaultSelector()
+        self.pause.register(self.listener, selectors.EVENT_READ)
         self.buffers: dict[socket.socket, bytearray] = {}
         self.writes: list[Queued] = []
         self.flushes: list[tuple[socket.socket, bytes]] = []
@@ -373,12 +366,16 @@ class _Writer:
                 self.flushes.clear()
                 if wrote and not self.stopping:
                     # Let writes gather. A worker's send to a writer asleep here only
-                    # queues its bytes; to one waiting in select it also wakes it, which
-                    # cost the worker ~0.1 ms a webhook under load (cProfile: sendall).
-                    time.sleep(GATHER_SECONDS)
+                    # queues its bytes; to one waiting in select on its connection it
+                    # also wakes it, which cost the worker ~0.1 ms a webhook under load
+                    # (cProfile: sendall). A flush comes on a new connection: it ends
+                    # the pause at once (the listener is all this select waits on).
+                    self.pause.select(GATHER_SECONDS)
         finally:
             for conn in list(self.buffers):
                 self._close(conn)
+            self.pause.close()
+            self.selector.close()
             self.listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)

@@ -312,7 +312,7 @@ def _twiml(step: flow.Step, after_record: bool = False, stop_listen: int | None 
     body = _render(
         tuple(step.actions),
         step.state.seq,
-        behind.state_token(step.state) if behind.usable(settings) else "",
+        behind.state_token(step.state) if isinstance(_store(), behind.QueuedCallStore) else "",
         base,
         settings.prompts_mode,
         settings.twilio_voice,

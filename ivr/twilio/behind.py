@@ -407,7 +407,12 @@ class _Writer:
             kind, payload = buffer[4:5], bytes(buffer[5 : 5 + size])
             del buffer[: 5 + size]
             if kind == _WRITE:
-                self.writes.append(pickle.loads(payload))
+                try:
+                    self.writes.append(_queued(pickle.loads(payload)))
+                except Exception:  # noqa: BLE001 - not a frame of ours: that connection goes
+                    log.error("call-log writer: a malformed write, connection closed")
+                    self._close(conn)
+                    return
             elif kind == _FLUSH:
                 self.flushes.append((conn, payload))
             elif kind == _STOP:
@@ -420,6 +425,15 @@ class _Writer:
             self.selector.unregister(conn)
             del self.buffers[conn]
         conn.close()
+
+
+def _queued(message: Any) -> Queued:
+    """A write as `QueuedCallStore.step` sends it, or ValueError."""
+    if not (isinstance(message, tuple) and len(message) == 6 and isinstance(message[0], str)):
+        raise ValueError("not a queued write")
+    if not (isinstance(message[4], int) and isinstance(message[5], bytes)):
+        raise ValueError("not a queued write")
+    return message  # type: ignore[return-value]
 
 
 def _batch(writes: list[Queued]) -> list[CallWrites]:

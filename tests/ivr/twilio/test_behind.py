@@ -6,6 +6,7 @@ writer's failures (killed, database down, garbage on its socket).
 """
 
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -246,6 +247,12 @@ def test_garbage_on_the_writers_socket_is_dropped(db, short_dir):
         sock.sendall(b"\xff\xff\xff\xffGET / HTTP/1.1\r\n\r\n")
         sock.settimeout(5)
         assert sock.recv(10) == b""  # hung up on
+    for payload in (b"not a pickle", pickle.dumps(("CA1", "x")), pickle.dumps(["CA1", 1, 2, 3, 4, 5])):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(path))
+            sock.sendall(len(payload).to_bytes(4, "big") + b"W" + payload)
+            sock.settimeout(5)
+            assert sock.recv(10) == b""  # a write that is not one: hung up on, the writer goes on
     queue = behind.LogQueue(path)
     write = pack(LogWrite(flow_now(), state={"step": "menu", "seq": 1}))
     assert queue.send(("CA9", None, None, True, 1, write)) and queue.flush(10)

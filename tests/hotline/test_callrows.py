@@ -220,14 +220,24 @@ def test_a_duplicate_call_is_refused_as_core_would(rows_in):
         rows.insert_call(callrows.new_call("twilio", "CA4"))
 
 
-def test_many_calls_are_found_in_one_read_as_one_by_one(rows_in, request):
-    if request.node.implementation != "core":
-        pytest.skip("find_many is CoreRows' (the call-log writer reads a batch's calls with it)")
-    with rows_in() as rows:
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_many_calls_are_found_in_one_read_as_one_by_one(request, database):
+    """CoreRows.find_many (the call-log writer reads a batch's calls with it), on both databases."""
+    if database == "sqlite":
+        db = request.getfixturevalue("db")
+    else:
+        url = request.getfixturevalue("_postgres_database")
+        _reset_postgres(url)
+        db = Database(url)
+        request.addfinalizer(db.dispose)
+    store = CallRowStore(db.engine)
+    with store.transaction() as (conn, _):
+        rows = CoreRows(conn)
         for sid in ("CA1", "CA2"):
             rows.insert_call(callrows.new_call("twilio", sid, from_number="+79001112233"))
         rows.insert_call(callrows.new_call("asterisk", "CA3"))
-    with rows_in() as rows:
+    with store.transaction() as (conn, _):
+        rows = CoreRows(conn)
         many = rows.find_many("twilio", ["CA1", "CA2", "CA3", "CA4"])
         assert many == {sid: rows.find("twilio", sid) for sid in ("CA1", "CA2", "CA3", "CA4")}
     assert many["CA1"] is not None and many["CA3"] is None and many["CA4"] is None

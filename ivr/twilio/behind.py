@@ -52,6 +52,7 @@ import pickle
 import selectors
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,9 @@ FLUSH_SECONDS = 30.0
 BATCH = 2000
 #: Seconds the writer lets writes gather after a batch (a flush ends the wait).
 GATHER_SECONDS = 0.02
+#: Writes the writer holds at most while the database is down (about 1 KB each); beyond
+#: it reads no more, and the webhooks' steps run on the row (the apology, while it is down).
+MAX_HELD = 100_000
 #: Seconds between tries while the database is down.
 RETRY_SECONDS = 1.0
 
@@ -344,20 +348,12 @@ class _Writer:
     def run(self) -> None:
         try:
             while not (self.stopping and not self.writes):
-                ready = self.selector.select(RETRY_SECONDS if self.writes else None)
-                for key, _ in ready:
-                    if key.fileobj is self.listener:
-                        self._accept()
-                    else:
-                        self._read(cast(socket.socket, key.fileobj))
-                if self.flushes:
-                    # Everything any worker sent before this flush is in some connection's
-                    # buffer, or in one not accepted yet: read them all first.
-                    self._accept()
-                    for conn in list(self.buffers):
-                        self._read(conn)
+                if len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
+                    self._take(RETRY_SECONDS if self.writes else None)
                 if self.writes and not _write(self.rows, self.writes):
-                    continue  # the database is down: keep them, answer no flush, try again
+                    # The database is down: keep them, answer no flush, try again.
+                    time.sleep(RETRY_SECONDS)
+                    continue
                 wrote = bool(self.writes)
                 self.writes.clear()
                 for conn, nonce in self.flushes:
@@ -379,6 +375,20 @@ class _Writer:
             self.listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+    def _take(self, timeout: float | None) -> None:
+        """Read what the workers sent (waiting up to `timeout` for something)."""
+        for key, _ in self.selector.select(timeout):
+            if key.fileobj is self.listener:
+                self._accept()
+            else:
+                self._read(cast(socket.socket, key.fileobj))
+        if self.flushes:
+            # Everything any worker sent before this flush is in some connection's
+            # buffer, or in one not accepted yet: read them all first.
+            self._accept()
+            for conn in list(self.buffers):
+                self._read(conn)
 
     def _accept(self) -> None:
         while True:

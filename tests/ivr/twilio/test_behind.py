@@ -216,21 +216,32 @@ def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, mo
 
     monkeypatch.setattr(behind, "write_batch", flaky)
     monkeypatch.setattr(behind, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(behind, "MAX_HELD", 1)  # once it holds one, it reads no more until it is written
     writer = behind._Writer(callrows.CallRowStore(db.engine), str(path))
     thread = threading.Thread(target=writer.run, daemon=True)
     thread.start()
     queue = behind.LogQueue(path)
-    for n in range(1, 4):
+
+    def send(n: int) -> None:
         write = pack(
             LogWrite(flow_now(), events=(("menu", f"step {n}", {}),), state={"step": "menu", "seq": n})
         )
         assert queue.send((f"CA{n}", "+79001234567", None, True, n, write))
+
+    for n in (1, 2, 3):
+        send(n)
+    deadline = time.monotonic() + 10
+    while not tries and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held = tries[0]  # what it read before the first try: as much as it may hold, or more
+    for n in (4, 5):
+        send(n)  # taken by the socket, not read while the writer holds too much
     assert not queue.flush(0.5)  # not written: the step that needs the row gets the apology
-    assert calls(db) == [] and len(tries) >= 2  # tried again and again
+    assert calls(db) == [] and len(tries) >= 2 and set(tries) == {held}  # tried again, read no more
     down.clear()
     assert queue.flush(10)
-    assert sorted(c.backend_call_id for c in calls(db)) == ["CA1", "CA2", "CA3"]
-    assert event_kinds(db).count("menu") == 3  # each once
+    assert sorted(c.backend_call_id for c in calls(db)) == ["CA1", "CA2", "CA3", "CA4", "CA5"]
+    assert event_kinds(db).count("menu") == 5  # each once
     behind.stop_writer(path)
     thread.join(10)
     assert not thread.is_alive()

@@ -180,9 +180,8 @@ def write_batch(rows: callrows.CallRowStore, backend: str, batch: list[CallWrite
     with translate_errors(), rows.transaction() as (conn, call_rows):
         opened_calls: list[_OpenCall] = []
         events: list[dict[str, Any]] = []
-        if isinstance(
-            call_rows, callrows.CoreRows
-        ):  # a round trip a statement: the batch's calls read at once
+        if isinstance(call_rows, callrows.CoreRows):
+            # A round trip a statement: the batch's calls are read at once.
             call_rows = _ReadBefore(call_rows, call_rows.find_many(backend, [call[0] for call in batch]))
         try:
             for call_id, from_number, to_number, starts, writes in batch:

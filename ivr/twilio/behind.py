@@ -14,25 +14,29 @@ two cores shared with the HTTP workers. Now:
   take another. It is still read as untrusted (`state_from_token`: known fields,
   types and lengths, or the row is read as before). A state longer than `MAX_TOKEN`
   (an engineer's long question) is left out of the URL, and that step reads the row.
-- **The step's writes are queued** (`LogQueue.send`): one datagram to the call-log
-  writer (`serve_queue`, a process `hotline serve` starts: `make_service`), which
-  writes whatever has arrived in one transaction through `ivr.logwriter.write_batch`,
-  as the FastAGI calls' log is written. A Unix datagram socket has one queue for
-  every sender, so the writer sees each call's steps in the order they were answered,
-  whichever worker answered them.
-- **A step that needs the database** (a status lookup, a request, a recording, the
-  end of the call reported by Twilio, a stream's claim) first waits until the writer
-  has committed everything queued before it (`LogQueue.flush`: a datagram through
-  the same queue, answered after the commit), then runs on the row as before.
+- **The step's writes are queued** (`LogQueue.send`): one frame over a Unix stream
+  connection of the worker thread's own to the call-log writer (`serve_queue`, a
+  process `hotline serve` starts: `make_service`), which writes whatever has arrived
+  in one transaction through `ivr.logwriter.write_batch`, as the FastAGI calls' log is
+  written; each call's steps in `seq` order, whichever worker answered them. (A Unix
+  datagram socket, one queue for every sender, holds only 10 datagrams here.)
+- **A step that needs the database** (a status lookup, a request, the end of the call
+  reported by Twilio, the recording callback) first waits until the writer has
+  committed everything queued before it (`LogQueue.flush`, on a connection of its
+  own: the writer accepts and reads every connection before it answers), then runs on
+  the row as before. So does every step of a call with a recording in progress or
+  saved (`ahead_of_row`): the recording callback moves the row's state between two
+  webhooks, which the URL's state does not know.
 
-The writer only applies a state newer than the row's (`seq`), so a webhook Twilio
-repeats cannot take the call back. What is lost: writes the writer received and had
-not committed when it was killed (milliseconds; it is started again at once), as for
-FastAGI. With the database down the writer keeps what it received and retries; the
-webhooks that need the database get the apology, as before. With live speech on
-(HOTLINE_LIVE_SPEECH) every webhook reads the row, since a media stream may move the
-call on between two webhooks. Without the writer (no `hotline serve`, or it is being
-restarted) every webhook runs on the row, as before.
+The writer never applies a state older than the row's (`seq`), so a webhook Twilio
+repeats late cannot take the call back. What is lost: writes the writer received and
+had not committed when it was killed (milliseconds; it is started again at once), as
+for FastAGI. With the database down the writer keeps what it received (at most
+`MAX_HELD` writes, then it reads no more) and retries; the webhooks that need the
+database get the apology, as before. With live speech on (HOTLINE_LIVE_SPEECH) every
+webhook reads the row (`usable`), since a media stream may move the call on between
+two webhooks. Without the writer (no `hotline serve`, or it is being restarted) every
+webhook runs on the row, as before.
 
 The socket is `twilio-log.sock` in the data dir, mode 0600: only the service's own
 user can queue (who can write the socket can write the database file as well).
@@ -80,8 +84,6 @@ MAX_FRAME = 256 * 1024
 SEND_SECONDS = 2.0
 #: Seconds a step that needs the database waits for the queue before it (then the apology).
 FLUSH_SECONDS = 30.0
-#: Messages the writer takes into one transaction at most.
-BATCH = 2000
 #: Seconds the writer lets writes gather after a batch (a flush ends the wait).
 GATHER_SECONDS = 0.02
 #: Writes the writer holds at most while the database is down (about 1 KB each); beyond
@@ -284,7 +286,7 @@ class QueuedCallStore(CallStore):
     ) -> flow.Step:
         """Run the event on `state` (from the URL) and queue its writes; on the row as
         `handle` does if there is no state, it needs the database, or nothing queues it."""
-        if state is not None and ahead_of_row(state) and not self.settings.live_speech:
+        if state is not None and ahead_of_row(state):  # (no QueuedCallStore with live speech: `usable`)
             starts = isinstance(event, flow.CallStarted)
             port = DbCallPort(_needs_lock, self.settings, _CallRow({"id": 0, "from_number": from_number}))  # type: ignore[arg-type]
             try:

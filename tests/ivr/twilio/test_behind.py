@@ -247,6 +247,22 @@ def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, mo
     assert not thread.is_alive()
 
 
+def test_a_worker_does_not_wait_while_the_writer_pauses(short_dir):
+    # The writer reads between batches. Until then the steps wait in the connection's
+    # buffer: 150 steps (~3 s of one busy worker thread's webhooks at the writer's
+    # pace) are taken at once. (A socket with Python's timeout polled before every
+    # send, and a Unix socket polls writable only under a quarter of its buffer: after
+    # ~40 steps each send waited, here 2 s, then went to the row.)
+    path = short_dir / behind.SOCKET_NAME
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        queue = behind.LogQueue(path)
+        write = pack(LogWrite(flow_now(), events=(("menu", "", {}),), state={"step": "menu", "seq": 1}))
+        sent = [queue.send((f"CA{n:032d}", "+79001234567", None, False, n, write)) for n in range(150)]
+        assert all(sent)
+
+
 def test_garbage_on_the_writers_socket_is_dropped(db, short_dir):
     path = short_dir / behind.SOCKET_NAME
     writer = behind._Writer(callrows.CallRowStore(db.engine), str(path))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from sqlalchemy import (
     bindparam,
     insert,
     select,
+    text,
     union_all,
     update,
 )
@@ -60,6 +62,16 @@ FIND_CALL = select(*CALLS.c).where(
 _FIND_CALL_LOCKED = FIND_CALL.with_for_update()
 _INSERT_CALL = insert(CALLS)
 _INSERT_EVENTS = insert(EVENTS)
+# PostgreSQL: the events as one JSON document, read as rows: one statement and one
+# parameter for any number of them (an executemany is a statement a row, pipelined or
+# not: three quarters of the Twilio call-log writer's time with 300 events a batch;
+# arrays a column were dumped element by element in Python). `n` keeps their order.
+_PG_INSERT_EVENTS = text(
+    "INSERT INTO call_events (call_id, at, kind, detail, data) SELECT call_id, at, kind, detail, data"
+    " FROM ROWS FROM (json_to_recordset(CAST(:events AS JSON)) AS (call_id INTEGER,"
+    " at TIMESTAMP WITH TIME ZONE, kind VARCHAR, detail TEXT, data JSON))"
+    " WITH ORDINALITY AS e(call_id, at, kind, detail, data, n) ORDER BY n"
+)
 # The SET clause follows the parameters given (the columns a step changed).
 _UPDATE_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id_"))
 
@@ -199,8 +211,14 @@ class CoreRows:
             self.conn.execute(_UPDATE_CALL, {**changed, "call_id_": id_})
 
     def insert_events(self, events: list[dict[str, Any]]) -> None:
-        if events:
+        if not events:
+            return
+        if self.conn.dialect.name != "postgresql":
             self.conn.execute(_INSERT_EVENTS, events)
+            return
+        at = _event_binds(self.conn.dialect)[EVENT_COLUMNS.index("at")]  # aware, in UTC
+        rows = [{**event, "at": at(event["at"]).isoformat()} for event in events]
+        self.conn.execute(_PG_INSERT_EVENTS, {"events": json.dumps(rows)})
 
     def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
         dialect = self.conn.dialect.name
@@ -219,6 +237,12 @@ class CoreRows:
             return _make_in_transaction(self, values, events)
         params = _event_params({f"new_{k}": v for k, v in values.items()}, events)
         return cast(int | None, self.conn.execute(_make_statement(len(events)), params).scalar())
+
+
+@lru_cache
+def _event_binds(dialect: Dialect) -> list[Any]:
+    """The events' columns' own conversions to the driver's values (SQLAlchemy's)."""
+    return [EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS]
 
 
 class _SqliteStatements:
@@ -241,9 +265,7 @@ class _SqliteStatements:
         self.quote = quote
         self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in CALLS.c]
         self.binds = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in CALLS.c}
-        self.event_binds = [
-            EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS
-        ]
+        self.event_binds = _event_binds(dialect)
         self.names = {c.key: c.name for c in CALLS.c}
         self.unchanged = " AND ".join(f"{quote(c.name)} {'=' if c.primary_key else 'IS'} ?" for c in CALLS.c)
 

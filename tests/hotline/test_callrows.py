@@ -98,6 +98,7 @@ def test_events_keep_their_order_and_data(rows_in, any_db):
             [
                 {"call_id": id_, "at": at, "kind": "digits", "detail": "1", "data": {"digits": "1"}},
                 {"call_id": id_, "at": at, "kind": "lookup", "detail": "10008", "data": {}},
+                {"call_id": id_, "at": at, "kind": "said", "detail": "Заявка «1»", "data": {"ч": [1, None]}},
             ]
         )
         rows.insert_events([])
@@ -106,6 +107,7 @@ def test_events_keep_their_order_and_data(rows_in, any_db):
         assert [(e.kind, e.detail, e.data, e.at) for e in call.events] == [
             ("digits", "1", {"digits": "1"}, at),
             ("lookup", "10008", {}, at),
+            ("said", "Заявка «1»", {"ч": [1, None]}, at),
         ]
 
 

@@ -181,8 +181,8 @@ def write_batch(rows: callrows.CallRowStore, backend: str, batch: list[CallWrite
         opened_calls: list[_OpenCall] = []
         events: list[dict[str, Any]] = []
         if isinstance(call_rows, callrows.CoreRows):
-            # A round trip a statement: the batch's calls are read at once.
-            call_rows = _ReadBefore(call_rows, call_rows.find_many(backend, [call[0] for call in batch]))
+            # A round trip a statement: the batch's calls are read at once, written at the end.
+            call_rows = callrows.BatchRows(call_rows, backend, [call[0] for call in batch])
         try:
             for call_id, from_number, to_number, starts, writes in batch:
                 values = callrows.start_call(
@@ -197,26 +197,13 @@ def write_batch(rows: callrows.CallRowStore, backend: str, batch: list[CallWrite
                 opened.write()
                 ids.append(values["id"])
             call_rows.insert_events(events)
+            if isinstance(call_rows, callrows.BatchRows):
+                call_rows.write()
         finally:
             for opened in opened_calls:
                 if opened._session is not None:
                     opened._session.close()
     return ids
-
-
-class _ReadBefore:
-    """CallRows whose `find` answers from the batch's calls read in one statement."""
-
-    def __init__(self, rows: callrows.CoreRows, found: dict[str, dict[str, Any] | None]):
-        self.rows, self.found = rows, found
-
-    def find(self, backend: str, backend_call_id: str) -> dict[str, Any] | None:
-        if backend_call_id in self.found:
-            return self.found.pop(backend_call_id)  # read once: a call made since is found again
-        return self.rows.find(backend, backend_call_id)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.rows, name)
 
 
 def serve(url: str, backend: str, conn: Any) -> None:

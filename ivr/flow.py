@@ -356,6 +356,45 @@ def handle(state: CallState, event: Event, port: CallPort, config: FlowConfig | 
     return flow.step
 
 
+def looked_up(state: CallState, event: Event) -> str | None:
+    """The request number whose status `handle(state, event, …)` looks up, else None.
+
+    Such a step asks the port for the caller's recent lookups and for the request; the
+    rest of the step depends on their answers. Known before the step, those reads can
+    be made first (`ivr.livecalls` reads on its event loop, batched): the step then runs
+    once. tests/ivr/test_flow.py checks this against what `handle` asks the port.
+    """
+    if isinstance(event, Hangup) or state.ended:
+        return None
+    if isinstance(event, DigitsEntered):
+        entered = _entered(event.digits)
+        if state.step != StepName.NUMBER:
+            menu = MENUS.get(state.step)
+            if menu is None or menu.options.get(entered) is not _Flow.number_confirmed:
+                return None
+            entered = state.spoken or ""
+    elif isinstance(event, SpokenAnswer):
+        menu = MENUS.get(state.step)
+        key = "1" if event.yes else "2"
+        if menu is None or not menu.yes_no or menu.options.get(key) is not _Flow.number_confirmed:
+            return None
+        entered = state.spoken or ""
+    else:
+        return None
+    if not entered or entered == "*":
+        return None
+    try:
+        return parse_request_number(entered)
+    except InvalidRequestNumber:
+        return None
+
+
+def _entered(digits: str) -> str:
+    """The keys of a `DigitsEntered`, without blanks and the '#' that finished them."""
+    digits = digits.strip()
+    return digits[:-1] if digits.endswith("#") else digits
+
+
 def reprompt(state: CallState, config: FlowConfig | None = None) -> list[Action]:
     """The actions that ask the current question again (for a repeated webhook)."""
     flow = _Flow(CallState.from_json(state.to_json()), _NoPort(), config or FlowConfig())
@@ -451,8 +490,7 @@ class _Flow:
             self.log("call_started", caller=event.caller)
             self.menu(Prompt("greeting"))
         elif isinstance(event, DigitsEntered):
-            digits = event.digits.strip()
-            digits = digits[:-1] if digits.endswith("#") else digits
+            digits = _entered(event.digits)
             self.digits(digits) if digits else self.no_input()
         elif isinstance(event, NoInput):
             self.no_input()

@@ -345,6 +345,11 @@ class _LivePort(DbCallPort):
         row = self._read(self.store._reads.find_request, {"number": number})
         return None if row is None else self._request_info(*row)
 
+    def ask_lookup(self, number: str) -> None:
+        """Note the reads of a status lookup of `number` (`flow.looked_up`) as `missing`."""
+        self.recent_lookups()  # a withheld number's: the shared count and the call's own
+        self.find_request(number)  # read even if the count is over the limit: one read too many
+
     def _read(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """A read on the event loop: read before, batched with other calls' reads (see run).
 
@@ -354,7 +359,8 @@ class _LivePort(DbCallPort):
         """
         if self.store._batched_reads() is None:
             raise _NeedsIO  # closed, or neither SQLite nor PostgreSQL: a thread's session reads
-        key = (id(query), *(v for k, v in sorted(params.items()) if k != "since"))
+        # Whom it is about (the reads of ivr.store), not since when (the hour moves on).
+        key = (id(query), params.get("number"), params.get("call_id"))
         try:
             return self.live.fetched[key]
         except KeyError:
@@ -571,12 +577,20 @@ class LiveCallStore(CallStore):
     def _in_memory(self, live: LiveCall, event: flow.Event, io: bool) -> flow.Step | None:
         """The step run in memory, reading through its own session; None if it must write.
 
-        Without `io` (on the event loop) a step whose status-lookup reads are not made yet
-        raises _NeedsRead with all of them (its result dropped); one that would read
+        Without `io` (on the event loop) a status lookup (`flow.looked_up`) raises
+        _NeedsRead with its reads before it runs, and runs once they are made; a step that
+        still asks a read not made goes on without its answer and raises _NeedsRead with
+        every read it asked (its result dropped: the flow is pure); one that would read
         otherwise, or write, raises _NeedsIO.
         """
         if not io:  # on the loop: no session (a read goes through _LivePort._read)
             port = _LivePort(self, live, _no_session, io)
+            # A status lookup's reads are known before it runs: read them, then run it once.
+            number = None if live.fetched else flow.looked_up(live.state, event)
+            if number is not None:
+                port.ask_lookup(number)
+                if port.missing:
+                    raise _NeedsRead(live, port.missing)
             try:
                 step = flow.handle(live.state, event, port, self.config)
             except Exception as exc:

@@ -305,10 +305,10 @@ def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_setting
 
 
 @pytest.mark.parametrize("caller", ["79001112233", None], ids=["number", "withheld"])
-def test_a_status_lookup_step_runs_twice_its_reads_asked_at_once(any_db, make_settings, monkeypatch, caller):
+def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, monkeypatch, caller):
     # The lookup step needs the caller's lookup count(s) and the request: on the event loop
-    # it goes on past a read not made yet, asks for every read at once, and runs once more
-    # with the answers (it ran once per read before, each read a turn of the loop).
+    # they are read first, all in one batch (flow.looked_up names the number), and the step
+    # runs once with the answers (it ran twice before: once to find its reads).
     settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
     number = open_request(any_db)
     store = LiveCallStore(any_db, settings, BACKEND)
@@ -320,18 +320,28 @@ def test_a_status_lookup_step_runs_twice_its_reads_asked_at_once(any_db, make_se
         return handle(state, event, port, config)
 
     monkeypatch.setattr(flow, "handle", counted)
+    reads = store._batched_reads()
+    assert reads is not None
+    ask = reads.ask
+    asked: list[str] = []
+
+    def noted(query, params):
+        asked.append(query.sql)
+        return ask(query, params)
 
     async def main() -> flow.Step:
         await store.run(store.handle, "c1", flow.CallStarted(caller), from_number=caller)
         await store.run(store.handle, "c1", flow.DigitsEntered("1"))
         runs.clear()
+        reads.ask = noted  # type: ignore[method-assign]
         return await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
 
     try:
         step = asyncio.run(main())
     finally:
         store.close()
-    assert len(runs) == 2
+    assert len(runs) == 1
+    assert len(asked) == (2 if caller else 3)  # the count (a withheld number: two), the request
     said = [s for a in step.actions if isinstance(a, flow.Speak) for s in a.segments]
     assert flow.Prompt("status_new") in said and flow.Number(number) in said
     assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]

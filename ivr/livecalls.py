@@ -47,7 +47,7 @@ from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, Outcome
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
-from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, log_write, pack
+from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, pack, pack_step
 from ivr.store import (
     _FIND_REQUEST,
     _LOOKUPS_BY_NUMBER,
@@ -618,9 +618,8 @@ class LiveCallStore(CallStore):
         answered: dt.datetime | None = None,
         end: dict[str, Any] | None = None,
     ) -> None:
-        write = log_write(step, answered=answered, end=end)
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
-        self.writer.submit(live, pack(write), lookups)
+        self.writer.submit(live, pack_step(step, answered=answered, end=end), lookups)
 
 
 async def _answers(live: LiveCall, asked: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:

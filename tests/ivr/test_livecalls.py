@@ -258,6 +258,34 @@ def test_a_queued_write_comes_out_of_the_pipe_as_it_went_in():
     assert unpack(pack(naive)) == naive
 
 
+def test_a_step_packed_at_once_is_the_step_packed_through_its_log_write(monkeypatch):
+    import datetime as dt
+
+    from ivr import logwriter
+    from ivr.fake import FakeCallPort
+
+    at = dt.datetime(2026, 11, 29, 22, 24, 3, 954069, tzinfo=dt.UTC)
+    monkeypatch.setattr(logwriter, "utcnow", lambda: at)
+    port = FakeCallPort()
+    number = port.add_request("incident", "awaiting_info", question="Какой цех?")
+    state = flow.CallState()
+    events: list[flow.Event] = [
+        flow.CallStarted("+79001112233"),
+        flow.DigitsEntered("1"),
+        flow.DigitsEntered(number + "#"),
+        flow.DigitsEntered("1"),  # recording information: `pending` set
+        flow.RecordingFinished(flow.Recording("r1", 5.0)),  # `recorded` set
+        flow.Hangup(),
+    ]
+    for event in events:
+        step = flow.handle(state, event, port)
+        for answered, end in ((None, None), (at, {"backend_status": "completed", "ended_at": at})):
+            packed = logwriter.unpack(logwriter.pack_step(step, answered=answered, end=end))
+            assert packed == logwriter.unpack(logwriter.pack(logwriter.log_write(step, answered, end)))
+        state = step.state
+    assert state.recorded and state.step == flow.StepName.ENDED
+
+
 def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_settings):
     # The lookups of calls at once are read together (one statement a query): each call
     # still hears the status of its own number, and the unknown number hears so.

@@ -560,6 +560,13 @@ class LiveCallStore(CallStore):
             raise self.writer.down or DatabaseUnavailable("database unavailable: the call log is not written")
 
     def _live(self, call_id: str, from_number: str | None = None, to_number: str | None = None) -> LiveCall:
+        live = self._calls.get(call_id)  # most steps: a call in memory, its numbers known
+        if live is None or (from_number and not live.from_number) or (to_number and not live.to_number):
+            live = self._new_numbers(call_id, from_number, to_number)
+        return live
+
+    def _new_numbers(self, call_id: str, from_number: str | None, to_number: str | None) -> LiveCall:
+        """The call, made if new, with the numbers it did not have yet."""
         # As the call row will hold them (hotline.callrows cleans them again, at no cost).
         from_number, to_number = stored_phone(from_number), stored_phone(to_number)
         with self._lock:

@@ -375,6 +375,30 @@ def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, 
     assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]
 
 
+def test_the_loops_reads_on_postgresql_use_no_parallel_workers(any_db, make_settings):
+    # A batch of lookups read by two parallel workers took 16-21 ms against ~3 ms through
+    # the number index (docs/performance.md), the workers' CPU taken from the event loop.
+    if any_db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    reads = store._pg_reads
+    assert reads is not None
+
+    async def main() -> str:
+        await store.run(store.handle, "c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+        cursor = await reads._conn.execute("SHOW max_parallel_workers_per_gather")
+        return (await cursor.fetchone())[0]
+
+    try:
+        assert asyncio.run(main()) == "0"
+    finally:
+        store.close()
+
+
 def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):
     # The reads asked together (a withheld number: three) fail together, the database
     # down: the step raises the database's error, as a single read did.

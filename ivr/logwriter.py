@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import pickle
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -106,27 +107,14 @@ def pack(write: LogWrite) -> bytes:
     the greeting of the last calls waited for it. So: plain values, datetimes as
     integers, and the segments said (the same few prompts in every call) pickled once.
     """
-    end = write.end
-    if end is not None and "ended_at" in end:
-        end = {**end, "ended_at": _instant(end["ended_at"])}
     state = write.state
     if state is not None and isinstance(state.get("step"), enum.Enum):  # CallState.to_json()
         state = dict(state)
         for key in ("step", "outcome"):
             if key in state:
                 state[key] = _plain(state[key])
-    return pickle.dumps(
-        (
-            _instant(write.at),
-            tuple((_plain(kind), detail, data) for kind, detail, data in write.events),
-            _said(write.said) if write.said else b"",
-            state,
-            _plain(write.outcome),
-            _instant(write.answered),
-            write.ended,
-            end,
-        ),
-        protocol=pickle.HIGHEST_PROTOCOL,
+    return _dumps(
+        write.at, write.events, write.said, state, write.outcome, write.answered, write.ended, write.end
     )
 
 
@@ -138,18 +126,34 @@ def pack_step(
     state = step.state
     values = state.__dict__.copy()  # `to_json()`'s keys; pickled now, so nothing in it is copied
     values["step"], values["outcome"] = _plain(state.step), _plain(state.outcome)
+    events = [(entry.kind, entry.detail, entry.data) for entry in step.log]
     said = tuple(a.segments for a in step.actions if isinstance(a, flow.Speak))
+    ended = state.step == flow.StepName.ENDED
+    return _dumps(utcnow(), events, said, values, state.outcome, answered, ended, end)
+
+
+def _dumps(
+    at: dt.datetime,
+    events: Iterable[tuple[str, str, dict[str, Any]]],
+    said: tuple[tuple[Segment, ...], ...],
+    state: dict[str, Any] | None,
+    outcome: str | None,
+    answered: dt.datetime | None,
+    ended: bool,
+    end: dict[str, Any] | None,
+) -> bytes:
+    """The bytes `unpack` reads: a write's parts as plain values (see `pack`)."""
     if end is not None and "ended_at" in end:
         end = {**end, "ended_at": _instant(end["ended_at"])}
     return pickle.dumps(
         (
-            _instant(utcnow()),
-            tuple((_plain(entry.kind), entry.detail, entry.data) for entry in step.log),
+            _instant(at),
+            tuple((_plain(kind), detail, data) for kind, detail, data in events),
             _said(said) if said else b"",
-            values,
-            values["outcome"],
+            state,
+            _plain(outcome),
             _instant(answered),
-            state.step == flow.StepName.ENDED,
+            ended,
             end,
         ),
         protocol=pickle.HIGHEST_PROTOCOL,

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import pickle
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -113,9 +112,8 @@ def pack(write: LogWrite) -> bytes:
         for key in ("step", "outcome"):
             if key in state:
                 state[key] = _plain(state[key])
-    return _dumps(
-        write.at, write.events, write.said, state, write.outcome, write.answered, write.ended, write.end
-    )
+    events = tuple((_plain(kind), detail, data) for kind, detail, data in write.events)
+    return _dumps(write.at, events, write.said, state, write.outcome, write.answered, write.ended, write.end)
 
 
 def pack_step(
@@ -126,7 +124,7 @@ def pack_step(
     state = step.state
     values = state.__dict__.copy()  # `to_json()`'s keys; pickled now, so nothing in it is copied
     values["step"], values["outcome"] = _plain(state.step), _plain(state.outcome)
-    events = [(entry.kind, entry.detail, entry.data) for entry in step.log]
+    events = tuple((_plain(entry.kind), entry.detail, entry.data) for entry in step.log)
     said = tuple(a.segments for a in step.actions if isinstance(a, flow.Speak))
     ended = state.step == flow.StepName.ENDED
     return _dumps(utcnow(), events, said, values, state.outcome, answered, ended, end)
@@ -134,7 +132,7 @@ def pack_step(
 
 def _dumps(
     at: dt.datetime,
-    events: Iterable[tuple[str, str, dict[str, Any]]],
+    events: tuple[tuple[str, str, dict[str, Any]], ...],  # kinds plain already
     said: tuple[tuple[Segment, ...], ...],
     state: dict[str, Any] | None,
     outcome: str | None,
@@ -148,7 +146,7 @@ def _dumps(
     return pickle.dumps(
         (
             _instant(at),
-            tuple((_plain(kind), detail, data) for kind, detail, data in events),
+            events,
             _said(said) if said else b"",
             state,
             _plain(outcome),

@@ -23,6 +23,7 @@ from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.session import BACKEND, make_handler
 from ivr.livecalls import LiveCallStore
 from ivr.store import CallStore
+from tests.conftest import _reset_postgres
 
 
 def serve(
@@ -375,14 +376,16 @@ def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, 
     assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]
 
 
-def test_the_loops_reads_on_postgresql_use_no_parallel_workers(any_db, make_settings):
+@pytest.mark.postgres
+def test_the_loops_reads_on_postgresql_use_no_parallel_workers(request, make_settings):
     # A batch of lookups read by two parallel workers took 16-21 ms against ~3 ms through
     # the number index (docs/performance.md), the workers' CPU taken from the event loop.
-    if any_db.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's planner")
-    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
-    number = open_request(any_db)
-    store = LiveCallStore(any_db, settings, BACKEND)
+    url = request.getfixturevalue("_postgres_database")
+    _reset_postgres(url)
+    pg = Database(url)
+    settings = make_settings(HOTLINE_DATABASE_URL=pg.url)
+    number = open_request(pg)
+    store = LiveCallStore(pg, settings, BACKEND)
     reads = store._pg_reads
     assert reads is not None
 
@@ -397,6 +400,7 @@ def test_the_loops_reads_on_postgresql_use_no_parallel_workers(any_db, make_sett
         assert asyncio.run(main()) == "0"
     finally:
         store.close()
+        pg.dispose()
 
 
 def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):

@@ -47,7 +47,7 @@ from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, Outcome
 from ivr import flow
 from ivr.flow import CallState, Recording, RequestInfo
-from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, log_write, pack
+from ivr.logwriter import CallWrites, LogWrite, LogWriterProcess, WriterFailed, pack, pack_step
 from ivr.store import (
     _FIND_REQUEST,
     _LOOKUPS_BY_NUMBER,
@@ -268,7 +268,7 @@ class _PgReads(_Reads):
             batch, self._asked = self._asked, []
             try:
                 if self._conn is None:
-                    self._conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                    self._conn = await self._connect()
                 rows: list[Any] = [None] * len(batch)
                 for indexes in self.by_query(batch):
                     query = batch[indexes[0]][0]
@@ -299,6 +299,16 @@ class _PgReads(_Reads):
             for (_, _, answer), row in zip(batch, rows, strict=True):
                 if not answer.done():
                     answer.set_result(row)
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        # No parallel workers for a batch: once `calls` outgrows min_parallel_table_scan_size
+        # the planner scanned it with two workers, 16-21 ms a batch against ~3 ms through
+        # its number index (19,500 calls), the workers' CPU taken from the event loop's.
+        await conn.execute("SET max_parallel_workers_per_gather = 0")
+        return conn
 
     def close(self) -> None:
         """Close the connection (at once, whichever loop is running or none)."""
@@ -345,6 +355,11 @@ class _LivePort(DbCallPort):
         row = self._read(self.store._reads.find_request, {"number": number})
         return None if row is None else self._request_info(*row)
 
+    def ask_lookup(self, number: str) -> None:
+        """Note the reads of a status lookup of `number` (`flow.looked_up`) as `missing`."""
+        self.recent_lookups()  # a withheld number's: the shared count and the call's own
+        self.find_request(number)  # read even if the count is over the limit: one read too many
+
     def _read(self, query: _DriverQuery, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """A read on the event loop: read before, batched with other calls' reads (see run).
 
@@ -354,7 +369,8 @@ class _LivePort(DbCallPort):
         """
         if self.store._batched_reads() is None:
             raise _NeedsIO  # closed, or neither SQLite nor PostgreSQL: a thread's session reads
-        key = (id(query), *(v for k, v in sorted(params.items()) if k != "since"))
+        # Whom it is about (the reads of ivr.store), not since when (the hour moves on).
+        key = (id(query), params.get("number"), params.get("call_id"))
         try:
             return self.live.fetched[key]
         except KeyError:
@@ -554,6 +570,13 @@ class LiveCallStore(CallStore):
             raise self.writer.down or DatabaseUnavailable("database unavailable: the call log is not written")
 
     def _live(self, call_id: str, from_number: str | None = None, to_number: str | None = None) -> LiveCall:
+        live = self._calls.get(call_id)  # most steps: a call in memory, its numbers known
+        if live is None or (from_number and not live.from_number) or (to_number and not live.to_number):
+            live = self._new_numbers(call_id, from_number, to_number)
+        return live
+
+    def _new_numbers(self, call_id: str, from_number: str | None, to_number: str | None) -> LiveCall:
+        """The call, made if new, with the numbers it did not have yet."""
         # As the call row will hold them (hotline.callrows cleans them again, at no cost).
         from_number, to_number = stored_phone(from_number), stored_phone(to_number)
         with self._lock:
@@ -571,12 +594,20 @@ class LiveCallStore(CallStore):
     def _in_memory(self, live: LiveCall, event: flow.Event, io: bool) -> flow.Step | None:
         """The step run in memory, reading through its own session; None if it must write.
 
-        Without `io` (on the event loop) a step whose status-lookup reads are not made yet
-        raises _NeedsRead with all of them (its result dropped); one that would read
+        Without `io` (on the event loop) a status lookup (`flow.looked_up`) raises
+        _NeedsRead with its reads before it runs, and runs once they are made; a step that
+        still asks a read not made goes on without its answer and raises _NeedsRead with
+        every read it asked (its result dropped: the flow is pure); one that would read
         otherwise, or write, raises _NeedsIO.
         """
         if not io:  # on the loop: no session (a read goes through _LivePort._read)
             port = _LivePort(self, live, _no_session, io)
+            # A status lookup's reads are known before it runs: read them, then run it once.
+            number = None if live.fetched else flow.looked_up(live.state, event)
+            if number is not None:
+                port.ask_lookup(number)
+                if port.missing:
+                    raise _NeedsRead(live, port.missing)
             try:
                 step = flow.handle(live.state, event, port, self.config)
             except Exception as exc:
@@ -604,9 +635,8 @@ class LiveCallStore(CallStore):
         answered: dt.datetime | None = None,
         end: dict[str, Any] | None = None,
     ) -> None:
-        write = log_write(step, answered=answered, end=end)
         lookups = sum(1 for entry in step.log if entry.kind == CallEventKind.LOOKUP)
-        self.writer.submit(live, pack(write), lookups)
+        self.writer.submit(live, pack_step(step, answered=answered, end=end), lookups)
 
 
 async def _answers(live: LiveCall, asked: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:

@@ -106,24 +106,52 @@ def pack(write: LogWrite) -> bytes:
     the greeting of the last calls waited for it. So: plain values, datetimes as
     integers, and the segments said (the same few prompts in every call) pickled once.
     """
-    end = write.end
-    if end is not None and "ended_at" in end:
-        end = {**end, "ended_at": _instant(end["ended_at"])}
     state = write.state
     if state is not None and isinstance(state.get("step"), enum.Enum):  # CallState.to_json()
         state = dict(state)
         for key in ("step", "outcome"):
             if key in state:
                 state[key] = _plain(state[key])
+    events = tuple((_plain(kind), detail, data) for kind, detail, data in write.events)
+    return _dumps(write.at, events, write.said, state, write.outcome, write.answered, write.ended, write.end)
+
+
+def pack_step(
+    step: flow.Step, answered: dt.datetime | None = None, end: dict[str, Any] | None = None
+) -> bytes:
+    """`pack(log_write(step, answered, end))`, without the `LogWrite` and the copies of the
+    state in between: FastAGI's event loop packs every step of every call."""
+    state = step.state
+    values = state.__dict__.copy()  # `to_json()`'s keys; pickled now, so nothing in it is copied
+    values["step"], values["outcome"] = _plain(state.step), _plain(state.outcome)
+    events = tuple((_plain(entry.kind), entry.detail, entry.data) for entry in step.log)
+    said = tuple(a.segments for a in step.actions if isinstance(a, flow.Speak))
+    ended = state.step == flow.StepName.ENDED
+    return _dumps(utcnow(), events, said, values, state.outcome, answered, ended, end)
+
+
+def _dumps(
+    at: dt.datetime,
+    events: tuple[tuple[str, str, dict[str, Any]], ...],  # kinds plain already
+    said: tuple[tuple[Segment, ...], ...],
+    state: dict[str, Any] | None,
+    outcome: str | None,
+    answered: dt.datetime | None,
+    ended: bool,
+    end: dict[str, Any] | None,
+) -> bytes:
+    """The bytes `unpack` reads: a write's parts as plain values (see `pack`)."""
+    if end is not None and "ended_at" in end:
+        end = {**end, "ended_at": _instant(end["ended_at"])}
     return pickle.dumps(
         (
-            _instant(write.at),
-            tuple((_plain(kind), detail, data) for kind, detail, data in write.events),
-            _said(write.said) if write.said else b"",
+            _instant(at),
+            events,
+            _said(said) if said else b"",
             state,
-            _plain(write.outcome),
-            _instant(write.answered),
-            write.ended,
+            _plain(outcome),
+            _instant(answered),
+            ended,
             end,
         ),
         protocol=pickle.HIGHEST_PROTOCOL,

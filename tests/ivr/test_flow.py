@@ -1,6 +1,7 @@
 """The call flow on its own: events in, actions and log out, through the fake port."""
 
 import datetime as dt
+import itertools
 import json
 import re
 from zoneinfo import ZoneInfo
@@ -293,6 +294,17 @@ def test_reprompt_repeats_the_question_without_changing_anything(caller: Caller)
     assert "номер заявки" in render_text(actions[0].segments)
 
 
+def test_a_copy_of_the_state_is_its_json_round_trip_and_its_own():
+    state = CallState(
+        step=flow.StepName.INFO_RECORD, pending={"info": "10008"}, recorded={"r1": {"number": "1"}}
+    )
+    copy = state.copy()
+    assert copy == CallState.from_json(state.to_json()) and copy is not state
+    copy.pending["info"], copy.recorded["r1"]["number"] = "x", "y"  # type: ignore[index]
+    copy.recorded["r2"] = {}
+    assert state.pending == {"info": "10008"} and state.recorded == {"r1": {"number": "1"}}
+
+
 def test_state_tolerates_unknown_and_missing_keys():
     state = CallState.from_json({"step": "menu", "future_field": 1})
     assert state.step == "menu" and state.tries == 0
@@ -501,3 +513,57 @@ def test_the_caller_hears_that_the_number_went_by_sms():
         step = handle(state, RecordingFinished(Recording("r1", 5.0)), port)
         said = [s for a in step.actions if isinstance(a, Speak) for s in a.segments]
         assert (Prompt("sms_sent") in said) is sms
+
+
+# --- what a step looks up, known before it runs ----------------------------------------
+
+
+class AskedPort(FakeCallPort):
+    """Notes what the flow asks for the status lookup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def recent_lookups(self) -> int:
+        self.asked.append("recent_lookups")
+        return super().recent_lookups()
+
+    def find_request(self, number: str) -> flow.RequestInfo | None:
+        self.asked.append(number)
+        return super().find_request(number)
+
+
+def test_looked_up_names_the_number_of_every_step_that_looks_one_up():
+    # ivr.livecalls reads a step's lookups before the step on this answer: a step that
+    # looks up what looked_up did not name would run twice there, one named that does not
+    # look up would read for nothing.
+    known = FakeCallPort().add_request("incident", "new")
+    spoken = [None, known, "12345", ""]
+    events: list[flow.Event] = [
+        *(
+            DigitsEntered(d)
+            for d in ["1", " 1 ", "1#", "2", "*", "", "#", known, known + "#", f" {known}# ", "12345#"]
+        ),
+        DigitsEntered(known[:-1] + str((int(known[-1]) + 1) % 10) + "#"),  # a wrong check digit
+        flow.SpokenAnswer(True),
+        flow.SpokenAnswer(False),
+        flow.SpokenNumber(known),
+        NoInput(),
+        Hangup(),
+        flow.CallStarted("+79001234567"),
+        RecordingFinished(None),
+        DialFinished(DialResult.NO_ANSWER),
+    ]
+    looked = 0
+    for step, said, event, limited in itertools.product(flow.StepName, spoken, events, (False, True)):
+        state = CallState(step=step, spoken=said)
+        port = AskedPort()
+        port.requests[known] = flow.RequestInfo(known, "incident", "new", port.today_is)
+        port.lookups = 20 if limited else 0  # at the limit: the request itself is not read
+        flow.handle(state, event, port)
+        number = flow.looked_up(state, event)
+        expected = [] if number is None else ["recent_lookups"] if limited else ["recent_lookups", number]
+        assert port.asked == expected, (step, said, event, limited)
+        looked += number is not None
+    assert looked > 10

@@ -23,6 +23,7 @@ from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.session import BACKEND, make_handler
 from ivr.livecalls import LiveCallStore
 from ivr.store import CallStore
+from tests.conftest import _reset_postgres
 
 
 def serve(
@@ -258,6 +259,34 @@ def test_a_queued_write_comes_out_of_the_pipe_as_it_went_in():
     assert unpack(pack(naive)) == naive
 
 
+def test_a_step_packed_at_once_is_the_step_packed_through_its_log_write(monkeypatch):
+    import datetime as dt
+
+    from ivr import logwriter
+    from ivr.fake import FakeCallPort
+
+    at = dt.datetime(2026, 11, 29, 22, 24, 3, 954069, tzinfo=dt.UTC)
+    monkeypatch.setattr(logwriter, "utcnow", lambda: at)
+    port = FakeCallPort()
+    number = port.add_request("incident", "awaiting_info", question="Какой цех?")
+    state = flow.CallState()
+    events: list[flow.Event] = [
+        flow.CallStarted("+79001112233"),
+        flow.DigitsEntered("1"),
+        flow.DigitsEntered(number + "#"),
+        flow.DigitsEntered("1"),  # recording information: `pending` set
+        flow.RecordingFinished(flow.Recording("r1", 5.0)),  # `recorded` set
+        flow.Hangup(),
+    ]
+    for event in events:
+        step = flow.handle(state, event, port)
+        for answered, end in ((None, None), (at, {"backend_status": "completed", "ended_at": at})):
+            packed = logwriter.unpack(logwriter.pack_step(step, answered=answered, end=end))
+            assert packed == logwriter.unpack(logwriter.pack(logwriter.log_write(step, answered, end)))
+        state = step.state
+    assert state.recorded and state.step == flow.StepName.ENDED
+
+
 def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_settings):
     # The lookups of calls at once are read together (one statement a query): each call
     # still hears the status of its own number, and the unknown number hears so.
@@ -305,10 +334,10 @@ def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_setting
 
 
 @pytest.mark.parametrize("caller", ["79001112233", None], ids=["number", "withheld"])
-def test_a_status_lookup_step_runs_twice_its_reads_asked_at_once(any_db, make_settings, monkeypatch, caller):
+def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, monkeypatch, caller):
     # The lookup step needs the caller's lookup count(s) and the request: on the event loop
-    # it goes on past a read not made yet, asks for every read at once, and runs once more
-    # with the answers (it ran once per read before, each read a turn of the loop).
+    # they are read first, all in one batch (flow.looked_up names the number), and the step
+    # runs once with the answers (it ran twice before: once to find its reads).
     settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
     number = open_request(any_db)
     store = LiveCallStore(any_db, settings, BACKEND)
@@ -320,21 +349,58 @@ def test_a_status_lookup_step_runs_twice_its_reads_asked_at_once(any_db, make_se
         return handle(state, event, port, config)
 
     monkeypatch.setattr(flow, "handle", counted)
+    reads = store._batched_reads()
+    assert reads is not None
+    ask = reads.ask
+    asked: list[str] = []
+
+    def noted(query, params):
+        asked.append(query.sql)
+        return ask(query, params)
 
     async def main() -> flow.Step:
         await store.run(store.handle, "c1", flow.CallStarted(caller), from_number=caller)
         await store.run(store.handle, "c1", flow.DigitsEntered("1"))
         runs.clear()
+        reads.ask = noted  # type: ignore[method-assign]
         return await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
 
     try:
         step = asyncio.run(main())
     finally:
         store.close()
-    assert len(runs) == 2
+    assert len(runs) == 1
+    assert len(asked) == (2 if caller else 3)  # the count (a withheld number: two), the request
     said = [s for a in step.actions if isinstance(a, flow.Speak) for s in a.segments]
     assert flow.Prompt("status_new") in said and flow.Number(number) in said
     assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]
+
+
+@pytest.mark.postgres
+def test_the_loops_reads_on_postgresql_use_no_parallel_workers(request, make_settings):
+    # A batch of lookups read by two parallel workers took 16-21 ms against ~3 ms through
+    # the number index (docs/performance.md), the workers' CPU taken from the event loop.
+    url = request.getfixturevalue("_postgres_database")
+    _reset_postgres(url)
+    pg = Database(url)
+    settings = make_settings(HOTLINE_DATABASE_URL=pg.url)
+    number = open_request(pg)
+    store = LiveCallStore(pg, settings, BACKEND)
+    reads = store._pg_reads
+    assert reads is not None
+
+    async def main() -> str:
+        await store.run(store.handle, "c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+        cursor = await reads._conn.execute("SHOW max_parallel_workers_per_gather")
+        return (await cursor.fetchone())[0]
+
+    try:
+        assert asyncio.run(main()) == "0"
+    finally:
+        store.close()
+        pg.dispose()
 
 
 def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):

@@ -69,7 +69,7 @@ from hotline.models import utcnow
 from hotline.settings import Settings
 from ivr import flow
 from ivr.flow import CallState, StepName
-from ivr.logwriter import NICE, STOP_SECONDS, CallWrites, log_write, pack, write_batch
+from ivr.logwriter import NICE, STOP_SECONDS, CallWrites, pack_step, write_batch
 from ivr.store import CallStore, DbCallPort, _CallRow, _NeedsLock
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ class QueuedCallStore(CallStore):
             except _NeedsLock:
                 pass
             else:
-                write = pack(log_write(step, answered=utcnow() if starts else None))
+                write = pack_step(step, answered=utcnow() if starts else None)
                 if self.queue.send((call_id, from_number, to_number, starts, step.state.seq, write)):
                     return step
         return self.handle(call_id, event, from_number=from_number, to_number=to_number, seq=seq)

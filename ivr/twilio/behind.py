@@ -31,7 +31,8 @@ two cores shared with the HTTP workers. Now:
 The writer never applies a state older than the row's (`seq`), so a webhook Twilio
 repeats late cannot take the call back. What is lost: writes the writer received and
 had not committed when it was killed (milliseconds; it is started again at once), as
-for FastAGI. With the database down the writer keeps what it received (at most
+for FastAGI. When `serve` itself is killed, the writer writes what it holds and ends.
+With the database down the writer keeps what it received (at most
 `MAX_HELD` writes, then it reads no more) and retries; the webhooks that need the
 database get the apology, as before. With live speech on (HOTLINE_LIVE_SPEECH) every
 webhook reads the row (`usable`), since a media stream may move the call on between
@@ -335,8 +336,9 @@ def serve_queue(url: str, path: str) -> None:
     with contextlib.suppress(OSError):
         os.nice(NICE)  # behind the workers answering callers
     db = Database(url)
+    parent = multiprocessing.parent_process()
     try:
-        _Writer(callrows.CallRowStore(db.engine), path).run()
+        _Writer(callrows.CallRowStore(db.engine), path, parent.sentinel if parent else None).run()
     finally:
         db.dispose()
 
@@ -344,8 +346,12 @@ def serve_queue(url: str, path: str) -> None:
 class _Writer:
     """The writer's loop: reads every worker's connection, writes what came, one transaction a turn."""
 
-    def __init__(self, rows: callrows.CallRowStore, path: str):
+    def __init__(self, rows: callrows.CallRowStore, path: str, parent: int | None = None):
         self.rows, self.path = rows, path
+        # Readable once `serve` is gone, even killed (SIGKILL, the OOM killer): the writer
+        # then writes what it holds and ends, instead of living on beside the next one.
+        self.parent = parent
+        self.orphaned: float | None = None
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -360,6 +366,9 @@ class _Writer:
         self.selector.register(self.listener, selectors.EVENT_READ)
         self.pause = selectors.DefaultSelector()
         self.pause.register(self.listener, selectors.EVENT_READ)
+        if parent is not None:
+            self.selector.register(parent, selectors.EVENT_READ)
+            self.pause.register(parent, selectors.EVENT_READ)
         self.buffers: dict[socket.socket, bytearray] = {}
         self.writes: list[Queued] = []
         self.flushes: list[tuple[socket.socket, bytes]] = []
@@ -371,6 +380,12 @@ class _Writer:
                 if len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
                     self._take(RETRY_SECONDS if self.writes else None)
                 if self.writes and not _write(self.rows, self.writes):
+                    if self.orphaned is not None and time.monotonic() - self.orphaned > STOP_SECONDS:
+                        log.error(
+                            "call-log writer: serve is gone and the database down: %d writes lost",
+                            len(self.writes),
+                        )
+                        return
                     # The database is down: keep them, answer no flush, try again.
                     time.sleep(RETRY_SECONDS)
                     continue
@@ -401,6 +416,11 @@ class _Writer:
         for key, _ in self.selector.select(timeout):
             if key.fileobj is self.listener:
                 self._accept()
+            elif key.fileobj == self.parent:
+                self.stopping = True
+                if self.orphaned is None:
+                    self.orphaned = time.monotonic()
+                    log.error("call-log writer: serve is gone; writing what it holds, then ending")
             else:
                 self._read(cast(socket.socket, key.fileobj))
         if self.flushes:

@@ -9,8 +9,11 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -200,6 +203,49 @@ def test_a_killed_writer_loses_no_call_and_is_started_again(writer_service, db):
     (row,) = calls(db)
     assert row.ended_at is not None and row.flow_state["seq"] == 5
     assert event_kinds(db)[0] == "call_started" and event_kinds(db)[-1] == "hangup"
+
+
+SERVE = """
+import sys, time
+from pathlib import Path
+from ivr.twilio import behind
+service = behind.LogQueueService(sys.argv[1], Path(sys.argv[2]))
+service.start()
+print(service._process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_writer_ends_when_serve_is_killed(db, short_dir):
+    # `serve` killed outright (SIGKILL, the OOM killer) cannot stop its writer: the writer
+    # sees it gone, writes what it holds and ends, not left beside the next one's.
+    path = short_dir / behind.SOCKET_NAME
+    serve = subprocess.Popen([sys.executable, "-c", SERVE, db.url, str(path)], stdout=subprocess.PIPE)
+    try:
+        writer = int(serve.stdout.readline())
+        wait_for_writer(path)
+        queue = behind.LogQueue(path)
+        write = pack(LogWrite(flow_now(), events=(("menu", "", {}),), state={"step": "menu", "seq": 1}))
+        assert queue.send(("CA1", "+79001234567", None, True, 1, write))
+        os.kill(serve.pid, signal.SIGKILL)
+        serve.wait(10)
+        deadline = time.monotonic() + 30
+        while _alive(writer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(writer)
+    finally:
+        serve.kill()
+        serve.stdout.close()
+    assert [c.backend_call_id for c in calls(db)] == ["CA1"]  # what it held, written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
 
 
 def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, monkeypatch):

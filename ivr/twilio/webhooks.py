@@ -369,7 +369,8 @@ def _render(
     # Most webhooks answer with one of a few documents (the menu, the number question)
     # that differ only in `seq`: building TwiML is a good part of a webhook's work, so
     # each is built once, with a mark where `seq` goes.
-    return _document(actions, token, base, mode, voice, live, after_record).replace(_SEQ_MARK, str(seq))
+    document = _build(actions, _SEQ_MARK, token, base, mode, voice, live, after_record)
+    return document.replace(_SEQ_MARK, str(seq))
 
 
 #: Where a kept document's `seq` goes. No text the hotline speaks or sends holds a NUL
@@ -378,18 +379,6 @@ _SEQ_MARK = "\x00"
 
 
 @functools.lru_cache(maxsize=1024)
-def _document(
-    actions: tuple[flow.Action, ...],
-    token: str,
-    base: str,
-    mode: str,
-    voice: str,
-    live: str | None,
-    after_record: bool,
-) -> str:
-    return _build(actions, _SEQ_MARK, token, base, mode, voice, live, after_record)
-
-
 def _build(
     actions: tuple[flow.Action, ...],
     seq: int | str,

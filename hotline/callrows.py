@@ -216,9 +216,7 @@ class CoreRows:
         if self.conn.dialect.name != "postgresql":
             self.conn.execute(_INSERT_EVENTS, events)
             return
-        at = _event_binds(self.conn.dialect)[EVENT_COLUMNS.index("at")]  # aware, in UTC
-        rows = [{**event, "at": at(event["at"]).isoformat()} for event in events]
-        self.conn.execute(_PG_INSERT_EVENTS, {"events": json.dumps(rows)})
+        self.conn.execute(_PG_INSERT_EVENTS, {"events": _json_rows(self.conn.dialect, EVENTS, events)})
 
     def move(self, loaded: dict[str, Any], changed: dict[str, Any], events: list[dict[str, Any]]) -> bool:
         dialect = self.conn.dialect.name
@@ -299,10 +297,11 @@ class BatchRows:
         for id_, changed in self.changed.items():
             by_columns.setdefault(tuple(sorted(changed)), []).append({**changed, "id": id_})
         for columns, rows in by_columns.items():
-            conn.execute(_pg_update_calls(conn.dialect, columns), {"rows": _json_rows(conn.dialect, rows)})
+            document = _json_rows(conn.dialect, CALLS, rows)
+            conn.execute(_pg_update_calls(conn.dialect, columns), {"rows": document})
         if self.made:
-            rows = list(self.made.values())
-            conn.execute(_pg_insert_calls(conn.dialect), {"rows": _json_rows(conn.dialect, rows)})
+            document = _json_rows(conn.dialect, CALLS, list(self.made.values()))
+            conn.execute(_pg_insert_calls(conn.dialect), {"rows": document})
         self.rows.insert_events(self.events)
         self.made, self.changed, self.events = {}, {}, []
 
@@ -335,9 +334,9 @@ def _pg_insert_calls(dialect: Dialect) -> Any:
     )
 
 
-def _json_rows(dialect: Dialect, rows: list[dict[str, Any]]) -> str:
-    """Rows of the calls table as one JSON document, each value as its column binds it."""
-    binds = _call_binds(dialect)
+def _json_rows(dialect: Dialect, table: Table, rows: list[dict[str, Any]]) -> str:
+    """Rows of `table` as one JSON document, each value as its column binds it."""
+    binds = _binds(dialect, table)
     return json.dumps([{k: _json_value(binds[k], v) for k, v in row.items()} for row in rows])
 
 
@@ -348,14 +347,9 @@ def _json_value(bind: Any, value: Any) -> Any:
 
 
 @lru_cache
-def _call_binds(dialect: Dialect) -> dict[str, Any]:
-    return {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in CALLS.c}
-
-
-@lru_cache
-def _event_binds(dialect: Dialect) -> list[Any]:
-    """The events' columns' own conversions to the driver's values (SQLAlchemy's)."""
-    return [EVENTS.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in EVENT_COLUMNS]
+def _binds(dialect: Dialect, table: Table) -> dict[str, Any]:
+    """The columns' own conversions to the driver's values (SQLAlchemy's), by key."""
+    return {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.c}
 
 
 class _SqliteStatements:
@@ -377,8 +371,8 @@ class _SqliteStatements:
         ]
         self.quote = quote
         self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in CALLS.c]
-        self.binds = {c.key: c.type.dialect_impl(dialect).bind_processor(dialect) for c in CALLS.c}
-        self.event_binds = _event_binds(dialect)
+        self.binds = _binds(dialect, CALLS)
+        self.event_binds = [_binds(dialect, EVENTS)[k] for k in EVENT_COLUMNS]
         self.names = {c.key: c.name for c in CALLS.c}
         self.unchanged = " AND ".join(f"{quote(c.name)} {'=' if c.primary_key else 'IS'} ?" for c in CALLS.c)
 

@@ -58,24 +58,6 @@ class LogWrite:
 CallWrites = tuple[str, str | None, str | None, bool, list[bytes]]
 
 
-def log_write(
-    step: flow.Step, answered: dt.datetime | None = None, end: dict[str, Any] | None = None
-) -> LogWrite:
-    """What one step of the flow writes: its events, what the caller heard, its state."""
-    state = step.state
-    return LogWrite(
-        utcnow(),
-        events=tuple((entry.kind, entry.detail, entry.data) for entry in step.log),
-        # What the caller heard, word for word: rendered by the writer (as CallStore._apply logs it).
-        said=tuple(a.segments for a in step.actions if isinstance(a, flow.Speak)),
-        state=state.to_json(),
-        outcome=state.outcome,
-        answered=answered,
-        ended=state.step == flow.StepName.ENDED,
-        end=end,
-    )
-
-
 def _instant(at: dt.datetime | None) -> float | dt.datetime | None:
     """A UTC datetime as its timestamp (pickling a datetime costs ~6 µs, a float 0.3; a
     float holds today's microseconds exactly)."""
@@ -119,8 +101,10 @@ def pack(write: LogWrite) -> bytes:
 def pack_step(
     step: flow.Step, answered: dt.datetime | None = None, end: dict[str, Any] | None = None
 ) -> bytes:
-    """`pack(log_write(step, answered, end))`, without the `LogWrite` and the copies of the
-    state in between: FastAGI's event loop packs every step of every call."""
+    """What one step of the flow writes (its events, what the caller heard, its state),
+    packed as `pack` packs its `LogWrite`, without building one or copying the state
+    twice: the event loop packs every step of every call (tests/ivr/test_livecalls.py
+    compares the two)."""
     state = step.state
     values = state.__dict__.copy()  # `to_json()`'s keys; pickled now, so nothing in it is copied
     values["step"], values["outcome"] = _plain(state.step), _plain(state.outcome)

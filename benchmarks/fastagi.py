@@ -15,6 +15,9 @@ ANSWER while a burst is being set up, see `AnswerGate`), and checks that no
 session was lost: every call heard its status and every call-log entry was closed.
 
     .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL] [--by-command]
+        [--processes N]
+
+`--processes` sets HOTLINE_AGI_PROCESSES (default: one per core, as the service runs).
 
 `--by-command` also prints the wait before each command of the call (its position and
 name) for both peers: where in the call a tail comes from.
@@ -290,6 +293,9 @@ def main() -> None:
         "--by-command", action="store_true", help="also p50/p99 of the wait before each command of the call"
     )
     parser.add_argument("--idle", type=int, default=0, help="flood mode: idle sockets on the FastAGI port")
+    parser.add_argument(
+        "--processes", type=int, default=0, help="HOTLINE_AGI_PROCESSES (default: one per core)"
+    )
     args = parser.parse_args()
     if args.idle:
         flood(args)
@@ -312,6 +318,7 @@ def main() -> None:
             "HOTLINE_LOOKUPS_PER_HOUR": "10000",
             # Every call of a wave is taken (the default cap, 500, hands the rest back).
             "HOTLINE_AGI_MAX_SESSIONS": str(max(500, args.calls)),
+            "HOTLINE_AGI_PROCESSES": str(args.processes),
         }
         hotline = os.path.join(os.path.dirname(sys.executable), "hotline")
         server = subprocess.Popen([hotline, "agi"], env=env, stdout=subprocess.DEVNULL)
@@ -355,7 +362,11 @@ def main() -> None:
         db.dispose()
     hot, peer = summary(hot_waves), summary(bare_waves)
     database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}")
+    processes = args.processes or len(os.sched_getaffinity(0))
+    print(
+        f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}, "
+        f"hotline agi in {processes} process{'es' if processes > 1 else ''}"
+    )
     for name, r in (("bare panoramisk", peer), ("hotline agi    ", hot)):
         print(
             f"  {name}: {r['cps']:7.0f} commands/s  answer→next command p50 {r['p50']:6.1f} ms"

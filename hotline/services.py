@@ -7,6 +7,7 @@ worker, mailbox poller); the factory returns None when its part is not configure
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import entry_points
 from typing import Protocol
 
@@ -34,3 +35,8 @@ def load_services(settings: Settings, db: Database) -> list[Service]:
         if service is not None:
             services.append(service)
     return services
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: the default count of HTTP and FastAGI workers."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

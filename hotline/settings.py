@@ -104,6 +104,7 @@ class Settings:
     ami_callback_context: str
     # FastAGI limits (ivr.asterisk.fastagi): calls at once, the restart drain, Asterisk's answers
     agi_max_sessions: int
+    agi_processes: int  # 0: one per core (ivr.asterisk.processes)
     agi_drain_seconds: int
     agi_answer_timeout: int
     # Speech on the line (hotline.transcription.live): AudioSocket listener, Twilio Media Streams.
@@ -376,6 +377,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
         prompt_voice=r.get("HOTLINE_PROMPT_VOICE", _word, "anna"),
         agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
+        agi_processes=r.get("HOTLINE_AGI_PROCESSES", _int(0, 64), 0),
         agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
         agi_answer_timeout=r.get("HOTLINE_AGI_ANSWER_TIMEOUT", _int(5, 3600), 60),
         # Speech on the line (hotline.transcription.live)

@@ -241,7 +241,10 @@ def serve(url: str, backend: str, conn: Any) -> None:
                 answer = ("down", str(exc))
             except Exception:  # noqa: BLE001 - the parent logs it and writes the calls one by one
                 answer = ("error", traceback.format_exc())
-            conn.send(answer)
+            try:
+                conn.send(answer)
+            except OSError:
+                return  # the serving process is gone (killed): the batch is written, no one to tell
     finally:
         db.dispose()
 

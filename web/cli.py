@@ -6,7 +6,8 @@ worker, mailbox poller). Each entry is a factory `make(settings, db) -> Service 
 that returns None when its part is not configured (no AMI URL, no mailbox).
 
 HTTP runs in gunicorn's gthread workers (one per core by default, `--workers N`),
-started as a child of this one (the services stay here, once), so that webhooks use
+started as a child of this one (the services stay here, once; FastAGI starts worker
+processes of its own, `ivr.asterisk.processes`), so that webhooks use
 every core instead of one interpreter lock, and Twilio's Media Streams (WebSockets)
 get their socket. This process binds the port and hands it over. The gunicorn arbiter
 dies with this process however it ends (the kernel's parent-death signal, set with
@@ -31,7 +32,7 @@ from collections.abc import Callable
 import click
 
 from hotline.cli import Context, pass_context
-from hotline.services import Service, load_services
+from hotline.services import Service, load_services, usable_cores
 from hotline.storage import remove_temporary_files
 
 #: Few threads per worker answer webhooks faster than many: they wait less on each
@@ -54,11 +55,6 @@ def start_services(ctx: Context) -> list[Service]:
         started.append(service)
         click.echo(f"hotline: {service.name} started")
     return started
-
-
-def default_workers() -> int:
-    """One HTTP worker per core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @click.command()
@@ -87,7 +83,7 @@ def serve(ctx: Context, workers: int | None, threads: int | None) -> None:
             from ivr.twilio.media import MAX_STREAMS
 
             threads += MAX_STREAMS
-    _serve_gunicorn(ctx, threads, workers or default_workers())
+    _serve_gunicorn(ctx, threads, workers or usable_cores())
 
 
 def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: str) -> list[str]:
@@ -126,6 +122,14 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         http = subprocess.Popen(  # noqa: PLW1509 - see _die_with
             command, pass_fds=(listener.fileno(),), preexec_fn=_die_with(os.getpid())
         )
+
+    def shutdown(signum: int, _frame: object) -> None:
+        http.terminate()  # gunicorn's graceful stop
+
+    # Also while the services start (FastAGI's workers take a few seconds): they are then
+    # stopped as soon as they have started.
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     try:
         services = start_services(ctx)
     except click.ClickException:
@@ -137,12 +141,6 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
         f"({workers} gunicorn workers x {threads} threads, data in {settings.data_dir})"
     )
-
-    def shutdown(signum: int, _frame: object) -> None:
-        http.terminate()  # gunicorn's graceful stop
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
     try:
         code = http.wait()
     finally:

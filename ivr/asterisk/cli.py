@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import signal
+import threading
 import time
 
 import click
@@ -16,55 +15,42 @@ from hotline.cli import Context, pass_context
 @click.command()
 @pass_context
 def agi(ctx: Context) -> None:
-    """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline))."""
-    from ivr.asterisk.fastagi import FastAgiServer, raise_fd_limit
-    from ivr.asterisk.service import warn_if_recordings_unwritable
-    from ivr.asterisk.session import BACKEND, make_handler
-    from ivr.livecalls import LiveCallStore
+    """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline)).
+
+    The same server as in `hotline serve`: HOTLINE_AGI_PROCESSES worker processes on the
+    port (by default one per core), or one in this process.
+    """
+    from ivr.asterisk.service import make_agi
 
     settings = ctx.settings
     ctx.db.upgrade()
-    warn_if_recordings_unwritable(settings)
-    raise_fd_limit()
-    store = LiveCallStore(ctx.db, settings, BACKEND)  # the call log written behind the calls
-    handler = make_handler(store, settings)
+    service = make_agi(settings, ctx.db)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        service.start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {exc.strerror or exc}"
+        ) from None
     # What start made (modules, SQLAlchemy's tables, the store) lives as long as the process:
     # frozen, no full collection walks it (33–56 ms each in a burst; docs/performance.md).
     gc.freeze()
-
-    async def main() -> None:
-        server = FastAgiServer(
-            handler,
-            settings.agi_host,
-            settings.agi_port,
-            max_sessions=settings.agi_max_sessions,
-            answer_timeout=settings.agi_answer_timeout,
-        )
-        try:
-            port = await server.start()
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {exc.strerror or exc}"
-            ) from None
+    processes = f"{service.processes} processes" if service.processes > 1 else "one process"
+    click.echo(
+        f"hotline: FastAGI on agi://{settings.agi_host}:{service.port}/hotline "
+        f"({processes}, data in {settings.data_dir})"
+    )
+    while not stop.wait(3600):
+        pass
+    if service.calls:
         click.echo(
-            f"hotline: FastAGI on agi://{settings.agi_host}:{port}/hotline (data in {settings.data_dir})"
+            f"hotline: stopping; {service.calls} calls in progress get up to "
+            f"{settings.agi_drain_seconds} s to finish (HOTLINE_AGI_DRAIN_SECONDS)"
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        if server.calls:
-            click.echo(
-                f"hotline: stopping; {server.calls} calls in progress get up to "
-                f"{settings.agi_drain_seconds} s to finish (HOTLINE_AGI_DRAIN_SECONDS)"
-            )
-        await server.stop(grace=settings.agi_drain_seconds)
-        store.close()
-        click.echo("hotline: stopped")
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    service.stop()
+    click.echo("hotline: stopped")
 
 
 @click.command()

@@ -21,9 +21,11 @@ import asyncio
 import contextlib
 import logging
 import resource
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ivr.asterisk import agi
 from ivr.asterisk.agi import (
@@ -48,6 +50,17 @@ NOTICE_SECONDS = 10.0  # after the drain: time for each call to reach its next c
 CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
 DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
 ANSWER_HOLD = 0.25  # seconds a burst of new calls may hold an answer (they ring meanwhile)
+BACKLOG = 4096  # connections the kernel queues for accept (a burst of calls arrives at once)
+
+
+class CallCounts(Protocol):
+    """Calls in progress in every process sharing one FastAGI port (`ivr.asterisk.processes`)."""
+
+    def total(self) -> int:
+        """Calls in progress in all the processes."""
+
+    def set(self, calls: int) -> None:
+        """Record this process's calls in progress."""
 
 
 class Stopping(AgiError):
@@ -335,8 +348,15 @@ class FastAgiServer:
         max_pending: int | None = None,
         environment_timeout: float = ENVIRONMENT_TIMEOUT,
         notice_seconds: float = NOTICE_SECONDS,
+        listener: socket.socket | None = None,
+        counts: CallCounts | None = None,
     ):
+        """`listener`: a listening socket to accept on instead of binding host:port (one
+        shared by several processes, `ivr.asterisk.processes`); `counts`: the calls of
+        every such process, so that `max_sessions` caps them all together."""
         self._handler = handler
+        self._listener = listener
+        self._counts = counts
         self._refused: Refused | None = getattr(handler, "refused", None)
         self._host, self._port = host, port
         self.max_sessions = max_sessions
@@ -362,9 +382,14 @@ class FastAgiServer:
 
     async def start(self) -> int:
         """Listen; the port actually bound (port 0 picks one)."""
-        self._server = await asyncio.start_server(
-            self._accept, self._host, self._port, limit=MAX_LINE, backlog=4096
-        )
+        if self._listener is not None:
+            self._server = await asyncio.start_server(
+                self._accept, sock=self._listener, limit=MAX_LINE, backlog=BACKLOG
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._accept, self._host, self._port, limit=MAX_LINE, backlog=BACKLOG
+            )
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
@@ -389,7 +414,8 @@ class FastAgiServer:
                 log.exception("FastAGI session failed")
             finally:
                 self._pending.pop(channel, None)
-                self._calls.pop(task, None)
+                if self._calls.pop(task, None) is not None and self._counts is not None:
+                    self._counts.set(len(self._calls))
                 await channel.close()
         except asyncio.CancelledError:
             channel.abort()  # stop() ended it; a cancelled connection task would be logged as an error
@@ -419,7 +445,8 @@ class FastAgiServer:
             return
         finally:
             self._pending.pop(channel, None)
-        if self._server is None or not self._server.is_serving() or len(self._calls) >= self.max_sessions:
+        calls = len(self._calls) if self._counts is None else self._counts.total()
+        if self._server is None or not self._server.is_serving() or calls >= self.max_sessions:
             self.refused += 1
             why = "stopping" if self._server is None or not self._server.is_serving() else "busy"
             log.warning(
@@ -427,7 +454,7 @@ class FastAgiServer:
                 "the dialplan's fallback takes it",
                 env.uniqueid,
                 why,
-                len(self._calls),
+                calls,
                 self.max_sessions,
             )
             await channel.hand_back()
@@ -435,6 +462,8 @@ class FastAgiServer:
                 await self._refused(channel, why)
             return
         self._calls[task] = channel
+        if self._counts is not None:
+            self._counts.set(len(self._calls))
         self.peak = max(self.peak, len(self._calls))
         try:
             await self._handler(channel)
@@ -504,6 +533,7 @@ class AgiService:
     """The FastAGI server in a thread with its own event loop (a `hotline serve` service)."""
 
     name = "FastAGI"
+    processes = 1
 
     def __init__(
         self,
@@ -532,6 +562,10 @@ class AgiService:
     @property
     def server(self) -> FastAgiServer:
         return self._server
+
+    @property
+    def calls(self) -> int:
+        return self._server.calls
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ORPHAN_AGE = 15 * 60  # older than any recording still being written or stored (limit 5 min)
 SWEEP_EVERY = 10 * 60
+SWEEP_LOCK = ".hotline-sweep.lock"  # in the recordings folder: one sweep of it at a time
 
 
 def import_orphans(store: CallStore, folder: Path, *, min_age: float = ORPHAN_AGE) -> list[str]:
@@ -40,9 +43,28 @@ def import_orphans(store: CallStore, folder: Path, *, min_age: float = ORPHAN_AG
 
     Only plain files named like a recording (`<uniqueid>-<n>.wav`) directly inside the
     folder are read or deleted; anything else (a link, a stray name) is left alone.
+    One sweep of a folder at a time: while another process sweeps it (FastAGI's worker
+    processes all sweep after their first call), this one stores nothing.
     """
     if not folder.is_dir():
         return []
+    try:
+        lock = os.open(folder / SWEEP_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        log.warning("recordings sweep: cannot open %s in %s (%s); swept unlocked", SWEEP_LOCK, folder, exc)
+        return _import(store, folder, min_age)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        return []  # another process sweeps it now
+    try:
+        return _import(store, folder, min_age)
+    finally:
+        os.close(lock)  # and with it the lock
+
+
+def _import(store: CallStore, folder: Path, min_age: float) -> list[str]:
     cutoff = time.time() - min_age
     candidates: list[tuple[float, Path]] = []
     for entry in folder.glob("*.wav"):

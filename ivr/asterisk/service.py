@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 
 from hotline.db import Database
+from hotline.services import usable_cores
 from hotline.settings import Settings
 from ivr.asterisk.ami import AmiConnection, parse_ami_url
 from ivr.asterisk.amilog import AmiCallLog
 from ivr.asterisk.callback import CallBackRunner
 from ivr.asterisk.fastagi import AgiService
+from ivr.asterisk.processes import AgiProcesses
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,27 @@ def warn_if_recordings_unwritable(settings: Settings) -> None:
         click.echo(message, err=True)
 
 
-def make_agi(settings: Settings, db: Database) -> AgiService:
-    """The FastAGI server on HOTLINE_AGI_HOST:HOTLINE_AGI_PORT."""
+def agi_processes(settings: Settings) -> int:
+    """How many FastAGI processes: HOTLINE_AGI_PROCESSES, by default one per core.
+
+    One when calls' audio streams are decoded live: the AudioSocket listener hands a
+    stream to the call that waits for it in its own process (`ivr.livecall`).
+    """
+    if settings.live_speech and settings.asr_engine == "vosk":
+        return 1
+    return settings.agi_processes or usable_cores()
+
+
+def make_agi(settings: Settings, db: Database) -> AgiService | AgiProcesses:
+    """The FastAGI server on HOTLINE_AGI_HOST:HOTLINE_AGI_PORT: in a thread of this process,
+    or in worker processes sharing the port (`ivr.asterisk.processes`)."""
     from ivr.asterisk.session import BACKEND, make_handler
     from ivr.livecalls import LiveCallStore
 
     warn_if_recordings_unwritable(settings)
+    processes = agi_processes(settings)
+    if processes > 1:
+        return AgiProcesses(settings, processes)
     # Calls run in memory, the call log written behind them: on stop, the calls in
     # progress are drained, then the store writes what is queued (at exit too).
     store = LiveCallStore(db, settings, BACKEND)

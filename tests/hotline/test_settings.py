@@ -65,6 +65,9 @@ def test_values_are_typed(tmp_path):
         ("HOTLINE_DUTY_NUMBER", "call Ivan"),
         ("HOTLINE_PROMPTS", "sing"),
         ("HOTLINE_TWILIO_INSECURE_DEV", "maybe"),
+        ("HOTLINE_AGI_PROCESSES", "-1"),
+        ("HOTLINE_AGI_PROCESSES", "65"),
+        ("HOTLINE_AGI_PROCESSES", "all"),
     ],
 )
 def test_malformed_value_names_the_variable(tmp_path, name, value):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from hotline.models import Attachment, Call, CallEvent, Request
 from hotline.settings import Settings
 from ivr.asterisk.fake_agi import SILENCE, CallTrace, FakeAsterisk, Hold, Record
 from ivr.asterisk.fastagi import FastAgiServer
-from ivr.asterisk.service import recordings_dir_problem, warn_if_recordings_unwritable
+from ivr.asterisk.processes import SharedCounts
+from ivr.asterisk.service import agi_processes, recordings_dir_problem, warn_if_recordings_unwritable
 from ivr.asterisk.session import BACKEND, RECORDINGS_CHECK, make_handler
 from ivr.store import CallStore
 from web import create_app
@@ -552,3 +554,73 @@ def test_a_flood_of_dropped_connections_is_one_log_line(settings: Settings, db: 
         dropped = asyncio.run(main())
     assert dropped >= 70
     assert len([r for r in caplog.records if "closing the connection" in r.getMessage()]) == 1
+
+
+def test_the_cap_counts_the_calls_of_every_process_on_the_port(settings: Settings, db: Database) -> None:
+    # Two servers as two worker processes would run them (ivr.asterisk.processes): each writes
+    # its own calls in progress, and the cap is for them all.
+    shared = [0, 0]
+
+    async def main() -> tuple[CallTrace, FakeAsterisk, int]:
+        handler = make_handler(CallStore(db, settings, BACKEND), settings)
+        one, two = (
+            FastAgiServer(handler, "127.0.0.1", 0, max_sessions=2, counts=SharedCounts(shared, index))
+            for index in (0, 1)
+        )
+        port_one, port_two = await one.start(), await two.start()
+        try:
+            held = [
+                FakeAsterisk("127.0.0.1", port_one, uniqueid=f"1700000008.{i}", script=[Hold(2.0), "hangup"])
+                for i in range(2)
+            ]
+            runs = [asyncio.ensure_future(f.run(timeout=20)) for f in held]
+            await asyncio.sleep(0.5)
+            assert shared == [2, 0]
+            refused = await FakeAsterisk("127.0.0.1", port_two, uniqueid="1700000008.9", script=["1"]).run(20)
+            await asyncio.gather(*runs)
+            assert shared == [0, 0]
+            taken = FakeAsterisk("127.0.0.1", port_two, uniqueid="1700000008.8", script=["hangup"])
+            await taken.run(20)
+            return refused, taken, two.refused
+        finally:
+            await one.stop(grace=10)
+            await two.stop(grace=10)
+
+    refused, taken, count = asyncio.run(main())
+    assert count == 1 and refused.commands == ["FAILURE"] and refused.fallback
+    assert call_row(db, "1700000008.9").outcome == "session_refused"
+    # Taken once the held calls ended.
+    assert taken.trace.commands[:1] == ["ANSWER"] and not taken.trace.fallback
+
+
+def test_one_process_when_live_speech_decodes_the_streams(make_settings) -> None:  # type: ignore[no-untyped-def]
+    assert agi_processes(make_settings(HOTLINE_AGI_PROCESSES="3")) == 3
+    assert agi_processes(make_settings()) == len(os.sched_getaffinity(0))  # one per core
+    # The AudioSocket listener hands a stream to the call waiting in its own process.
+    live = make_settings(HOTLINE_AGI_PROCESSES="3", HOTLINE_LIVE_SPEECH="true", HOTLINE_ASR="vosk")
+    assert agi_processes(live) == 1
+
+
+def test_one_sweep_of_the_recordings_folder_at_a_time(settings: Settings, db: Database) -> None:
+    import fcntl
+    import wave
+
+    from ivr.asterisk.orphans import SWEEP_LOCK, import_orphans
+
+    run_calls(settings, db, {"script": ["1", "hangup"]})  # the call 1700000000.0
+    folder = settings.agi_recordings_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    left = folder / "1700000000.0-1.wav"
+    with wave.open(str(left), "wb") as w:  # a second of silence, left behind by that call
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000)
+    store = CallStore(db, settings, BACKEND)
+    with open(folder / SWEEP_LOCK, "w") as other:  # another worker process is sweeping
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert import_orphans(store, folder, min_age=0) == []
+        assert left.exists()
+    assert import_orphans(store, folder, min_age=0) == ["1700000000.0-1"]
+    assert not left.exists() and (folder / SWEEP_LOCK).exists()
+    assert "recording_empty" in [e.kind for e in call_row(db).events]

@@ -144,8 +144,9 @@ def test_serve_refuses_a_uniqueid_that_is_a_path(serve: Running, tmp_path: Path)
         db.dispose()
 
 
-def test_agi_drains_on_sigterm_and_hands_the_rest_back(tmp_path: Path) -> None:
-    running = _start(tmp_path, "agi", HOTLINE_AGI_DRAIN_SECONDS="1")
+@pytest.mark.parametrize("processes", ["1", "2"])  # in `hotline agi`'s own process, or two workers
+def test_agi_drains_on_sigterm_and_hands_the_rest_back(tmp_path: Path, processes: str) -> None:
+    running = _start(tmp_path, "agi", HOTLINE_AGI_DRAIN_SECONDS="1", HOTLINE_AGI_PROCESSES=processes)
 
     async def call_then_sigterm() -> tuple[FakeAsterisk, FakeAsterisk]:
         quick = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(0.5), "1"])
@@ -192,3 +193,90 @@ def test_agi_with_its_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "cannot listen for FastAGI" in line and str(port) in line
+
+
+def _children(pid: int) -> list[int]:
+    """The FastAGI workers of `hotline agi` (its children but multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"resource_tracker" not in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (an ended orphan may stay a zombie: this sandbox's init does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _closed_calls(data_dir: Path) -> dict[str, str | None]:
+    db = Database(f"sqlite:///{data_dir / 'hotline.sqlite3'}")
+    try:
+        with db.engine.connect() as conn:
+            ended = "SELECT backend_call_id, outcome FROM calls WHERE ended_at IS NOT NULL"
+            return dict(conn.exec_driver_sql(ended).all())
+    finally:
+        db.dispose()
+
+
+def test_agi_workers_share_the_port_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
+    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+    deadline = time.monotonic() + 60
+    while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2
+
+    async def calls_across_a_kill() -> tuple[FakeAsterisk, FakeAsterisk]:
+        held = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(30.0), "1"])
+        holding = asyncio.ensure_future(held.run(60))
+        await asyncio.sleep(1.0)
+        for pid in workers:  # every worker at once: the held call's with them
+            os.kill(pid, signal.SIGKILL)
+        # No worker is left to accept: the call waits in the port's queue, which the parent keeps.
+        after = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.2", script=["*", SILENCE])
+        await asyncio.gather(holding, after.run(60))
+        return held, after
+
+    held, after = asyncio.run(calls_across_a_kill())
+    # The held call's worker died under it: its socket closed, and Asterisk's dialplan goes on.
+    assert held.trace.ended_by == "hotline" and held.trace.commands[-1] == "ANSWER"
+    assert after.trace.heard[:3] == ["hotline/ru/greeting", "hotline/ru/menu", "hotline/ru/menu"]
+    replaced = _children(running.proc.pid)
+    assert len(replaced) == 2 and not set(replaced) & set(workers)
+    out = running.stop()
+    assert running.proc.returncode == 0 and "Traceback" not in out, out
+    assert "(2 processes, data in" in out
+    assert "FastAGI worker 1 ended (exit code -9)" in out and "FastAGI worker 2 ended (exit code -9)" in out
+    assert "1700000000.2" in _closed_calls(running.data_dir)
+
+
+def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+    deadline = time.monotonic() + 60
+    while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    async def call_across_the_kill() -> FakeAsterisk:
+        call = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.3", script=[Hold(1.5), "1"])
+        run = asyncio.ensure_future(call.run(60))
+        await asyncio.sleep(0.5)
+        running.proc.kill()
+        await run
+        return call
+
+    call = asyncio.run(call_across_the_kill())
+    # The workers share the parent's output: it ends when they all have.
+    out, _ = running.proc.communicate(timeout=60)
+    assert "Traceback" not in out, out
+    # The call in progress went on to its end (the drain), then the workers ended.
+    assert call.trace.ended_by == "hangup" and "service_restart" not in " ".join(call.trace.commands)
+    assert not [pid for pid in workers if _running(pid)]
+    assert _closed_calls(running.data_dir) == {"1700000000.3": "abandoned"}

@@ -1,0 +1,203 @@
+"""FastAGI on every core: worker processes sharing one listening socket.
+
+One event loop runs a call's steps one after another, so a burst that every call meets
+at once (the greeting, the menu key, the status lookup) queues on one core while the
+other cores idle. With HOTLINE_AGI_PROCESSES above one, `AgiProcesses` binds the port
+itself and starts that many worker processes (spawned, not forked: `hotline serve`
+already runs threads), each with the socket, its own event loop, `LiveCallStore` and
+call-log writer. The kernel hands each connection to the worker whose `accept` comes
+first, so a busy worker takes fewer; a call stays with its worker to its end (one
+FastAGI session is one connection).
+
+- The socket stays open in the parent: a worker that dies loses its calls in progress
+  (Asterisk's AGI() returns and the dialplan goes on), never a connection still
+  waiting in the kernel's queue; the parent starts another worker in its place.
+- HOTLINE_AGI_MAX_SESSIONS caps the calls of all the workers together: each worker
+  writes its own count into shared memory and adds up the others' before taking a call.
+- On stop each worker gets SIGTERM and drains its calls as a single server does; a
+  worker whose parent died (SIGKILL) does the same.
+- What stays per worker: a withheld number's hourly lookups are counted from the
+  database plus the worker's own lookups not yet written, so two workers can go over
+  that limit by the lookups of the last moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hotline.settings import Settings
+from ivr.asterisk.fastagi import CLOSE_WAIT, NOTICE_SECONDS, FastAgiServer, raise_fd_limit
+
+log = logging.getLogger(__name__)
+
+RESPAWN_PAUSE = 1.0  # seconds between two starts of the same worker (one that dies at once)
+START_TIMEOUT = 120.0  # seconds a worker may take to import and start serving (a loaded machine)
+
+
+class SharedCounts:
+    """Calls in progress of each worker, in memory shared by the parent and the workers."""
+
+    def __init__(self, counts: Any, index: int):
+        self._counts, self._index = counts, index
+
+    def total(self) -> int:
+        return sum(self._counts)
+
+    def set(self, calls: int) -> None:
+        self._counts[self._index] = calls
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The FastAGI port, bound (OSError if it cannot be); the first worker ready listens on it,
+    so that no call waits in its queue before a worker can take it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class AgiProcesses:
+    """`processes` FastAGI workers on one port (a `hotline serve` service, and `hotline agi`)."""
+
+    def __init__(self, settings: Settings, processes: int):
+        self.settings = settings
+        self.processes = processes
+        self.name = f"FastAGI on agi://{settings.agi_host}:{settings.agi_port} ({processes} processes)"
+        self._context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._counts = self._context.Array("i", processes, lock=False)
+        self._workers: list[Any] = []
+        self._started: list[float] = [0.0] * processes
+        self._listener: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="fastagi-workers", daemon=True)
+        self.port: int | None = None
+
+    @property
+    def calls(self) -> int:
+        """Calls in progress in all the workers."""
+        return sum(self._counts)
+
+    def start(self) -> None:
+        raise_fd_limit()  # the workers inherit it
+        self._listener = bind(self.settings.agi_host, self.settings.agi_port)
+        self.port = int(self._listener.getsockname()[1])
+        self.name = f"FastAGI on agi://{self.settings.agi_host}:{self.port} ({self.processes} processes)"
+        started = [self._spawn(index) for index in range(self.processes)]
+        self._workers = [worker for worker, _ in started]
+        for index, (worker, ready) in enumerate(started):
+            # Returns when every worker serves; one that ends first is a fault of the install.
+            multiprocessing.connection.wait([ready, worker.sentinel], timeout=START_TIMEOUT)
+            if not ready.poll():
+                self.stop()
+                raise RuntimeError(f"FastAGI worker {index + 1} did not start (exit code {worker.exitcode})")
+            ready.close()
+        self._watcher.start()
+
+    def _spawn(self, index: int) -> tuple[Any, Connection]:
+        ready, told = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=run_worker,
+            args=(self.settings, self._listener, SharedCounts(self._counts, index), told),
+            name=f"hotline-agi-{index + 1}",
+        )
+        process.start()
+        told.close()
+        self._started[index] = time.monotonic()
+        return process, ready
+
+    def _watch(self) -> None:
+        """Start a worker again in place of one that died."""
+        while not self._stopping.is_set():
+            multiprocessing.connection.wait([w.sentinel for w in self._workers], timeout=0.5)
+            for index, worker in enumerate(self._workers):
+                if worker.is_alive() or self._stopping.is_set():
+                    continue
+                self._counts[index] = 0  # its calls ended with it
+                log.error(
+                    "FastAGI worker %d ended (exit code %s); its calls in progress went back to "
+                    "the dialplan; starting it again",
+                    index + 1,
+                    worker.exitcode,
+                )
+                self._stopping.wait(max(0.0, self._started[index] + RESPAWN_PAUSE - time.monotonic()))
+                if not self._stopping.is_set():
+                    self._workers[index], ready = self._spawn(index)
+                    ready.close()
+
+    def stop(self) -> None:
+        """Every worker drains its calls (HOTLINE_AGI_DRAIN_SECONDS) and ends; then the port closes."""
+        self._stopping.set()
+        if self._watcher.is_alive():
+            self._watcher.join()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: the drain
+        deadline = time.monotonic() + self.settings.agi_drain_seconds + NOTICE_SECONDS + CLOSE_WAIT + 15
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.error("FastAGI worker %s did not end in time; killed", worker.name)
+                worker.kill()
+                worker.join(5)
+        if self._listener is not None:
+            self._listener.close()
+
+
+def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts, ready: Connection) -> None:
+    """A worker process: the FastAGI server on the shared socket until SIGTERM or the parent's end;
+    it says so on `ready` once it serves."""
+    from hotline.db import Database
+    from ivr.asterisk.session import BACKEND, make_handler
+    from ivr.livecalls import LiveCallStore
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops the workers
+    db = Database(settings.database_url)
+    store = LiveCallStore(db, settings, BACKEND)
+    handler = make_handler(store, settings)
+    gc.freeze()  # as `hotline agi` does: what start made lives as long as the process
+
+    async def main() -> None:
+        server = FastAgiServer(
+            handler,
+            settings.agi_host,
+            settings.agi_port,
+            max_sessions=settings.agi_max_sessions,
+            answer_timeout=settings.agi_answer_timeout,
+            listener=listener,
+            counts=counts,
+        )
+        await server.start()
+        with contextlib.suppress(OSError):  # a respawned worker's parent does not wait
+            ready.send_bytes(b"ready")
+        ready.close()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        parent = multiprocessing.parent_process()
+        if parent is not None:  # the parent killed: drain and end, as on SIGTERM
+            loop.add_reader(parent.sentinel, stop.set)
+        await stop.wait()
+        await server.stop(grace=settings.agi_drain_seconds)
+
+    try:
+        asyncio.run(main())
+    finally:
+        counts.set(0)
+        store.close()
+        db.dispose()

@@ -549,7 +549,7 @@ class LogQueueService:
         self._process.start()
 
     def _watch(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             self._process.join()
             if self._stopping.wait(RETRY_SECONDS):
                 return
@@ -561,19 +561,27 @@ class LogQueueService:
     def stop(self) -> None:
         """Let the writer write what it holds (up to STOP_SECONDS), then end it."""
         self._stopping.set()
-        stop_writer(self.path)
-        self._process.join(STOP_SECONDS)
-        if self._process.is_alive():
+        if not stop_writer(self.path):
+            # Not listening yet (a stop during `serve`'s start): nothing was sent to it.
+            self._process.terminate()
+        # The watching thread alone waits for the process (two threads' waits race for
+        # its exit status): it returns once the process has ended.
+        self._thread.join(STOP_SECONDS)
+        if self._thread.is_alive():
             self._process.kill()
-            self._process.join(5)
+            self._thread.join(5)
 
 
-def stop_writer(path: Path) -> None:
-    """Ask the writer on `path` to write what it holds and end."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, contextlib.suppress(OSError):
+def stop_writer(path: Path) -> bool:
+    """Ask the writer on `path` to write what it holds and end; False if none listens there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
-        sock.connect(str(path))
-        sock.sendall(_frame(_STOP, b""))
+        try:
+            sock.connect(str(path))
+            sock.sendall(_frame(_STOP, b""))
+        except OSError:
+            return False
+    return True
 
 
 def usable(settings: Settings) -> bool:

@@ -235,7 +235,7 @@ def test_agi_workers_share_the_port_and_a_killed_one_is_replaced(tmp_path: Path)
     assert len(workers) == 2
 
     async def calls_across_a_kill() -> tuple[FakeAsterisk, FakeAsterisk]:
-        held = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(30.0), "1"])
+        held = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.1", script=[Hold(4.0), "1"])
         holding = asyncio.ensure_future(held.run(60))
         await asyncio.sleep(1.0)
         for pid in workers:  # every worker at once: the held call's with them

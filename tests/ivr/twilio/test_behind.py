@@ -239,6 +239,17 @@ def test_the_writer_ends_when_serve_is_killed(db, short_dir):
     assert [c.backend_call_id for c in calls(db)] == ["CA1"]  # what it held, written
 
 
+def test_a_writer_stopped_as_serve_starts_ends_at_once(db, short_dir):
+    # SIGTERM while `serve` starts its services: the writer is spawned but not listening
+    # yet, so the stop message cannot reach it (and nothing can have been sent to it).
+    service = behind.LogQueueService(db.url, short_dir / behind.SOCKET_NAME)
+    started = time.monotonic()
+    service.start()
+    service.stop()
+    assert time.monotonic() - started < 10  # not STOP_SECONDS (30) waiting for a stop never heard
+    assert not service._process.is_alive()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from hotline.db import Database
-from hotline.models import Attachment, RecordingFetch, Request
+from hotline.models import Attachment, RecordingFetch, Request, utcnow
 from ivr.twilio.client import RecordingServer, TwilioCall, make_wav
 from tests.helpers import eventually, free_port
 from tests.web.test_supervision import _health
@@ -86,6 +86,8 @@ def test_kill_9_mid_download_then_restart_stores_the_recording_once(tmp_path):
                 callback.join(30)
             db = Database(f"sqlite:///{data / 'hotline.sqlite3'}")
             assert _count(db, Attachment) == 0 and _count(db, RecordingFetch) == 1  # remembered
+            with db.session() as s:  # the half download's claim (30 s) has run out, as it would
+                s.execute(update(RecordingFetch).values(next_attempt_at=utcnow()))
             api.stalled.clear()
             api.resume.set()
             server = _serve(env, log)  # the restart: its sweep fetches what is missing

@@ -17,7 +17,7 @@ session was lost: every call heard its status and every call-log entry was close
     .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL] [--by-command]
         [--processes N]
 
-`--processes` sets HOTLINE_AGI_PROCESSES (default: one per core, as the service runs).
+`--processes` sets HOTLINE_AGI_PROCESSES (default: the service's own, one per core up to 4).
 
 `--by-command` also prints the wait before each command of the call (its position and
 name) for both peers: where in the call a tail comes from.
@@ -294,7 +294,7 @@ def main() -> None:
     )
     parser.add_argument("--idle", type=int, default=0, help="flood mode: idle sockets on the FastAGI port")
     parser.add_argument(
-        "--processes", type=int, default=0, help="HOTLINE_AGI_PROCESSES (default: one per core)"
+        "--processes", type=int, default=0, help="HOTLINE_AGI_PROCESSES (default: one per core, up to 4)"
     )
     args = parser.parse_args()
     if args.idle:
@@ -362,7 +362,7 @@ def main() -> None:
         db.dispose()
     hot, peer = summary(hot_waves), summary(bare_waves)
     database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    processes = args.processes or len(os.sched_getaffinity(0))
+    processes = args.processes or min(len(os.sched_getaffinity(0)), 4)
     print(
         f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}, "
         f"hotline agi in {processes} process{'es' if processes > 1 else ''}"

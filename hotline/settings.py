@@ -104,7 +104,7 @@ class Settings:
     ami_callback_context: str
     # FastAGI limits (ivr.asterisk.fastagi): calls at once, the restart drain, Asterisk's answers
     agi_max_sessions: int
-    agi_processes: int  # 0: one per core (ivr.asterisk.processes)
+    agi_processes: int  # 0: one per core, at most 4 (ivr.asterisk.service.agi_processes)
     agi_drain_seconds: int
     agi_answer_timeout: int
     # Speech on the line (hotline.transcription.live): AudioSocket listener, Twilio Media Streams.

@@ -20,6 +20,8 @@ from ivr.asterisk.processes import AgiProcesses
 
 log = logging.getLogger(__name__)
 
+AUTO_PROCESSES = 4  # FastAGI processes at most when HOTLINE_AGI_PROCESSES is 0 (the default)
+
 
 def recordings_dir_problem(folder: Path) -> str | None:
     """Why this process cannot write into the recordings folder (None if it can).
@@ -51,14 +53,16 @@ def warn_if_recordings_unwritable(settings: Settings) -> None:
 
 
 def agi_processes(settings: Settings) -> int:
-    """How many FastAGI processes: HOTLINE_AGI_PROCESSES, by default one per core.
+    """How many FastAGI processes: HOTLINE_AGI_PROCESSES, by default one per core up to
+    AUTO_PROCESSES (a worker and its call-log writer hold about 180 MB; four take bursts of
+    thousands of calls).
 
     One when calls' audio streams are decoded live: the AudioSocket listener hands a
     stream to the call that waits for it in its own process (`ivr.livecall`).
     """
     if settings.live_speech and settings.asr_engine == "vosk":
         return 1
-    return settings.agi_processes or usable_cores()
+    return settings.agi_processes or min(usable_cores(), AUTO_PROCESSES)
 
 
 def make_agi(settings: Settings, db: Database) -> AgiService | AgiProcesses:

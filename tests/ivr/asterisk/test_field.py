@@ -595,7 +595,7 @@ def test_the_cap_counts_the_calls_of_every_process_on_the_port(settings: Setting
 
 def test_one_process_when_live_speech_decodes_the_streams(make_settings) -> None:  # type: ignore[no-untyped-def]
     assert agi_processes(make_settings(HOTLINE_AGI_PROCESSES="3")) == 3
-    assert agi_processes(make_settings()) == len(os.sched_getaffinity(0))  # one per core
+    assert agi_processes(make_settings()) == min(len(os.sched_getaffinity(0)), 4)  # one per core, up to 4
     # The AudioSocket listener hands a stream to the call waiting in its own process.
     live = make_settings(HOTLINE_AGI_PROCESSES="3", HOTLINE_LIVE_SPEECH="true", HOTLINE_ASR="vosk")
     assert agi_processes(live) == 1

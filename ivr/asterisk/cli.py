@@ -18,7 +18,7 @@ def agi(ctx: Context) -> None:
     """Run the FastAGI server alone (Asterisk's AGI(agi://host:port/hotline)).
 
     The same server as in `hotline serve`: HOTLINE_AGI_PROCESSES worker processes on the
-    port (by default one per core), or one in this process.
+    port (by default one per core, up to 4), or one in this process.
     """
     from ivr.asterisk.service import make_agi
 

@@ -379,6 +379,8 @@ class _Writer:
             while not (self.stopping and not self.writes):
                 if len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
                     self._take(RETRY_SECONDS if self.writes else None)
+                elif self.orphaned is None and any(k.fileobj == self.parent for k, _ in self.pause.select(0)):
+                    self._orphan()  # reading no more, but still told when `serve` is gone
                 if self.writes and not _write(self.rows, self.writes):
                     if self.orphaned is not None and time.monotonic() - self.orphaned > STOP_SECONDS:
                         log.error(
@@ -417,10 +419,7 @@ class _Writer:
             if key.fileobj is self.listener:
                 self._accept()
             elif key.fileobj == self.parent:
-                self.stopping = True
-                if self.orphaned is None:
-                    self.orphaned = time.monotonic()
-                    log.error("call-log writer: serve is gone; writing what it holds, then ending")
+                self._orphan()
             else:
                 self._read(cast(socket.socket, key.fileobj))
         if self.flushes:
@@ -429,6 +428,12 @@ class _Writer:
             self._accept()
             for conn in list(self.buffers):
                 self._read(conn)
+
+    def _orphan(self) -> None:
+        self.stopping = True
+        if self.orphaned is None:
+            self.orphaned = time.monotonic()
+            log.error("call-log writer: serve is gone; writing what it holds, then ending")
 
     def _accept(self) -> None:
         while True:

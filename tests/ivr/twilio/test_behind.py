@@ -5,6 +5,7 @@ steps really go ahead of the row, the state in the URL as untrusted input, and t
 writer's failures (killed, database down, garbage on its socket).
 """
 
+import logging
 import os
 import pickle
 import signal
@@ -302,6 +303,33 @@ def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, mo
     behind.stop_writer(path)
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_writer_holding_all_it_may_still_ends_when_serve_is_gone(db, short_dir, monkeypatch, caplog):
+    # The database down and MAX_HELD writes held: the writer reads no more, yet must see
+    # `serve` die (here a pipe stands for its sentinel) and give up after STOP_SECONDS.
+    monkeypatch.setattr(behind, "write_batch", lambda *a: (_ for _ in ()).throw(DatabaseUnavailable("down")))
+    monkeypatch.setattr(behind, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(behind, "STOP_SECONDS", 0.3)
+    monkeypatch.setattr(behind, "MAX_HELD", 1)
+    sentinel, alive = os.pipe()
+    path = short_dir / behind.SOCKET_NAME
+    writer = behind._Writer(callrows.CallRowStore(db.engine), str(path), sentinel)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    queue = behind.LogQueue(path)
+    write = pack(LogWrite(flow_now(), events=(("menu", "", {}),), state={"step": "menu", "seq": 1}))
+    assert queue.send(("CA1", "+79001234567", None, True, 1, write))
+    deadline = time.monotonic() + 10
+    while not writer.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.writes  # held: it reads nothing more
+    with caplog.at_level(logging.ERROR):
+        os.close(alive)  # `serve` killed
+        thread.join(10)
+    os.close(sentinel)
+    assert not thread.is_alive()
+    assert "serve is gone and the database down: 1 writes lost" in caplog.text
 
 
 def test_a_worker_does_not_wait_while_the_writer_pauses(short_dir):

@@ -11,7 +11,9 @@ FastAGI session is one connection).
 
 - The socket stays open in the parent: a worker that dies loses its calls in progress
   (Asterisk's AGI() returns and the dialplan goes on), never a connection still
-  waiting in the kernel's queue; the parent starts another worker in its place.
+  waiting in the kernel's queue; the parent starts another worker in its place. On
+  stop the parent closes it first, so that new calls are refused at once (the
+  dialplan's fallback) while the workers drain theirs.
 - HOTLINE_AGI_MAX_SESSIONS caps the calls of all the workers together: each worker
   writes its own count into shared memory and adds up the others' before taking a call.
 - On stop each worker gets SIGTERM and drains its calls as a single server does; a
@@ -85,6 +87,7 @@ class AgiProcesses:
         self._started: list[float] = [0.0] * processes
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
+        self._spawning = threading.Lock()  # no worker is started with the socket once it is closed
         self._watcher = threading.Thread(target=self._watch, name="fastagi-workers", daemon=True)
         self.port: int | None = None
 
@@ -136,13 +139,19 @@ class AgiProcesses:
                     worker.exitcode,
                 )
                 self._stopping.wait(max(0.0, self._started[index] + RESPAWN_PAUSE - time.monotonic()))
-                if not self._stopping.is_set():
+                with self._spawning:
+                    if self._stopping.is_set():
+                        return
                     self._workers[index], ready = self._spawn(index)
-                    ready.close()
+                ready.close()
 
     def stop(self) -> None:
-        """Every worker drains its calls (HOTLINE_AGI_DRAIN_SECONDS) and ends; then the port closes."""
-        self._stopping.set()
+        """The port closes (new calls are refused: the dialplan's fallback takes them); every
+        worker drains its calls (HOTLINE_AGI_DRAIN_SECONDS) and ends."""
+        with self._spawning:
+            self._stopping.set()
+            if self._listener is not None:
+                self._listener.close()  # the workers close theirs at SIGTERM, which ends the socket
         if self._watcher.is_alive():
             self._watcher.join()
         for worker in self._workers:
@@ -155,8 +164,6 @@ class AgiProcesses:
                 log.error("FastAGI worker %s did not end in time; killed", worker.name)
                 worker.kill()
                 worker.join(5)
-        if self._listener is not None:
-            self._listener.close()
 
 
 def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts, ready: Connection) -> None:

@@ -154,6 +154,11 @@ def test_agi_drains_on_sigterm_and_hands_the_rest_back(tmp_path: Path, processes
         runs = asyncio.gather(quick.run(60), slow.run(60))
         await asyncio.sleep(0.3)
         running.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        # While the slow call drains, a new call is refused at once (the dialplan's
+        # fallback takes it), not left waiting in a queue no one accepts from.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", running.agi_port)
         await runs
         return quick, slow
 

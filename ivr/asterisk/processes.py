@@ -85,6 +85,7 @@ class AgiProcesses:
         self._counts = self._context.Array("i", processes, lock=False)
         self._workers: list[Any] = []
         self._started: list[float] = [0.0] * processes
+        self._ended: set[int] = set()  # workers that stopped by themselves (exit code 0)
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._spawning = threading.Lock()  # no worker is started with the socket once it is closed
@@ -127,11 +128,16 @@ class AgiProcesses:
     def _watch(self) -> None:
         """Start a worker again in place of one that died."""
         while not self._stopping.is_set():
-            multiprocessing.connection.wait([w.sentinel for w in self._workers], timeout=0.5)
+            running = [w.sentinel for i, w in enumerate(self._workers) if i not in self._ended]
+            multiprocessing.connection.wait(running, timeout=0.5)
             for index, worker in enumerate(self._workers):
-                if worker.is_alive() or self._stopping.is_set():
+                if index in self._ended or worker.is_alive() or self._stopping.is_set():
                     continue
                 self._counts[index] = 0  # its calls ended with it
+                if worker.exitcode == 0:  # told to stop (SIGTERM to every process of a unit): drained
+                    log.warning("FastAGI worker %d stopped after its drain; not started again", index + 1)
+                    self._ended.add(index)
+                    continue
                 log.error(
                     "FastAGI worker %d ended (exit code %s); its calls in progress went back to "
                     "the dialplan; starting it again",

@@ -285,3 +285,26 @@ def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(tmp_
     assert call.trace.ended_by == "hangup" and "service_restart" not in " ".join(call.trace.commands)
     assert not [pid for pid in workers if _running(pid)]
     assert _closed_calls(running.data_dir) == {"1700000000.3": "abandoned"}
+
+
+def test_a_worker_stopped_from_outside_drains_and_is_not_started_again(tmp_path: Path) -> None:
+    # systemd's default stop sends SIGTERM to every process of the unit at once: a worker
+    # that drained and ended by itself is not replaced while the parent stops too.
+    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+    deadline = time.monotonic() + 60
+    while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(workers[0], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _running(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # a respawn would have come by now (RESPAWN_PAUSE)
+    assert _children(running.proc.pid) == workers[1:]
+    trace = asyncio.run(
+        FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.4", script=["*", SILENCE]).run(60)
+    )
+    assert trace.heard[:1] == ["hotline/ru/greeting"]  # the other worker takes the calls
+    out = running.stop()
+    assert running.proc.returncode == 0 and "Traceback" not in out, out
+    assert "FastAGI worker 1 stopped after its drain; not started again" in out
+    assert "starting it again" not in out

@@ -32,6 +32,8 @@ The writer never applies a state older than the row's (`seq`), so a webhook Twil
 repeats late cannot take the call back. What is lost: writes the writer received and
 had not committed when it was killed (milliseconds; it is started again at once), as
 for FastAGI. When `serve` itself is killed, the writer writes what it holds and ends.
+SIGTERM or SIGINT sent to the writer itself (systemd stopping every process of the
+unit, Ctrl+C) is a stop too, and a writer that stopped so is not started again.
 With the database down the writer keeps what it received (at most
 `MAX_HELD` writes, then it reads no more) and retries; the webhooks that need the
 database get the apology, as before. With live speech on (HOTLINE_LIVE_SPEECH) every
@@ -55,6 +57,7 @@ import multiprocessing
 import os
 import pickle
 import selectors
+import signal
 import socket
 import struct
 import threading
@@ -337,8 +340,16 @@ def serve_queue(url: str, path: str) -> None:
         os.nice(NICE)  # behind the workers answering callers
     db = Database(url)
     parent = multiprocessing.parent_process()
+    # SIGTERM or SIGINT sent to it directly (systemd stopping every process of a unit, Ctrl+C
+    # in a terminal): a stop like `serve`'s, what it holds written first. The handler does
+    # nothing; the signal's byte on the wake-up pipe wakes the writer's select.
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    signal.set_wakeup_fd(wake)
     try:
-        _Writer(callrows.CallRowStore(db.engine), path, parent.sentinel if parent else None).run()
+        _Writer(callrows.CallRowStore(db.engine), path, parent.sentinel if parent else None, woken).run()
     finally:
         db.dispose()
 
@@ -346,8 +357,11 @@ def serve_queue(url: str, path: str) -> None:
 class _Writer:
     """The writer's loop: reads every worker's connection, writes what came, one transaction a turn."""
 
-    def __init__(self, rows: callrows.CallRowStore, path: str, parent: int | None = None):
+    def __init__(
+        self, rows: callrows.CallRowStore, path: str, parent: int | None = None, signalled: int | None = None
+    ):
         self.rows, self.path = rows, path
+        self.signalled = signalled  # readable once SIGTERM or SIGINT came (serve_queue)
         # Readable once `serve` is gone, even killed (SIGKILL, the OOM killer): the writer
         # then writes what it holds and ends, instead of living on beside the next one.
         self.parent = parent
@@ -366,9 +380,10 @@ class _Writer:
         self.selector.register(self.listener, selectors.EVENT_READ)
         self.pause = selectors.DefaultSelector()
         self.pause.register(self.listener, selectors.EVENT_READ)
-        if parent is not None:
-            self.selector.register(parent, selectors.EVENT_READ)
-            self.pause.register(parent, selectors.EVENT_READ)
+        for fd in (parent, signalled):
+            if fd is not None:
+                self.selector.register(fd, selectors.EVENT_READ)
+                self.pause.register(fd, selectors.EVENT_READ)
         self.buffers: dict[socket.socket, bytearray] = {}
         self.writes: list[Queued] = []
         self.flushes: list[tuple[socket.socket, bytes]] = []
@@ -420,6 +435,9 @@ class _Writer:
                 self._accept()
             elif key.fileobj == self.parent:
                 self._orphan()
+            elif key.fileobj == self.signalled:
+                os.read(self.signalled, 64)
+                self.stopping = True
             else:
                 self._read(cast(socket.socket, key.fileobj))
         if self.flushes:
@@ -557,6 +575,9 @@ class LogQueueService:
         while True:
             self._process.join()
             if self._stopping.wait(RETRY_SECONDS):
+                return
+            if self._process.exitcode == 0:  # signalled itself (systemd, Ctrl+C): stopped, not died
+                log.warning("the Twilio call-log writer stopped; webhooks write the call log themselves")
                 return
             log.error(
                 "the Twilio call-log writer ended (exit code %s); starting it again", self._process.exitcode

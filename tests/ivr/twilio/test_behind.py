@@ -251,6 +251,46 @@ def test_a_writer_stopped_as_serve_starts_ends_at_once(db, short_dir):
     assert not service._process.is_alive()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_writer_itself_is_a_stop(db, short_dir, sig):
+    # systemd's default stop signals every process of the unit; Ctrl+C reaches the whole
+    # process group: the writer writes what it holds and ends, as on `serve`'s stop.
+    path = short_dir / behind.SOCKET_NAME
+    code = "import sys; from ivr.twilio.behind import serve_queue; serve_queue(sys.argv[1], sys.argv[2])"
+    writer = subprocess.Popen([sys.executable, "-c", code, db.url, str(path)], stderr=subprocess.PIPE)
+    try:
+        wait_for_writer(path)
+        queue = behind.LogQueue(path)
+        write = pack(LogWrite(flow_now(), events=(("menu", "", {}),), state={"step": "menu", "seq": 1}))
+        assert queue.send(("CA1", "+79001234567", None, True, 1, write))
+        writer.send_signal(sig)
+        _, err = writer.communicate(timeout=30)
+    finally:
+        writer.kill()
+    assert writer.returncode == 0, err  # not killed by the signal
+    assert b"Traceback" not in err
+    assert [c.backend_call_id for c in calls(db)] == ["CA1"]
+    assert not path.exists()
+
+
+def test_a_writer_signalled_by_itself_is_not_started_again(db, short_dir, caplog):
+    # It was stopped (all of the unit's processes signalled, Ctrl+C), not killed: `serve`
+    # is stopping too, and the webhooks still answered write their call log themselves.
+    path = short_dir / behind.SOCKET_NAME
+    service = behind.LogQueueService(db.url, path)
+    service.start()
+    try:
+        wait_for_writer(path)
+        first = service._process.pid
+        with caplog.at_level(logging.WARNING):
+            os.kill(first, signal.SIGTERM)
+            time.sleep(behind.RETRY_SECONDS + 1)
+        assert service._process.pid == first and not _alive(first)
+        assert "the Twilio call-log writer stopped" in caplog.text and "starting it again" not in caplog.text
+    finally:
+        service.stop()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

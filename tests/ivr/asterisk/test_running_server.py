@@ -200,6 +200,18 @@ def test_agi_with_its_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert "cannot listen for FastAGI" in line and str(port) in line
 
 
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[Running]:
+    """`hotline agi` with two worker processes; killed at the end if a test left it running."""
+    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()  # its workers see it gone, drain and end
+            running.proc.communicate(timeout=60)
+
+
 def _children(pid: int) -> list[int]:
     """The FastAGI workers of `hotline agi` (its children but multiprocessing's resource tracker)."""
     found = []
@@ -232,8 +244,8 @@ def _closed_calls(data_dir: Path) -> dict[str, str | None]:
         db.dispose()
 
 
-def test_agi_workers_share_the_port_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
-    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+def test_agi_workers_share_the_port_and_a_killed_one_is_replaced(two_workers: Running) -> None:
+    running = two_workers
     deadline = time.monotonic() + 60
     while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -263,8 +275,8 @@ def test_agi_workers_share_the_port_and_a_killed_one_is_replaced(tmp_path: Path)
     assert "1700000000.2" in _closed_calls(running.data_dir)
 
 
-def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(tmp_path: Path) -> None:
-    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(two_workers: Running) -> None:
+    running = two_workers
     deadline = time.monotonic() + 60
     while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -287,10 +299,10 @@ def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(tmp_
     assert _closed_calls(running.data_dir) == {"1700000000.3": "abandoned"}
 
 
-def test_a_worker_stopped_from_outside_drains_and_is_not_started_again(tmp_path: Path) -> None:
+def test_a_worker_stopped_from_outside_drains_and_is_not_started_again(two_workers: Running) -> None:
     # systemd's default stop sends SIGTERM to every process of the unit at once: a worker
     # that drained and ended by itself is not replaced while the parent stops too.
-    running = _start(tmp_path, "agi", HOTLINE_AGI_PROCESSES="2")
+    running = two_workers
     deadline = time.monotonic() + 60
     while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -23,6 +23,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_running(pid: int) -> bool:
+    """True while `pid` runs: not gone, not a zombie (an ended orphan may stay one, since
+    this sandbox's init does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
     """Poll a condition that a background thread makes true, for at most `seconds`."""
     pause = threading.Event()

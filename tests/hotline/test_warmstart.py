@@ -17,7 +17,7 @@ import pytest
 
 from hotline.warmhelper import Refused, _decode, peer_allowed
 from hotline.warmstart import SOCKET_NAME, code_version, encode_request, socket_path
-from tests.helpers import free_port
+from tests.helpers import free_port, process_running
 
 # Warm only: exits 97 when the helper did not run it (the real entry point would then run it here).
 WARM = """
@@ -181,14 +181,7 @@ def test_the_helper_ends_with_serve_and_removes_its_socket(tmp_path):
     launcher.wait()
     launcher.stdout.close()
     wait_for(lambda: not (tmp_path / "data" / SOCKET_NAME).exists(), timeout=30)
-    wait_for(lambda: not Path(f"/proc/{helper}").exists() or "Z" in _state(helper), timeout=30)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
+    wait_for(lambda: not process_running(helper), timeout=30)
 
 
 def on_terminal(program: str, env: dict[str, str], *args: str) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import pytest
 
 from hotline.db import Database
 from ivr.asterisk.fake_agi import SILENCE, FakeAsterisk, Hold
-from tests.helpers import free_port
+from tests.helpers import free_port, process_running
 
 pytestmark = pytest.mark.slow
 
@@ -226,14 +226,6 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _running(pid: int) -> bool:
-    """True while `pid` runs (an ended orphan may stay a zombie: this sandbox's init does not reap)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _closed_calls(data_dir: Path) -> dict[str, str | None]:
     db = Database(f"sqlite:///{data_dir / 'hotline.sqlite3'}")
     try:
@@ -295,7 +287,7 @@ def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(two_
     assert "Traceback" not in out, out
     # The call in progress went on to its end (the drain), then the workers ended.
     assert call.trace.ended_by == "hangup" and "service_restart" not in " ".join(call.trace.commands)
-    assert not [pid for pid in workers if _running(pid)]
+    assert not [pid for pid in workers if process_running(pid)]
     assert _closed_calls(running.data_dir) == {"1700000000.3": "abandoned"}
 
 
@@ -308,7 +300,7 @@ def test_a_worker_stopped_from_outside_drains_and_is_not_started_again(two_worke
         time.sleep(0.2)
     os.kill(workers[0], signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _running(workers[0]) and time.monotonic() < deadline:
+    while process_running(workers[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.5)  # a respawn would have come by now (RESPAWN_PAUSE)
     assert _children(running.proc.pid) == workers[1:]

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +24,7 @@ from ivr.flow import CallState, StepName
 from ivr.logwriter import LogWrite, pack, write_batch
 from ivr.twilio import behind
 from ivr.twilio.client import TwilioCall
+from tests.helpers import process_running
 from tests.ivr.twilio.queued import SettledTransport
 from tests.ivr.twilio.test_webhooks import (  # noqa: F401 - api, make_app: fixtures
     PUBLIC,
@@ -231,9 +231,9 @@ def test_the_writer_ends_when_serve_is_killed(db, short_dir):
         os.kill(serve.pid, signal.SIGKILL)
         serve.wait(10)
         deadline = time.monotonic() + 30
-        while _alive(writer) and time.monotonic() < deadline:
+        while process_running(writer) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(writer)
+        assert not process_running(writer)
     finally:
         serve.kill()
         serve.stdout.close()
@@ -285,19 +285,10 @@ def test_a_writer_signalled_by_itself_is_not_started_again(db, short_dir, caplog
         with caplog.at_level(logging.WARNING):
             os.kill(first, signal.SIGTERM)
             time.sleep(behind.RETRY_SECONDS + 1)
-        assert service._process.pid == first and not _alive(first)
+        assert service._process.pid == first and not process_running(first)
         assert "the Twilio call-log writer stopped" in caplog.text and "starting it again" not in caplog.text
     finally:
         service.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
 
 
 def test_the_writer_keeps_the_queue_while_the_database_is_down(db, short_dir, monkeypatch):

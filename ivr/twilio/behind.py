@@ -394,8 +394,9 @@ class _Writer:
             while not (self.stopping and not self.writes):
                 if len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
                     self._take(RETRY_SECONDS if self.writes else None)
-                elif self.orphaned is None and any(k.fileobj == self.parent for k, _ in self.pause.select(0)):
-                    self._orphan()  # reading no more, but still told when `serve` is gone
+                else:  # reading no more, but still told when `serve` is gone or signalled
+                    for key, _ in self.pause.select(0):
+                        self._control(key.fileobj)
                 if self.writes and not _write(self.rows, self.writes):
                     if self.orphaned is not None and time.monotonic() - self.orphaned > STOP_SECONDS:
                         log.error(
@@ -433,12 +434,7 @@ class _Writer:
         for key, _ in self.selector.select(timeout):
             if key.fileobj is self.listener:
                 self._accept()
-            elif key.fileobj == self.parent:
-                self._orphan()
-            elif key.fileobj == self.signalled:
-                os.read(self.signalled, 64)
-                self.stopping = True
-            else:
+            elif not self._control(key.fileobj):
                 self._read(cast(socket.socket, key.fileobj))
         if self.flushes:
             # Everything any worker sent before this flush is in some connection's
@@ -447,11 +443,19 @@ class _Writer:
             for conn in list(self.buffers):
                 self._read(conn)
 
-    def _orphan(self) -> None:
-        self.stopping = True
-        if self.orphaned is None:
-            self.orphaned = time.monotonic()
-            log.error("call-log writer: serve is gone; writing what it holds, then ending")
+    def _control(self, fileobj: Any) -> bool:
+        """Act on `serve`'s end or a signal to this process; False if `fileobj` is neither."""
+        if fileobj == self.parent:
+            self.stopping = True
+            if self.orphaned is None:
+                self.orphaned = time.monotonic()
+                log.error("call-log writer: serve is gone; writing what it holds, then ending")
+        elif fileobj == self.signalled:
+            os.read(fileobj, 64)
+            self.stopping = True
+        else:
+            return False
+        return True
 
     def _accept(self) -> None:
         while True:

@@ -80,7 +80,6 @@ class AgiProcesses:
     def __init__(self, settings: Settings, processes: int):
         self.settings = settings
         self.processes = processes
-        self.name = f"FastAGI on agi://{settings.agi_host}:{settings.agi_port} ({processes} processes)"
         self._context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._counts = self._context.Array("i", processes, lock=False)
         self._workers: list[Any] = []
@@ -93,6 +92,11 @@ class AgiProcesses:
         self.port: int | None = None
 
     @property
+    def name(self) -> str:
+        port = self.port if self.port is not None else self.settings.agi_port
+        return f"FastAGI on agi://{self.settings.agi_host}:{port} ({self.processes} processes)"
+
+    @property
     def calls(self) -> int:
         """Calls in progress in all the workers."""
         return sum(self._counts)
@@ -101,7 +105,6 @@ class AgiProcesses:
         raise_fd_limit()  # the workers inherit it
         self._listener = bind(self.settings.agi_host, self.settings.agi_port)
         self.port = int(self._listener.getsockname()[1])
-        self.name = f"FastAGI on agi://{self.settings.agi_host}:{self.port} ({self.processes} processes)"
         started = [self._spawn(index) for index in range(self.processes)]
         self._workers = [worker for worker, _ in started]
         for index, (worker, ready) in enumerate(started):

@@ -64,7 +64,9 @@ from sqlalchemy import func, select  # noqa: E402
 from hotline import registry  # noqa: E402
 from hotline.db import Database  # noqa: E402
 from hotline.models import Call  # noqa: E402
+from hotline.settings import load_settings  # noqa: E402
 from ivr.asterisk.fake_agi import FakeAsterisk  # noqa: E402
+from ivr.asterisk.service import agi_processes  # noqa: E402
 
 
 def free_port() -> int:
@@ -320,6 +322,7 @@ def main() -> None:
             "HOTLINE_AGI_MAX_SESSIONS": str(max(500, args.calls)),
             "HOTLINE_AGI_PROCESSES": str(args.processes),
         }
+        processes = agi_processes(load_settings(env))  # as `hotline agi` counts them
         hotline = os.path.join(os.path.dirname(sys.executable), "hotline")
         server = subprocess.Popen([hotline, "agi"], env=env, stdout=subprocess.DEVNULL)
         bare = None
@@ -362,7 +365,6 @@ def main() -> None:
         db.dispose()
     hot, peer = summary(hot_waves), summary(bare_waves)
     database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    processes = args.processes or min(len(os.sched_getaffinity(0)), 4)
     print(
         f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}, "
         f"hotline agi in {processes} process{'es' if processes > 1 else ''}"

@@ -6,7 +6,9 @@ gunicorn command `serve` uses, with the same processes and threads (`--workers`,
 `--threads`). The clients send signed incoming-call webhooks and menu webhooks (`*`,
 repeat the menu) over keep-alive connections, from one asyncio process writing
 pre-encoded requests on raw sockets (a few tens of microseconds of CPU a request, on
-the same cores as the servers). Runs on SQLite and on PostgreSQL (a database made on
+the same cores as the servers); a client connects again after an answer with
+`Connection: close`, as an HTTP client does. Measuring starts once `serve` and its
+children (FastAGI workers, the warm CLI helper) have finished starting and are idle. Runs on SQLite and on PostgreSQL (a database made on
 `--postgres` for the run and dropped after), or on one with `--databases`.
 
 Two measurements, each in short turns alternating between the two apps, so that the
@@ -99,6 +101,40 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit(f"server on port {port} did not start in {timeout} s")
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and all its descendants."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parents[int(entry)] = int(fields[1])
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    tree, todo = set(), [pid]
+    while todo:
+        tree.add(todo.pop())
+        todo += [child for child, parent in parents.items() if parent in tree and child not in tree]
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until `serve` and its children (FastAGI workers, the warm CLI helper, writers) are
+    done starting: the first turns would otherwise share the cores with their imports."""
+    deadline = time.monotonic() + timeout
+    last = tree_cpu(proc.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = tree_cpu(proc.pid)
+        if now - last < 0.05:
+            return
+        last = now
+    raise SystemExit(f"server still busy {timeout} s after it started")
+
+
 def signature(url: str, params: dict[str, str]) -> str:
     """X-Twilio-Signature as Twilio computes it (the server checks it with the twilio package)."""
     data = url + "".join(k + params[k] for k in sorted(params))
@@ -145,55 +181,85 @@ class Call:
 ACTION = re.compile(rb'<Gather[^>]* action="([^"]+)"')
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, call: Call) -> str | None:
-    """Send the call's next request, read its answer; an error text if it was not the TwiML expected."""
-    assert call.next is not None
-    writer.write(call.next)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    body = await reader.readexactly(length)
-    call.answered(body)
-    if not head.startswith(b"HTTP/1.1 200") or b"<Gather" not in body:
-        call.next = None
-        return f"{head[:40]!r} {body[:120]!r}"
-    return None
+class Connection:
+    """A keep-alive connection as an HTTP client keeps one: opened again after an answer
+    that says `Connection: close` (gunicorn closes some when a worker holds many)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.opened = 0
+
+    async def exchange(self, call: Call) -> str | None:
+        """Send the call's next request, read its answer; an error text if it was not the TwiML expected."""
+        assert call.next is not None
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.opened += 1
+        assert self.reader is not None
+        self.writer.write(call.next)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length, close = 0, False
+        for line in head.split(b"\r\n"):
+            name = line[:15].lower()
+            if name == b"content-length:":
+                length = int(line[15:])
+            elif name.startswith(b"connection:"):
+                close = b"close" in line.lower()
+        body = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        call.answered(body)
+        if not head.startswith(b"HTTP/1.1 200") or b"<Gather" not in body:
+            call.next = None
+            return f"{head[:40]!r} {body[:120]!r}"
+        return None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
-async def client(port: int, public: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
+async def client(
+    connection: Connection, public: str, deadline: float, latencies: list[float], errors: list[str]
+) -> None:
     """Closed loop: the next request as soon as the last is answered."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.monotonic() < deadline:
-            call = Call(port, public)
+            call = Call(connection.port, public)
             while call.next is not None:
                 started = time.perf_counter()
-                error = await exchange(reader, writer, call)
+                error = await connection.exchange(call)
                 latencies.append(time.perf_counter() - started)
                 if error:
                     errors.append(error)
     except (OSError, asyncio.IncompleteReadError) as exc:
         errors.append(repr(exc))
     finally:
-        writer.close()
+        connection.close()
 
 
 async def paced_client(
-    port: int, public: str, first: float, period: float, end: float, latencies: list[float], errors: list[str]
+    connection: Connection,
+    public: str,
+    first: float,
+    period: float,
+    end: float,
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
     """Open loop: a request every `period` seconds from `first`, each timed from its scheduled moment."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     scheduled = first
     try:
         while scheduled < end:
-            call = Call(port, public)
+            call = Call(connection.port, public)
             while call.next is not None and scheduled < end:
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                error = await exchange(reader, writer, call)
+                error = await connection.exchange(call)
                 latencies.append(time.perf_counter() - scheduled)
                 if error:
                     errors.append(error)
@@ -201,38 +267,39 @@ async def paced_client(
     except (OSError, asyncio.IncompleteReadError) as exc:
         errors.append(repr(exc))
     finally:
-        writer.close()
+        connection.close()
 
 
-Run = tuple[list[float], float, list[str], float]
+Run = tuple[list[float], float, list[str], float, int]
 
 
 def measure(port: int, public: str, clients: int, seconds: float, rate: float | None = None) -> Run:
-    """Latencies of every request, the elapsed time, the errors and the clients' CPU time of one
-    run: closed loop, or open loop at `rate` requests per second in all."""
+    """Latencies of every request, the elapsed time, the errors, the clients' CPU time and the
+    connections they opened, of one run: closed loop, or open loop at `rate` requests per second."""
     latencies: list[float] = []
     errors: list[str] = []
+    connections = [Connection(port) for _ in range(clients)]
 
     async def run() -> float:
         started = time.perf_counter()
         if rate is None:
             deadline = time.monotonic() + seconds
             runs: list[Awaitable[None]] = [
-                client(port, public, deadline, latencies, errors) for _ in range(clients)
+                client(connection, public, deadline, latencies, errors) for connection in connections
             ]
         else:
             period = clients / rate  # each client's; the clients are spread evenly over one period
             first, end = started + 0.05, started + 0.05 + seconds
             runs = [
-                paced_client(port, public, first + i * period / clients, period, end, latencies, errors)
-                for i in range(clients)
+                paced_client(c, public, first + i * period / clients, period, end, latencies, errors)
+                for i, c in enumerate(connections)
             ]
         await asyncio.gather(*runs)
         return time.perf_counter() - started
 
     cpu = time.process_time()
     elapsed = asyncio.run(run())
-    return latencies, elapsed, errors, time.process_time() - cpu
+    return latencies, elapsed, errors, time.process_time() - cpu, sum(c.opened for c in connections)
 
 
 def written(run: Run, logged: behind.LogQueue) -> Run:
@@ -242,8 +309,8 @@ def written(run: Run, logged: behind.LogQueue) -> Run:
     started = time.perf_counter()
     if not logged.flush(120):
         raise SystemExit("the call log was not written within 120 s")
-    latencies, elapsed, errors, cpu = run
-    return latencies, elapsed + time.perf_counter() - started, errors, cpu
+    latencies, elapsed, errors, cpu, opened = run
+    return latencies, elapsed + time.perf_counter() - started, errors, cpu, opened
 
 
 def summary(runs: list[Run]) -> dict[str, float]:
@@ -255,7 +322,15 @@ def summary(runs: list[Run]) -> dict[str, float]:
     elapsed = sum(run[1] for run in runs)
     n = len(latencies)
     client_cpu = sum(run[3] for run in runs) / n * 1e6
-    return {"rps": n / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": n, "client_us": client_cpu}
+    opened = sum(run[4] for run in runs)
+    return {
+        "rps": n / elapsed,
+        "p50": q[49] * 1000,
+        "p99": q[98] * 1000,
+        "n": n,
+        "client_us": client_cpu,
+        "opened": opened,
+    }
 
 
 def bare_command(app_dir: Path, port: int, workers: int, threads: int) -> list[str]:
@@ -309,6 +384,8 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
             try:
                 wait_ready(hot_port, hotline)
                 wait_ready(bare_port, bare)
+                wait_idle(hotline)
+                wait_idle(bare)
                 measure(hot_port, public, 4, 1.0)  # warm up both
                 measure(bare_port, public, 4, 1.0)
                 turn = args.seconds / args.rounds
@@ -339,7 +416,8 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
     for name, r in (("bare Flask   ", bare_r), ("hotline serve", hot_r)):
         print(
             f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
-            f"({r['n']:.0f} requests, client CPU {r['client_us']:.0f} µs each)"
+            f"({r['n']:.0f} requests on {r['opened']:.0f} connections, "
+            f"client CPU {r['client_us']:.0f} µs each)"
         )
     print(f"    ratio bare/hotline: {bare_r['rps'] / hot_r['rps']:.2f}x requests per second")
     print(f"  at a fixed rate of {rate:.0f} req/s (open loop, latency from the scheduled send):")

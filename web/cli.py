@@ -38,6 +38,12 @@ from hotline.storage import remove_temporary_files
 #: Few threads per worker answer webhooks faster than many: they wait less on each
 #: other for the interpreter lock (docs/performance.md).
 THREADS = 4
+#: A worker holds at most this many connections a thread (gunicorn's worker_connections);
+#: then it stops accepting and the other workers take the new ones. Without a cap a burst
+#: of keep-alive connections went to whichever worker was on a core when it came (31 of
+#: 32 to one in the webhook benchmark) and queued behind its threads while the other
+#: idled. A worker holding many idle ones answers with `Connection: close`.
+CONNECTIONS_PER_THREAD = 4
 UMASK = 0o027  # nothing the service writes (recordings, e-mail, the database) is world-readable
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -95,6 +101,7 @@ def gunicorn_command(app: str, bind: str, workers: int, threads: int, *extra: st
         "--worker-class=gthread",
         f"--workers={workers}",
         f"--threads={threads}",
+        f"--worker-connections={threads * CONNECTIONS_PER_THREAD}",
         f"--bind={bind}",
         "--graceful-timeout=20",
         "--log-level=warning",  # `serve` says itself where it listens; a port in use is its one line

@@ -18,6 +18,9 @@ FastAGI session is one connection).
   writes its own count into shared memory and adds up the others' before taking a call.
 - On stop each worker gets SIGTERM and drains its calls as a single server does; a
   worker whose parent died (SIGKILL) does the same.
+- A worker whose event loop is stuck (it has not written its heartbeat for
+  HANG_SECONDS: a call blocking the loop, a deadlock in an extension) is killed and
+  started again, as one that died: its calls hear nothing until then anyway.
 - What stays per worker: a withheld number's hourly lookups are counted from the
   database plus the worker's own lookups not yet written, so two workers can go over
   that limit by the lookups of the last moment.
@@ -45,19 +48,30 @@ log = logging.getLogger(__name__)
 
 RESPAWN_PAUSE = 1.0  # seconds between two starts of the same worker (one that dies at once)
 START_TIMEOUT = 120.0  # seconds a worker may take to import and start serving (a loaded machine)
+BEAT_SECONDS = 1.0  # a worker's loop writes its heartbeat this often
+#: A loop that has not run for this long is stuck: far above its longest turn under a
+#: burst of 2,000 calls (~0.3 s) or a full garbage collection (~0.1 s).
+HANG_SECONDS = 30.0
 
 
 class SharedCounts:
-    """Calls in progress of each worker, in memory shared by the parent and the workers."""
+    """Calls in progress of each worker, and when its loop last ran, in memory shared by the
+    parent and the workers."""
 
-    def __init__(self, counts: Any, index: int):
-        self._counts, self._index = counts, index
+    def __init__(self, counts: Any, beats: Any, index: int):
+        self._counts, self._beats, self._index = counts, beats, index
 
     def total(self) -> int:
         return sum(self._counts)
 
     def set(self, calls: int) -> None:
         self._counts[self._index] = calls
+
+    async def beat(self) -> None:
+        """The heartbeat: time.monotonic() (the same clock in every process) while the loop runs."""
+        while True:
+            self._beats[self._index] = time.monotonic()
+            await asyncio.sleep(BEAT_SECONDS)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -82,6 +96,7 @@ class AgiProcesses:
         self.processes = processes
         self._context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._counts = self._context.Array("i", processes, lock=False)
+        self._beats = self._context.Array("d", processes, lock=False)  # SharedCounts.beat
         self._workers: list[Any] = []
         self._started: list[float] = [0.0] * processes
         self._ended: set[int] = set()  # workers that stopped by themselves (exit code 0)
@@ -120,19 +135,21 @@ class AgiProcesses:
         ready, told = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=run_worker,
-            args=(self.settings, self._listener, SharedCounts(self._counts, index), told),
+            args=(self.settings, self._listener, SharedCounts(self._counts, self._beats, index), told),
             name=f"hotline-agi-{index + 1}",
         )
+        self._started[index] = time.monotonic()
+        self._beats[index] = self._started[index] + START_TIMEOUT  # its imports first
         process.start()
         told.close()
-        self._started[index] = time.monotonic()
         return process, ready
 
     def _watch(self) -> None:
-        """Start a worker again in place of one that died."""
+        """Start a worker again in place of one that died or whose loop is stuck."""
         while not self._stopping.is_set():
             running = [w.sentinel for i, w in enumerate(self._workers) if i not in self._ended]
             multiprocessing.connection.wait(running, timeout=0.5)
+            self._kill_stuck()
             for index, worker in enumerate(self._workers):
                 if index in self._ended or worker.is_alive() or self._stopping.is_set():
                     continue
@@ -153,6 +170,14 @@ class AgiProcesses:
                         return
                     self._workers[index], ready = self._spawn(index)
                 ready.close()
+
+    def _kill_stuck(self) -> None:
+        now = time.monotonic()
+        for index, worker in enumerate(self._workers):
+            silent = now - self._beats[index]
+            if silent > HANG_SECONDS and index not in self._ended and worker.is_alive():
+                log.error("FastAGI worker %d: its event loop stuck for %.0f s; killed", index + 1, silent)
+                worker.kill()  # the watch starts it again
 
     def stop(self) -> None:
         """The port closes (new calls are refused: the dialplan's fallback takes them); every
@@ -199,6 +224,7 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
             counts=counts,
         )
         await server.start()
+        heartbeat = asyncio.create_task(counts.beat())
         with contextlib.suppress(OSError):  # a respawned worker's parent does not wait
             ready.send_bytes(b"ready")
         ready.close()
@@ -210,6 +236,7 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
             loop.add_reader(parent.sentinel, stop.set)
         await stop.wait()
         await server.stop(grace=settings.agi_drain_seconds)
+        heartbeat.cancel()
 
     try:
         asyncio.run(main())

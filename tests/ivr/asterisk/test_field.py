@@ -559,12 +559,12 @@ def test_a_flood_of_dropped_connections_is_one_log_line(settings: Settings, db: 
 def test_the_cap_counts_the_calls_of_every_process_on_the_port(settings: Settings, db: Database) -> None:
     # Two servers as two worker processes would run them (ivr.asterisk.processes): each writes
     # its own calls in progress, and the cap is for them all.
-    shared = [0, 0]
+    shared, beats = [0, 0], [0.0, 0.0]
 
     async def main() -> tuple[CallTrace, FakeAsterisk, int]:
         handler = make_handler(CallStore(db, settings, BACKEND), settings)
         one, two = (
-            FastAgiServer(handler, "127.0.0.1", 0, max_sessions=2, counts=SharedCounts(shared, index))
+            FastAgiServer(handler, "127.0.0.1", 0, max_sessions=2, counts=SharedCounts(shared, beats, index))
             for index in (0, 1)
         )
         port_one, port_two = await one.start(), await two.start()

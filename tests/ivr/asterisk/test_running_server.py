@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import resource
 import signal
 import socket
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from hotline.db import Database
+from ivr.asterisk import processes
 from ivr.asterisk.fake_agi import SILENCE, FakeAsterisk, Hold
 from tests.helpers import free_port, process_running
 
@@ -312,3 +315,33 @@ def test_a_worker_stopped_from_outside_drains_and_is_not_started_again(two_worke
     assert running.proc.returncode == 0 and "Traceback" not in out, out
     assert "FastAGI worker 1 stopped after its drain; not started again" in out
     assert "starting it again" not in out
+
+
+def test_a_worker_whose_loop_is_stuck_is_killed_and_started_again(
+    make_settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stopped process stands in for a stuck event loop: it writes no heartbeat.
+    monkeypatch.setattr(processes, "HANG_SECONDS", 3.0)
+    agi = processes.AgiProcesses(make_settings(HOTLINE_AGI_PORT="0", HOTLINE_ASR="fake"), 2)
+    agi.start()
+    try:
+        stuck = agi._workers[0]
+        os.kill(stuck.pid, signal.SIGSTOP)
+        with caplog.at_level(logging.ERROR):
+            deadline = time.monotonic() + 30
+            while agi._workers[0] is stuck and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert stuck.exitcode == -signal.SIGKILL
+        assert re.search(r"FastAGI worker 1: its event loop stuck for \d+ s; killed", caplog.text)
+        assert "FastAGI worker 1 ended (exit code -9)" in caplog.text
+        # The new worker and the other one take calls; the live one was never touched.
+        traces = [
+            asyncio.run(
+                FakeAsterisk("127.0.0.1", agi.port, uniqueid=f"1700000001.{i}", script=["*", SILENCE]).run(60)
+            )
+            for i in range(4)
+        ]
+        assert all(trace.heard[:1] == ["hotline/ru/greeting"] for trace in traces)
+        assert agi._workers[1].is_alive()
+    finally:
+        agi.stop()

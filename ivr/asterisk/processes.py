@@ -52,6 +52,7 @@ BEAT_SECONDS = 1.0  # a worker's loop writes its heartbeat this often
 #: A loop that has not run for this long is stuck: far above its longest turn under a
 #: burst of 2,000 calls (~0.3 s) or a full garbage collection (~0.1 s).
 HANG_SECONDS = 30.0
+WATCH_GAP = 5.0  # the watch looks every 0.5 s; a longer gap means that it was stopped too
 
 
 class SharedCounts:
@@ -104,6 +105,7 @@ class AgiProcesses:
         self._stopping = threading.Event()
         self._spawning = threading.Lock()  # no worker is started with the socket once it is closed
         self._watcher = threading.Thread(target=self._watch, name="fastagi-workers", daemon=True)
+        self._checked = time.monotonic()  # the watch's last look at the heartbeats
         self.port: int | None = None
 
     @property
@@ -173,6 +175,9 @@ class AgiProcesses:
 
     def _kill_stuck(self) -> None:
         now = time.monotonic()
+        gap, self._checked = now - self._checked, now
+        if gap > WATCH_GAP:  # this process did not run either (Ctrl+Z, a paused VM): beats to come
+            return
         for index, worker in enumerate(self._workers):
             silent = now - self._beats[index]
             if silent > HANG_SECONDS and index not in self._ended and worker.is_alive():

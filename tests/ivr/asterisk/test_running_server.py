@@ -345,3 +345,29 @@ def test_a_worker_whose_loop_is_stuck_is_killed_and_started_again(
         assert agi._workers[1].is_alive()
     finally:
         agi.stop()
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.killed = False
+
+    def is_alive(self) -> bool:
+        return not self.killed
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def test_workers_are_not_taken_for_stuck_when_the_parent_was_stopped_with_them(make_settings) -> None:
+    # Ctrl+Z on `hotline agi` stops the parent and its workers alike: after `fg` the beats
+    # are old, but only because nobody ran. They are judged at the next look, not this one.
+    agi = processes.AgiProcesses(make_settings(), 2)
+    workers = [_Worker(), _Worker()]
+    agi._workers = workers  # type: ignore[assignment]
+    now = time.monotonic()
+    agi._beats[:] = [now - 100, now]
+    agi._checked = now - 100
+    agi._kill_stuck()
+    assert not workers[0].killed
+    agi._kill_stuck()  # half a second later: still no beat from worker 1, which is stuck indeed
+    assert workers[0].killed and not workers[1].killed

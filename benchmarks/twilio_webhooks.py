@@ -8,8 +8,9 @@ repeat the menu) over keep-alive connections, from one asyncio process writing
 pre-encoded requests on raw sockets (a few tens of microseconds of CPU a request, on
 the same cores as the servers); a client connects again after an answer with
 `Connection: close`, as an HTTP client does. Measuring starts once `serve` and its
-children (FastAGI workers, the warm CLI helper) have finished starting and are idle. Runs on SQLite and on PostgreSQL (a database made on
-`--postgres` for the run and dropped after), or on one with `--databases`.
+children (FastAGI workers, the warm CLI helper) have finished starting and are idle.
+Runs on SQLite and on PostgreSQL (a database made on `--postgres` for the run and
+dropped after), or on one with `--databases`.
 
 Two measurements, each in short turns alternating between the two apps, so that the
 machine's other load falls on both alike:

@@ -182,7 +182,8 @@ class AgiProcesses:
             silent = now - self._beats[index]
             if silent > HANG_SECONDS and index not in self._ended and worker.is_alive():
                 log.error("FastAGI worker %d: its event loop stuck for %.0f s; killed", index + 1, silent)
-                worker.kill()  # the watch starts it again
+                worker.kill()  # the watch starts it again, once it is gone
+                worker.join(5)
 
     def stop(self) -> None:
         """The port closes (new calls are refused: the dialplan's fallback takes them); every

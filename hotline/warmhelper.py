@@ -330,7 +330,7 @@ def _stream(fd: int, mode: str, spec: str) -> io.TextIOWrapper:
 class WarmHelper:
     """`hotline serve`'s service that runs the warm helper as its child process."""
 
-    name = "быстрый запуск команд hotline"
+    name = "warm CLI helper"
 
     def __init__(self, path: str):
         self.path = path

@@ -131,6 +131,7 @@ def require_phone(raw: str) -> str:
     return phone.stored
 
 
+@functools.lru_cache(maxsize=4096)  # a page shows the same callers again and again
 def display_phone(stored: str | None) -> str:
     """A stored phone for people: `8 (343) 567-45-30` in Russia, international elsewhere."""
     if not stored:
@@ -143,6 +144,14 @@ def display_phone(stored: str | None) -> str:
     if phonenumbers.region_code_for_number(number) == DEFAULT_REGION:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+@functools.lru_cache(maxsize=4096)
+def tel_uri(stored: str | None) -> str | None:
+    """`tel:+73435674530`, a link that dials a stored telephone number from a phone; None for
+    what no phone dials (a SIP URI, an extension, a withheld number)."""
+    number = _parse_number(stored, DEFAULT_REGION) if stored and stored.startswith("+") else None
+    return f"tel:{stored}" if number is not None else None
 
 
 def international_phone(stored: str) -> str:

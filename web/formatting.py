@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from flask import Flask, request
 
 from hotline.models import TranscriptionState, utcnow
+from hotline.phones import display_phone, tel_uri
 from hotline.users import ROLE_LABELS
 from hotline.vocabulary import (
     Backend,
@@ -79,10 +80,12 @@ def wait(span: dt.timedelta | None) -> str:
 
 
 def actor(text: str) -> str:
-    """'engineer:ivanov' → 'инженер ivanov'."""
+    """'engineer:ivanov' → 'инженер ivanov', 'caller:+73435674530' → 'звонивший 8 (343) 567-45-30'."""
     if text in ACTOR_NAMES:
         return ACTOR_NAMES[text]
     kind, _, who = text.partition(":")
+    if kind == "caller":
+        who = display_phone(who)
     return f"{ACTOR_KINDS.get(kind, kind)} {who}".strip()
 
 
@@ -114,7 +117,15 @@ def with_args(**changes: Any) -> str:
 def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"now": utcnow()})
     app.jinja_env.filters.update(
-        local=local, duration=duration, wait=wait, actor=actor, size=size, plural=plural_filter, agree=agree
+        local=local,
+        duration=duration,
+        wait=wait,
+        actor=actor,
+        size=size,
+        plural=plural_filter,
+        agree=agree,
+        phone=display_phone,  # `8 (343) 567-45-30`; _macros.html's `phone` links it for dialling
+        tel=tel_uri,
     )
     app.jinja_env.globals.update(
         with_args=with_args,

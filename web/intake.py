@@ -10,7 +10,6 @@ from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from hotline.models import DeadLetter, RecordingFetch
-from hotline.phones import display_phone
 from web.auth import require_login
 from web.db import session
 
@@ -18,9 +17,6 @@ bp = Blueprint("intake", __name__, url_prefix="/intake")
 require_login(bp)
 
 SHOWN = 200
-
-# `{{ call.from_number|phone }}`: a stored number as people read it (8 (343) 567-45-30).
-bp.add_app_template_filter(display_phone, "phone")
 
 
 @bp.get("")

@@ -18,7 +18,7 @@ from typing import Any
 
 from hotline.models import Request
 from hotline.notify.channel import NotificationChannel
-from hotline.phones import sms_number
+from hotline.phones import display_phone, sms_number
 from hotline.settings import Settings
 from hotline.vocabulary import NotifyChannel, label_of
 
@@ -70,8 +70,9 @@ class Route:
 
     @property
     def how(self) -> str:
-        """«по e-mail на a@b.ru», «по SMS на +7…»."""
-        return f"{label_of(NotifyChannel, self.channel)} на {self.recipient}"
+        """«по e-mail на a@b.ru», «по SMS на 8 (900) 123-45-67»."""
+        recipient = display_phone(self.recipient) if self.recipient.startswith("+") else self.recipient
+        return f"{label_of(NotifyChannel, self.channel)} на {recipient}"
 
 
 def route(settings: Settings, request: Request, kind: str, sending: Collection[str] | None = None) -> Route:

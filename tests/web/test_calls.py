@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
+
 from hotline import calllog
 from hotline.models import Call
 
@@ -97,7 +99,29 @@ def test_ongoing_calls(engineer, app):
         calllog.start_call(s, backend="asterisk", backend_call_id="live", from_number="+79005550000")
         assert s.query(Call).count() == 1
     page = engineer.get("/calls?outcome=-").get_data(as_text=True)
-    assert "+79005550000" in page and "идёт" in page
+    assert '<a href="tel:+79005550000">8 (900) 555-00-00</a>' in page and "идёт" in page
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        # A telephone number as people read it, and a link that dials it from a phone.
+        ("+73435674530", '<a href="tel:+73435674530">8 (343) 567-45-30</a>'),
+        ("+447911123456", '<a href="tel:+447911123456">+44 7911 123456</a>'),
+        # What no phone dials is shown as it came, without a link.
+        ("101", "101"),
+        ("sip:alice@pbx.example", "sip:alice@pbx.example"),
+        (None, "номер скрыт"),
+    ],
+)
+def test_the_call_log_shows_numbers_as_people_read_them(engineer, app, stored, shown):
+    with app.extensions["hotline.db"].session() as s:
+        calllog.start_call(s, backend="asterisk", backend_call_id="c1", from_number=stored)
+        call_id = s.query(Call).one().id
+    cell = engineer.get("/calls").get_data(as_text=True).split('data-label="Звонивший">')[1].split("</td>")[0]
+    assert cell == shown
+    page = engineer.get(f"/calls/{call_id}").get_data(as_text=True)
+    assert f"<dt>Звонивший</dt><dd>{shown}</dd>" in page
 
 
 def test_call_page_tells_the_call_as_a_story(engineer, app, settings):

@@ -38,7 +38,7 @@ def test_request_page_shows_player_transcript_and_history(engineer, voicemail):
     # Only the transitions the lifecycle allows from "new".
     options = page.split('name="status"')[1].split("</select>")[0]
     assert 'value="in_progress"' in options and 'value="processed"' not in options
-    assert "создана" in page and "звонивший +79001234567" in page
+    assert "создана" in page and "звонивший 8 (900) 123-45-67" in page
 
 
 def test_transcription_states_are_shown(engineer, app, voicemail):

@@ -134,21 +134,21 @@ def test_reach_is_the_outbox_routing_rule(make_settings):
     phone = Request(contact_phone="+79001234567", channel="phone")
     landline = Request(contact_phone="+73435674530", channel="phone")
     assert reach(full, both).how == "по e-mail на a@b.ru"
-    assert reach(full, phone).how == "по SMS на +79001234567"
+    assert reach(full, phone).how == "по SMS на 8 (900) 123-45-67"
     assert reach(plain, both).why_not == "отправка писем и SMS не настроена"
-    assert reach(sms_only, both).how == "по SMS на +79001234567"
+    assert reach(sms_only, both).how == "по SMS на 8 (900) 123-45-67"
     assert reach(plain, Request(channel="web")).why_not == "у заявки нет ни e-mail, ни телефона заказчика"
     assert "не мобильный" in reach(full, landline).why_not
     # The number of a new request: a letter is answered by a letter, a call from a mobile by SMS.
     assert reach(full, both, "created").how == "по e-mail на a@b.ru"
     assert reach(sms_only, both, "created").why_not == "отправка писем не настроена (HOTLINE_SMTP_URL)"
-    assert reach(full, phone, "created").how == "по SMS на +79001234567"
+    assert reach(full, phone, "created").how == "по SMS на 8 (900) 123-45-67"
     assert reach(plain, phone, "created").why_not.startswith("отправка SMS не настроена (HOTLINE_SMS_FROM")
     assert "не мобильный" in reach(full, landline, "created").why_not
     web_mobile = Request(contact_phone="+79001234567", contact_email="a@b.ru", channel="web")
     assert "только в ответ на письмо" in reach(full, web_mobile, "created").why_not
     abroad = Request(contact_phone="+447911123456", channel="phone")
-    assert reach(full, abroad).how == "по SMS на +447911123456"
+    assert reach(full, abroad).how == "по SMS на +44 7911 123456"
     assert "на российский мобильный" in reach(full, abroad, "created").why_not
 
 
@@ -171,7 +171,7 @@ def test_the_number_sms_shows_in_the_history_with_its_delivery(make_settings, db
 
     outbox.drain(settings, db, sms=Sms(), now=dt.datetime.now(dt.UTC))
     page = _client(app).get(f"/requests/{number}").get_data(as_text=True)
-    assert "Уведомление заказчику (автоответ с номером заявки) по SMS на +79001234567:" in page
+    assert "Уведомление заказчику (автоответ с номером заявки) по SMS на 8 (900) 123-45-67:" in page
     assert "<b>ждёт отправки</b> (попыток: 1" in page and "Twilio 503: Service Unavailable" in page
 
 

@@ -132,11 +132,16 @@ def require_phone(raw: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)  # a page shows the same callers again and again
+def _stored_number(stored: str | None) -> phonenumbers.PhoneNumber | None:
+    """The telephone number a stored phone is (stored numbers are E.164); None for the rest."""
+    return _parse_number(stored, DEFAULT_REGION) if stored and stored.startswith("+") else None
+
+
 def display_phone(stored: str | None) -> str:
     """A stored phone for people: `8 (343) 567-45-30` in Russia, international elsewhere."""
     if not stored:
         return ""
-    number = _parse_number(stored, DEFAULT_REGION) if stored.startswith("+") else None
+    number = _stored_number(stored)
     if number is None:
         return stored
     import phonenumbers
@@ -146,12 +151,10 @@ def display_phone(stored: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
-@functools.lru_cache(maxsize=4096)
 def tel_uri(stored: str | None) -> str | None:
     """`tel:+73435674530`, a link that dials a stored telephone number from a phone; None for
     what no phone dials (a SIP URI, an extension, a withheld number)."""
-    number = _parse_number(stored, DEFAULT_REGION) if stored and stored.startswith("+") else None
-    return f"tel:{stored}" if number is not None else None
+    return f"tel:{stored}" if _stored_number(stored) is not None else None
 
 
 def international_phone(stored: str) -> str:

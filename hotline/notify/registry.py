@@ -71,8 +71,7 @@ class Route:
     @property
     def how(self) -> str:
         """«по e-mail на a@b.ru», «по SMS на 8 (900) 123-45-67»."""
-        recipient = display_phone(self.recipient) if self.recipient.startswith("+") else self.recipient
-        return f"{label_of(NotifyChannel, self.channel)} на {recipient}"
+        return f"{label_of(NotifyChannel, self.channel)} на {display_phone(self.recipient)}"
 
 
 def route(settings: Settings, request: Request, kind: str, sending: Collection[str] | None = None) -> Route:

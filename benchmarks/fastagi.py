@@ -158,6 +158,9 @@ def _p(trips: list[float], q: float) -> float:
 
 def print_by_command(hot_waves: list[Wave], bare_waves: list[Wave]) -> None:
     """p50/p99 of the wait before each command of the call, both peers: where a tail is."""
+    for name, waves in (("hotline", hot_waves), ("bare", bare_waves)):
+        p99s = ", ".join(f"{_p(sorted(w.round_trips), 0.99):.0f}" for w in waves if w.round_trips)
+        print(f"  {name} p99 wave by wave (ms): {p99s}")
     print("  wait before each command (ms): position, command, hotline p50/p99, bare p50/p99")
     keys = sorted({k for w in hot_waves + bare_waves for k in w.by_command})
     for key in keys:

@@ -69,6 +69,8 @@ GATHER_SECONDS = 0.02
 RETRY_SECONDS = 1.0
 #: Seconds a writing step waits for its call's queued writes.
 WAIT_SECONDS = 30.0
+#: Seconds before the lookups' PostgreSQL connection is opened ahead again after it failed.
+WARM_RETRY_SECONDS = 5.0
 
 Op = bytes  # a pickled LogWrite
 
@@ -238,28 +240,67 @@ class _SqliteReads(_Reads):
 class _PgReads(_Reads):
     """The status lookup's reads for the event loop on PostgreSQL, on one psycopg async
     connection in autocommit: a server's round trip never stops the loop, and the reads
-    asked for while one batch is out go in the next one together (pipelined).
-    With 500 calls at once, six threads doing one read each queued them by seconds."""
+    asked for while one batch is out go in the next one together.
+    With 500 calls at once, six threads doing one read each queued them by seconds.
+
+    Under a burst every wait for the server is a turn of the loop, and a turn is long (a
+    thousand calls' steps): a batch's statements go in one pipeline (one wait, not one a
+    statement), and the connection is opened at the first call (`warm`), not at the
+    first lookup (a first burst's lookups waited ~0.3 s for it)."""
 
     def __init__(self, url: str, dialect: Dialect):
         super().__init__(dialect)
         self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._conn: Any = None
+        self._connecting: asyncio.Task[Any] | None = None
+        self._warm_failed = -WARM_RETRY_SECONDS  # when connecting ahead last failed (monotonic)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._asked: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]] = []
         self._reader: asyncio.Task[None] | None = None
 
+    def warm(self) -> None:
+        """Open the connection now, on the running loop, if it is not (and connecting
+        ahead has not failed in the last WARM_RETRY_SECONDS: a lookup still tries)."""
+        loop = self._own_loop()
+        if self._conn is not None or self._connecting is not None:
+            return
+        if time.monotonic() - self._warm_failed >= WARM_RETRY_SECONDS:
+            self._connection(loop)
+
     def ask(self, query: _DriverQuery, params: dict[str, Any]) -> asyncio.Future[Any]:
         """The read's answer to come (a row, or None): read in the next batch."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a connection belongs to its loop
-            self.close()
-            self._loop = loop
+        loop = self._own_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         self._asked.append((query, params, answer))
         if self._reader is None or self._reader.done():
             self._reader = loop.create_task(self._read())
         return answer
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a connection belongs to its loop
+            self.close()
+            self._loop = loop
+        return loop
+
+    def _connection(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
+        """The connection being opened (one at a time); `_connected` keeps it."""
+        if self._connecting is None:
+            self._connecting = loop.create_task(self._connect())
+            self._connecting.add_done_callback(self._connected)
+        return self._connecting
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        failed = None if task.cancelled() else task.exception()
+        if task is not self._connecting:  # closed while it connected
+            if not task.cancelled() and failed is None:
+                task.result().pgconn.finish()
+            return
+        self._connecting = None
+        if failed is not None:
+            self._warm_failed = time.monotonic()  # a lookup tries again, and says why
+        elif not task.cancelled():
+            self._conn = task.result()
 
     async def _read(self) -> None:
         import psycopg
@@ -268,25 +309,35 @@ class _PgReads(_Reads):
             batch, self._asked = self._asked, []
             try:
                 if self._conn is None:
-                    self._conn = await self._connect()
+                    await self._connection(asyncio.get_running_loop())  # its callback keeps it first
+                    if self._conn is None:
+                        raise psycopg.OperationalError("the connection was closed while it opened")
                 rows: list[Any] = [None] * len(batch)
-                for indexes in self.by_query(batch):
-                    query = batch[indexes[0]][0]
-                    asked = [batch[i][1] for i in indexes]
-                    many = self.many.get(id(query))
-                    if many is not None:  # the burst's reads: one statement for the batch
-                        cursor = await self._conn.execute(many.query.sql, many.args(asked))
-                        answers = many.answers(await cursor.fetchall(), asked)
+                async with self._conn.pipeline() as pipeline:
+                    sent: list[tuple[list[int], list[dict[str, Any]], _ManyQuery | _DriverQuery, Any]] = []
+                    for indexes in self.by_query(batch):
+                        query = batch[indexes[0]][0]
+                        asked = [batch[i][1] for i in indexes]
+                        many = self.many.get(id(query))
+                        if many is not None:  # the burst's reads: one statement for the batch
+                            cursor = await self._conn.execute(many.query.sql, many.args(asked))
+                            sent.append((indexes, asked, many, cursor))
+                            continue
+                        # Another statement: one executemany, its reads' answers in turn.
+                        cursor = self._conn.cursor()
+                        await cursor.executemany(query.sql, [query.args(a) for a in asked], returning=True)
+                        sent.append((indexes, asked, query, cursor))
+                    await pipeline.sync()  # every statement's answer in one wait
+                    for indexes, asked, how, cursor in sent:
+                        if isinstance(how, _ManyQuery):
+                            answers = how.answers(await cursor.fetchall(), asked)
+                        else:
+                            answers = []
+                            for _ in indexes:
+                                answers.append(how.row(await cursor.fetchone()))
+                                cursor.nextset()
                         for i, row in zip(indexes, answers, strict=True):
                             rows[i] = row
-                        continue
-                    # One executemany a statement: pipelined, and no trip round the event
-                    # loop per read (a batch read one by one took a loop iteration each).
-                    cursor = self._conn.cursor()
-                    await cursor.executemany(query.sql, [query.args(a) for a in asked], returning=True)
-                    for i in indexes:
-                        rows[i] = query.row(await cursor.fetchone())
-                        cursor.nextset()
             except psycopg.Error as exc:
                 self.close()
                 failed: Exception = exc
@@ -307,11 +358,16 @@ class _PgReads(_Reads):
         # No parallel workers for a batch: once `calls` outgrows min_parallel_table_scan_size
         # the planner scanned it with two workers, 16-21 ms a batch against ~3 ms through
         # its number index (19,500 calls), the workers' CPU taken from the event loop's.
-        await conn.execute("SET max_parallel_workers_per_gather = 0")
+        try:
+            await conn.execute("SET max_parallel_workers_per_gather = 0")
+        except BaseException:  # cancelled too: the loop ended while it connected
+            conn.pgconn.finish()
+            raise
         return conn
 
     def close(self) -> None:
         """Close the connection (at once, whichever loop is running or none)."""
+        self._connecting = None  # one being opened is closed when it is (`_connected`)
         if self._conn is not None:
             self._conn.pgconn.finish()  # libpq's own close: needs no event loop
         self._conn = None
@@ -430,6 +486,8 @@ class LiveCallStore(CallStore):
         """Run a store method for the event loop: a step that needs no I/O (most of them)
         runs right there; one that reads or writes the database goes to a thread."""
         if fn in (self.handle, self.hang_up):
+            if self._pg_reads is not None:
+                self._pg_reads.warm()  # at a call's first step, before its first lookup
             fetched: LiveCall | None = None
             try:
                 while True:

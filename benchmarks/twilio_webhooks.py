@@ -22,15 +22,20 @@ machine's other load falls on both alike:
   A hotline turn ends when its call log is written as well (the writer may run behind
   the webhooks; a flush on its socket waits for it): the time counts.
 - **Fixed rate** (open loop): the same 32 connections send at a fixed total rate
-  (`--rate`, by default half of the hotline's saturated rate in this run, which both
-  apps can hold), each request at its scheduled time. Latency is measured from the
+  (`--rate`, by default a quarter and a half of the hotline's saturated rate in this
+  run, which both apps can hold), each request at its scheduled time. Latency is measured from the
   scheduled time, not from the moment it could be sent: a request that waited for a
   slow answer before it counts its wait (no "coordinated omission"). This is the
   latency a caller gets at that load; p50 and p99 of both apps are printed. The
   asyncio timer wakes up to about 1 ms late, which adds to both apps alike.
 
+Each line also gives the server's CPU time a request: the app's process and every
+process under it (gunicorn's workers; the hotline's call-log writer), read from /proc
+around each turn. It rises as the load falls, for both apps: a request that finds its
+threads asleep pays for waking them.
+
     .venv/bin/python benchmarks/twilio_webhooks.py [--seconds 10] [--clients 32] [--workers 2]
-        [--threads 4] [--rate N] [--databases sqlite,postgres] [--postgres URL]
+        [--threads 4] [--rate N[,N...]] [--databases sqlite,postgres] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -271,12 +276,22 @@ async def paced_client(
         connection.close()
 
 
-Run = tuple[list[float], float, list[str], float, int]
+Run = tuple[list[float], float, list[str], float, int, float]
 
 
-def measure(port: int, public: str, clients: int, seconds: float, rate: float | None = None) -> Run:
-    """Latencies of every request, the elapsed time, the errors, the clients' CPU time and the
-    connections they opened, of one run: closed loop, or open loop at `rate` requests per second."""
+def measure(
+    server: subprocess.Popen[bytes],
+    port: int,
+    public: str,
+    clients: int,
+    seconds: float,
+    rate: float | None = None,
+    settle: Callable[[], None] | None = None,
+) -> Run:
+    """Latencies of every request, the elapsed time, the errors, the clients' CPU time, the
+    connections they opened and the server's CPU time (its whole process tree), of one
+    run: closed loop, or open loop at `rate` requests per second. `settle` runs after the
+    requests, its time counted in the elapsed time and the server's CPU."""
     latencies: list[float] = []
     errors: list[str] = []
     connections = [Connection(port) for _ in range(clients)]
@@ -298,20 +313,26 @@ def measure(port: int, public: str, clients: int, seconds: float, rate: float | 
         await asyncio.gather(*runs)
         return time.perf_counter() - started
 
-    cpu = time.process_time()
+    cpu, server_cpu = time.process_time(), tree_cpu(server.pid)
     elapsed = asyncio.run(run())
-    return latencies, elapsed, errors, time.process_time() - cpu, sum(c.opened for c in connections)
+    if settle is not None:
+        started = time.perf_counter()
+        settle()
+        elapsed += time.perf_counter() - started
+    client_cpu, server_cpu = time.process_time() - cpu, tree_cpu(server.pid) - server_cpu
+    return latencies, elapsed, errors, client_cpu, sum(c.opened for c in connections), server_cpu
 
 
-def written(run: Run, logged: behind.LogQueue) -> Run:
+def written(logged: behind.LogQueue) -> Callable[[], None]:
     """A hotline turn lasts until its call log is written too: the writer may run behind
     the webhooks (a worker's connection to it holds ~1 MB), and requests answered
     but not logged yet are no throughput."""
-    started = time.perf_counter()
-    if not logged.flush(120):
-        raise SystemExit("the call log was not written within 120 s")
-    latencies, elapsed, errors, cpu, opened = run
-    return latencies, elapsed + time.perf_counter() - started, errors, cpu, opened
+
+    def settle() -> None:
+        if not logged.flush(120):
+            raise SystemExit("the call log was not written within 120 s")
+
+    return settle
 
 
 def summary(runs: list[Run]) -> dict[str, float]:
@@ -324,6 +345,7 @@ def summary(runs: list[Run]) -> dict[str, float]:
     n = len(latencies)
     client_cpu = sum(run[3] for run in runs) / n * 1e6
     opened = sum(run[4] for run in runs)
+    server_cpu = sum(run[5] for run in runs) / n * 1e6
     return {
         "rps": n / elapsed,
         "p50": q[49] * 1000,
@@ -331,6 +353,7 @@ def summary(runs: list[Run]) -> dict[str, float]:
         "n": n,
         "client_us": client_cpu,
         "opened": opened,
+        "server_us": server_cpu,
     }
 
 
@@ -387,21 +410,22 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
                 wait_ready(bare_port, bare)
                 wait_idle(hotline)
                 wait_idle(bare)
-                measure(hot_port, public, 4, 1.0)  # warm up both
-                measure(bare_port, public, 4, 1.0)
+                measure(hotline, hot_port, public, 4, 1.0)  # warm up both
+                measure(bare, bare_port, public, 4, 1.0)
                 turn = args.seconds / args.rounds
-                logged = behind.LogQueue(data_dir / behind.SOCKET_NAME)
-                bare_r, hot_r = alternate(
-                    lambda: measure(bare_port, public, args.clients, turn),
-                    lambda: written(measure(hot_port, public, args.clients, turn), logged),
-                    args.rounds,
-                )
-                rate = args.rate or max(1.0, round(hot_r["rps"] / 2, -1))
-                bare_p, hot_p = alternate(
-                    lambda: measure(bare_port, public, args.clients, turn, rate),
-                    lambda: written(measure(hot_port, public, args.clients, turn, rate), logged),
-                    args.rounds,
-                )
+                logged = written(behind.LogQueue(data_dir / behind.SOCKET_NAME))
+
+                def both(rate: float | None) -> tuple[dict[str, float], dict[str, float]]:
+                    return alternate(
+                        lambda: measure(bare, bare_port, public, args.clients, turn, rate),
+                        lambda: measure(hotline, hot_port, public, args.clients, turn, rate, logged),
+                        args.rounds,
+                    )
+
+                saturated = both(None)
+                capacity = saturated[1]["rps"]
+                rates = args.rate or [max(1.0, round(capacity * share, -1)) for share in (0.25, 0.5)]
+                fixed = [(rate, both(rate)) for rate in rates]
             except BaseException:
                 print((data_dir / "hotline.log").read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
@@ -414,16 +438,23 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
     turns = f"{args.seconds:.0f} s a measurement in {args.rounds} turns"
     print(f"{database}: {args.clients} clients, {server}, {turns}")
     print("  saturated (closed loop):")
-    for name, r in (("bare Flask   ", bare_r), ("hotline serve", hot_r)):
+    for name, r in zip(("bare Flask   ", "hotline serve"), saturated, strict=True):
         print(
             f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
-            f"({r['n']:.0f} requests on {r['opened']:.0f} connections, "
-            f"client CPU {r['client_us']:.0f} µs each)"
+            f"server CPU {r['server_us']:4.0f} µs a request  ({r['n']:.0f} requests on "
+            f"{r['opened']:.0f} connections, client CPU {r['client_us']:.0f} µs each)"
         )
-    print(f"    ratio bare/hotline: {bare_r['rps'] / hot_r['rps']:.2f}x requests per second")
-    print(f"  at a fixed rate of {rate:.0f} req/s (open loop, latency from the scheduled send):")
-    for name, r in (("bare Flask   ", bare_p), ("hotline serve", hot_p)):
-        print(f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms")
+    print(f"    ratio bare/hotline: {saturated[0]['rps'] / saturated[1]['rps']:.2f}x requests per second")
+    for rate, results in fixed:
+        share = rate / saturated[1]["rps"]
+        print(
+            f"  at a fixed rate of {rate:.0f} req/s, {share:.0%} of the hotline's saturated rate (open loop):"
+        )
+        for name, r in zip(("bare Flask   ", "hotline serve"), results, strict=True):
+            print(
+                f"    {name}: {r['rps']:7.1f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                f"server CPU {r['server_us']:4.0f} µs a request"
+            )
     print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -435,7 +466,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="HTTP threads per process of both apps")
     parser.add_argument("--rounds", type=int, default=5, help="alternating turns the seconds are split into")
     parser.add_argument(
-        "--rate", type=float, help="of the open loop (default: half the hotline's saturated rate)"
+        "--rate",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        help="requests per second of the open loop, N[,N...] (default: a quarter and a half of "
+        "the hotline's saturated rate)",
     )
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite, postgres or both")
     parser.add_argument(

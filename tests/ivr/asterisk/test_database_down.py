@@ -92,3 +92,42 @@ def test_a_recording_of_no_known_call_is_kept(pg_via_proxy, settings: Settings, 
         assert import_orphans(store, folder, min_age=0) == []
     assert stray.exists() and "belongs to no known call; kept" in caplog.text
     assert import_orphans(store, folder) == []  # younger than ORPHAN_AGE: not even looked at
+
+
+def test_a_status_lookup_while_the_database_is_down_apologises_and_the_next_one_answers(
+    pg_via_proxy, settings: Settings, db: Database
+) -> None:
+    # The calls in memory (`hotline agi`'s store): the loop's own PostgreSQL connection
+    # for lookups is cut under it; after the restart the next lookup opens a new one.
+    from hotline import registry
+    from ivr.livecalls import LiveCallStore
+
+    with db.session() as session:
+        number = registry.open_request(session, kind="incident", channel="web", actor="system").number
+    store = LiveCallStore(db, settings, BACKEND)
+
+    async def main() -> list[CallTrace]:
+        server = FastAgiServer(make_handler(store, settings), "127.0.0.1", 0)
+        port = await server.start()
+        traces = []
+        try:
+            for i, step in enumerate((None, pg_via_proxy.cut, pg_via_proxy.restore)):
+                if step is not None:
+                    step()
+                fake = FakeAsterisk("127.0.0.1", port, uniqueid=f"1700000000.{i}", script=["1", number + "#"])
+                traces.append(await fake.run(timeout=20))
+        finally:
+            await server.stop(grace=10)
+        return traces
+
+    try:
+        up, down, again = asyncio.run(main())
+        assert store.flush(20)  # the call log held while it was down is written now
+    finally:
+        store.close()
+    assert "hotline/ru/status_new" in up.heard and "hotline/ru/status_new" in again.heard
+    assert heard(down)[-1] == "database_unavailable" and down.commands[-1] == "HANGUP"
+    with db.session() as session:
+        calls = session.scalars(select(Call).order_by(Call.backend_call_id)).all()
+        assert [c.backend_call_id for c in calls] == ["1700000000.0", "1700000000.1", "1700000000.2"]
+        assert all(c.ended_at is not None for c in calls)

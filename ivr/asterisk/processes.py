@@ -68,10 +68,14 @@ class SharedCounts:
     def set(self, calls: int) -> None:
         self._counts[self._index] = calls
 
+    def pulse(self) -> None:
+        """One heartbeat: time.monotonic(), the same clock in every process."""
+        self._beats[self._index] = time.monotonic()
+
     async def beat(self) -> None:
-        """The heartbeat: time.monotonic() (the same clock in every process) while the loop runs."""
+        """The heartbeat while the loop runs."""
         while True:
-            self._beats[self._index] = time.monotonic()
+            self.pulse()
             await asyncio.sleep(BEAT_SECONDS)
 
 
@@ -231,6 +235,9 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
         )
         await server.start()
         heartbeat = asyncio.create_task(counts.beat())
+        # Beating before it says it serves: a loop stuck from its first turn is not
+        # taken for one still starting (its beat was START_TIMEOUT ahead until then).
+        counts.pulse()
         with contextlib.suppress(OSError):  # a respawned worker's parent does not wait
             ready.send_bytes(b"ready")
         ready.close()

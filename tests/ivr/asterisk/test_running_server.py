@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -35,6 +36,7 @@ class Running:
     http_port: int
     agi_port: int
     data_dir: Path
+    head: str = ""  # what it printed while the test waited for it to start
 
     def healthz(self) -> int:
         try:
@@ -48,7 +50,7 @@ class Running:
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=90)
-        return out
+        return self.head + out
 
 
 def _low_fd_limit() -> None:
@@ -87,6 +89,16 @@ def _start(tmp_path: Path, command: str, **extra: str) -> Running:
     else:
         out = running.stop() if proc.poll() is None else proc.communicate()[0]
         pytest.fail(f"hotline {command} did not start: {out}")
+    if command == "agi":
+        # The port answers once the first worker serves; `hotline agi` says so once all do.
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()  # read raw: nothing is left in the text buffer for `stop`
+        while "hotline: FastAGI on" not in running.head and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                if not (chunk := os.read(fd, 4096)):
+                    break
+                running.head += chunk.decode(errors="replace")
+        assert "hotline: FastAGI on" in running.head, running.head
     return running
 
 

@@ -23,11 +23,11 @@ machine's other load falls on both alike:
   the webhooks; a flush on its socket waits for it): the time counts.
 - **Fixed rate** (open loop): the same 32 connections send at a fixed total rate
   (`--rate`, by default a quarter and a half of the hotline's saturated rate in this
-  run, which both apps can hold), each request at its scheduled time. Latency is measured from the
-  scheduled time, not from the moment it could be sent: a request that waited for a
-  slow answer before it counts its wait (no "coordinated omission"). This is the
-  latency a caller gets at that load; p50 and p99 of both apps are printed. The
-  asyncio timer wakes up to about 1 ms late, which adds to both apps alike.
+  run, which both apps can hold), each request at its scheduled time. Latency is
+  measured from the scheduled time, not from the moment it could be sent: a request
+  that waited for a slow answer before it counts its wait (no "coordinated omission").
+  This is the latency a caller gets at that load; p50 and p99 of both apps are
+  printed. The asyncio timer wakes up to about 1 ms late, which adds to both apps alike.
 
 Each line also gives the server's CPU time a request: the app's process and every
 process under it (gunicorn's workers; the hotline's call-log writer), read from /proc
@@ -446,7 +446,7 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
         )
     print(f"    ratio bare/hotline: {saturated[0]['rps'] / saturated[1]['rps']:.2f}x requests per second")
     for rate, results in fixed:
-        share = rate / saturated[1]["rps"]
+        share = rate / capacity
         print(
             f"  at a fixed rate of {rate:.0f} req/s, {share:.0%} of the hotline's saturated rate (open loop):"
         )

@@ -31,9 +31,10 @@ two cores shared with the HTTP workers. Now:
 The writer never applies a state older than the row's (`seq`), so a webhook Twilio
 repeats late cannot take the call back. What is lost: writes the writer received and
 had not committed when it was killed (milliseconds; it is started again at once), as
-for FastAGI. When `serve` itself is killed, the writer writes what it holds and ends.
-SIGTERM or SIGINT sent to the writer itself (systemd stopping every process of the
-unit, Ctrl+C) is a stop too, and a writer that stopped so is not started again.
+for FastAGI. When `serve` itself is killed, the writer removes its socket, writes what
+it holds and every send made before, and ends. SIGTERM or SIGINT sent to the writer
+itself (systemd stopping every process of the unit, Ctrl+C) is a stop too, and a
+writer that stopped so is not started again.
 With the database down the writer keeps what it received (at most
 `MAX_HELD` writes, then it reads no more) and retries; the webhooks that need the
 database get the apology, as before. With live speech on (HOTLINE_LIVE_SPEECH) every
@@ -374,6 +375,7 @@ class _Writer:
             self.listener.bind(path)
         finally:
             os.umask(umask)
+        self.inode = os.stat(path).st_ino  # a later writer's socket on the path is not ours to remove
         self.listener.listen(256)
         self.listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
@@ -391,8 +393,15 @@ class _Writer:
 
     def run(self) -> None:
         try:
-            while not (self.stopping and not self.writes):
-                if len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
+            while True:
+                if self.stopping:
+                    # No new connection, then everything sent before the stop: a send
+                    # that returned is in a connection's buffer or in one not accepted yet.
+                    self._unlink()
+                    self._drain()
+                    if not self.writes:
+                        break
+                elif len(self.writes) < MAX_HELD:  # beyond, the workers' sends wait (then the row)
                     self._take(RETRY_SECONDS if self.writes else None)
                 else:  # reading no more, but still told when `serve` is gone or signalled
                     for key, _ in self.pause.select(0):
@@ -426,7 +435,11 @@ class _Writer:
             self.pause.close()
             self.selector.close()
             self.listener.close()
-            with contextlib.suppress(FileNotFoundError):
+            self._unlink()
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
 
     def _take(self, timeout: float | None) -> None:
@@ -439,9 +452,12 @@ class _Writer:
         if self.flushes:
             # Everything any worker sent before this flush is in some connection's
             # buffer, or in one not accepted yet: read them all first.
-            self._accept()
-            for conn in list(self.buffers):
-                self._read(conn)
+            self._drain()
+
+    def _drain(self) -> None:
+        self._accept()
+        for conn in list(self.buffers):
+            self._read(conn)
 
     def _control(self, fileobj: Any) -> bool:
         """Act on `serve`'s end or a signal to this process; False if `fileobj` is neither."""

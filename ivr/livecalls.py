@@ -71,6 +71,10 @@ RETRY_SECONDS = 1.0
 WAIT_SECONDS = 30.0
 #: Seconds before the lookups' PostgreSQL connection is opened ahead again after it failed.
 WARM_RETRY_SECONDS = 5.0
+#: Seconds a batch of status lookups waits for PostgreSQL (connecting included): then its
+#: callers hear the database's apology and the connection is dropped. A server or a
+#: network that hangs sends no error: without it the callers waited in silence.
+ANSWER_SECONDS = 10.0
 
 Op = bytes  # a pickled LogWrite
 
@@ -246,7 +250,8 @@ class _PgReads(_Reads):
     Under a burst every wait for the server is a turn of the loop, and a turn is long (a
     thousand calls' steps): a batch's statements go in one pipeline (one wait, not one a
     statement), and the connection is opened at the first call (`warm`), not at the
-    first lookup (a first burst's lookups waited ~0.3 s for it)."""
+    first lookup (a first burst's lookups waited ~0.3 s for it). A batch with no answer
+    in ANSWER_SECONDS fails (`_hung`)."""
 
     def __init__(self, url: str, dialect: Dialect):
         super().__init__(dialect)
@@ -307,6 +312,7 @@ class _PgReads(_Reads):
 
         while self._asked:
             batch, self._asked = self._asked, []
+            hung = asyncio.get_running_loop().call_later(ANSWER_SECONDS, self._hung, batch)
             try:
                 if self._conn is None:
                     await self._connection(asyncio.get_running_loop())  # its callback keeps it first
@@ -339,6 +345,8 @@ class _PgReads(_Reads):
                         for i, row in zip(indexes, answers, strict=True):
                             rows[i] = row
             except psycopg.Error as exc:
+                if asyncio.current_task() is not self._reader:
+                    return  # dropped by `_hung`, its batch failed: the next reader's connection stays
                 self.close()
                 failed: Exception = exc
                 if isinstance(exc, psycopg.OperationalError):
@@ -347,14 +355,34 @@ class _PgReads(_Reads):
                     if not answer.done():
                         answer.set_exception(failed)
                 continue
+            finally:
+                hung.cancel()
             for (_, _, answer), row in zip(batch, rows, strict=True):
                 if not answer.done():
                     answer.set_result(row)
 
+    def _hung(self, batch: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]]) -> None:
+        """No answer in ANSWER_SECONDS: the batch fails, its reader and connection go; the
+        reads asked meanwhile go out on a new connection."""
+        log.error("status lookups: no answer from the database in %g s; connection dropped", ANSWER_SECONDS)
+        reader, self._reader = self._reader, None
+        self.close()  # first: a reader cancelled in psycopg's pipeline then finds it closed, not waits
+        if reader is not None:
+            reader.cancel()
+        failed = DatabaseUnavailable(f"database unavailable: no answer in {ANSWER_SECONDS:g} s")
+        for _, _, answer in batch:
+            if not answer.done():
+                answer.set_exception(failed)
+        if self._asked:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
     async def _connect(self) -> Any:
         import psycopg
 
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        # libpq's own limit too (whole seconds): a connect that hangs ends by itself.
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, connect_timeout=max(2, int(ANSWER_SECONDS))
+        )
         # No parallel workers for a batch: once `calls` outgrows min_parallel_table_scan_size
         # the planner scanned it with two workers, 16-21 ms a batch against ~3 ms through
         # its number index (19,500 calls), the workers' CPU taken from the event loop's.

@@ -147,6 +147,9 @@ class ProxiedPostgres:
     def restore(self) -> None:
         self.proxy.restore()
 
+    def freeze(self) -> None:
+        self.proxy.freeze()
+
 
 @pytest.fixture
 def pg_via_proxy(_postgres_database: str) -> Iterator[ProxiedPostgres]:

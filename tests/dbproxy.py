@@ -2,7 +2,9 @@
 
 `cut()` closes every connection going through it and stops listening, so new
 connections are refused (what a client sees when the server is down or restarting);
-`restore()` listens again on the same port. Nothing about the database is faked: the
+`freeze()` keeps every connection open but forwards nothing (a server or a network that
+hangs: no error, no answer); `restore()` listens again on the same port and forwards
+what it held. Nothing about the database is faked: the
 client speaks its real protocol to the real server through the proxy.
 """
 
@@ -22,6 +24,7 @@ class DbProxy:
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._flowing = threading.Event()
         self.port = 0
         self.restore()
 
@@ -31,6 +34,7 @@ class DbProxy:
 
     def restore(self) -> None:
         """Listen (again, on the same port) and forward new connections."""
+        self._flowing.set()
         with self._lock:
             if self._listener is not None:
                 return
@@ -60,6 +64,10 @@ class DbProxy:
 
     close = cut
 
+    def freeze(self) -> None:
+        """Forward nothing more, closing nothing: like a server or a network that hangs."""
+        self._flowing.clear()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -84,6 +92,7 @@ class DbProxy:
     def _pipe(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 target.sendall(data)
         except OSError:
             pass

@@ -94,13 +94,19 @@ def test_a_recording_of_no_known_call_is_kept(pg_via_proxy, settings: Settings, 
     assert import_orphans(store, folder) == []  # younger than ORPHAN_AGE: not even looked at
 
 
+@pytest.mark.parametrize("fails", ["cut", "freeze"])
 def test_a_status_lookup_while_the_database_is_down_apologises_and_the_next_one_answers(
-    pg_via_proxy, settings: Settings, db: Database
+    pg_via_proxy, settings: Settings, db: Database, monkeypatch, fails: str
 ) -> None:
     # The calls in memory (`hotline agi`'s store): the loop's own PostgreSQL connection
-    # for lookups is cut under it; after the restart the next lookup opens a new one.
+    # for lookups is cut under it (refused), or the server stops answering (no error at
+    # all: the caller waited in silence until hanging up); after the restart the next
+    # lookup opens a new connection.
     from hotline import registry
+    from ivr import livecalls
     from ivr.livecalls import LiveCallStore
+
+    monkeypatch.setattr(livecalls, "ANSWER_SECONDS", 1.0)
 
     with db.session() as session:
         number = registry.open_request(session, kind="incident", channel="web", actor="system").number
@@ -111,7 +117,7 @@ def test_a_status_lookup_while_the_database_is_down_apologises_and_the_next_one_
         port = await server.start()
         traces = []
         try:
-            for i, step in enumerate((None, pg_via_proxy.cut, pg_via_proxy.restore)):
+            for i, step in enumerate((None, getattr(pg_via_proxy, fails), pg_via_proxy.restore)):
                 if step is not None:
                     step()
                 fake = FakeAsterisk("127.0.0.1", port, uniqueid=f"1700000000.{i}", script=["1", number + "#"])

@@ -65,7 +65,7 @@ from hotline import registry  # noqa: E402
 from hotline.db import Database  # noqa: E402
 from hotline.models import Call  # noqa: E402
 from hotline.settings import load_settings  # noqa: E402
-from ivr.asterisk.fake_agi import FakeAsterisk  # noqa: E402
+from ivr.asterisk.fake_agi import FakeAsterisk, Hold, Step  # noqa: E402
 from ivr.asterisk.service import agi_processes  # noqa: E402
 
 
@@ -122,15 +122,20 @@ class Wave:
         self.elapsed = 0.0
 
 
-async def wave(port: int, number: str, calls: int, tag: str) -> Wave:
+async def wave(port: int, number: str, calls: int, tag: str, key_gap: float = 0.0) -> Wave:
     result = Wave()
+    # The keys of the request number and «#», each `key_gap` seconds after the last (a
+    # person's finger; 0: every key at once, as a machine would). Not counted as a wait.
+    keys: list[Step] = (
+        [x for key in number + "#" for x in (Hold(key_gap), key)] if key_gap else [number + "#"]
+    )
     fakes = [
         FakeAsterisk(
             "127.0.0.1",
             port,
             uniqueid=f"{tag}-1700000000.{i}",  # an Asterisk uniqueid (ivr.asterisk.agi)
             callerid=f"79{abs(hash(tag)) % 100:02d}{i:07d}",
-            script=["1", number + "#"],
+            script=["1", *keys],
         )
         for i in range(calls)
     ]
@@ -293,6 +298,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500, help="sessions arriving at once in a wave")
     parser.add_argument("--rounds", type=int, default=2, help="waves of each app")
+    parser.add_argument(
+        "--key-gap",
+        type=float,
+        default=0.0,
+        help="seconds between the caller's keys of the number (default: none)",
+    )
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument(
         "--by-command", action="store_true", help="also p50/p99 of the wait before each command of the call"
@@ -350,8 +361,10 @@ def main() -> None:
             assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
             hot_waves, bare_waves = [], []
             for r in range(args.rounds):  # alternate: the machine's other load falls on both alike
-                bare_waves.append(asyncio.run(wave(bare_port, number, args.calls, f"bare{r}")))
-                hot_waves.append(asyncio.run(wave(port, number, args.calls, f"{1700000000 + r}")))
+                bare_waves.append(asyncio.run(wave(bare_port, number, args.calls, f"bare{r}", args.key_gap)))
+                hot_waves.append(
+                    asyncio.run(wave(port, number, args.calls, f"{1700000000 + r}", args.key_gap))
+                )
         finally:
             server.terminate()
             server.wait(timeout=60)

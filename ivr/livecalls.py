@@ -75,6 +75,11 @@ WARM_RETRY_SECONDS = 5.0
 #: callers hear the database's apology and the connection is dropped. A server or a
 #: network that hangs sends no error: without it the callers waited in silence.
 ANSWER_SECONDS = 10.0
+#: Seconds the reads of a status lookup asked ahead (`LiveCallStore.read_ahead`, while the
+#: caller presses «#») stay good for the step: the status heard is at most this old.
+READ_AHEAD_SECONDS = 5.0
+#: Callers' numbers whose lookups the writer counts (`_Writer.lookup_mark`) before it starts again.
+MARKED_NUMBERS = 10_000
 
 Op = bytes  # a pickled LogWrite
 
@@ -93,6 +98,9 @@ class LiveCall:
     written: int = 0  # writes committed so far
     pending_lookups: int = 0  # status lookups queued, not yet committed
     fetched: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # the step's reads
+    #: The reads of a status lookup asked ahead (`LiveCallStore.read_ahead`): when, the
+    #: caller's lookups mark then (`_Writer.lookup_mark`), the answers to come by key.
+    ahead: tuple[float, tuple[int, int], dict[tuple[Any, ...], asyncio.Future[Any]]] | None = None
     #: Its first write is queued: a call with its id that has ended is an old one (a reused
     #: id). Every call in memory is a session begun here (a FastAGI call stays with its process).
     starts: bool = True
@@ -527,8 +535,12 @@ class LiveCallStore(CallStore):
                         reads = self._batched_reads()
                         assert reads is not None
                         fetched = read.live
-                        # Every read the step asked for, in the same batch: one wait, one re-run.
-                        asked = [(key, reads.ask(*what)) for key, what in read.missing.items()]
+                        # Every read the step asked for, in the same batch: one wait, one re-run
+                        # (none if they were asked ahead, while the caller pressed «#»).
+                        ahead = self._read_ahead_for(fetched)
+                        asked = [
+                            (key, ahead.get(key) or reads.ask(*what)) for key, what in read.missing.items()
+                        ]
                         await _answers(fetched, asked)
             finally:
                 if fetched is not None:
@@ -539,6 +551,41 @@ class LiveCallStore(CallStore):
 
     def _batched_reads(self) -> _SqliteReads | _PgReads | None:
         return self._loop_reads or self._pg_reads
+
+    def read_ahead(self, call_id: str, event: flow.Event) -> None:
+        """The caller has typed what would be a status lookup if the step came now (a
+        whole request number, its check digit right): ask its reads now, with this pass's
+        batch, so that the step after «#» finds them answered instead of waiting for the
+        database between the caller and the status (with 2,000 calls on PostgreSQL that
+        wait was the tail). Only while none of the caller's lookups is queued in this
+        process: the lookups counted must be the database's alone. The step takes them if
+        none was queued since and they are under READ_AHEAD_SECONDS old (`_read_ahead_for`)."""
+        reads = self._batched_reads()
+        live = self._calls.get(call_id)
+        if reads is None or live is None or live.fetched:
+            return
+        number = flow.looked_up(live.state, event)
+        if number is None or live.pending_lookups or self.writer.queued_lookups(live.from_number):
+            return
+        port = _LivePort(self, live, _no_session, False)
+        port.ask_lookup(number)
+        if live.ahead is not None and live.ahead[2].keys() == port.missing.keys():
+            return  # asked already (the same number typed again)
+        asked = {key: reads.ask(*what) for key, what in port.missing.items()}
+        for answer in asked.values():
+            answer.add_done_callback(_retrieved)  # an answer never used logs nothing
+        live.ahead = (time.monotonic(), self.writer.lookup_mark(live.from_number), asked)
+
+    def _read_ahead_for(self, live: LiveCall) -> dict[tuple[Any, ...], asyncio.Future[Any]]:
+        """The reads asked ahead for this step, if still good (then dropped either way)."""
+        ahead, live.ahead = live.ahead, None
+        if ahead is None:
+            return {}
+        at, mark, asked = ahead
+        if time.monotonic() - at > READ_AHEAD_SECONDS or mark != self.writer.lookup_mark(live.from_number):
+            return {}
+        # A read that failed (the database was down a moment ago) is asked again.
+        return {key: a for key, a in asked.items() if not (a.done() and (a.cancelled() or a.exception()))}
 
     def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
         """Queue an event of the call."""
@@ -746,6 +793,11 @@ def _no_session() -> Session:
     raise _NeedsIO
 
 
+def _retrieved(answer: asyncio.Future[Any]) -> None:
+    if not answer.cancelled():
+        answer.exception()
+
+
 @contextmanager
 def _read_session(db: Database) -> Iterator[Callable[[], Session]]:
     """What makes a read-only session on first use (most steps read nothing), closed after.
@@ -793,6 +845,8 @@ class _Writer:
         self._idle = False  # the writer waits for work (a submit wakes it)
         self._thread: threading.Thread | None = None
         self._lookups: dict[str | None, int] = {}  # queued, uncommitted lookups by number (None: withheld)
+        self._marks: dict[str | None, int] = {}  # lookups queued ever, by number (see lookup_mark)
+        self._marks_made = 0  # times `_marks` started again
         self.down: DatabaseUnavailable | None = None  # why the last write failed, until one succeeds
         self.batches = 0
         self._process = LogWriterProcess(store.db.url, store.backend)
@@ -806,7 +860,12 @@ class _Writer:
             live.queued += 1
             live.pending_lookups += lookups
             if lookups:
-                self._lookups[live.from_number] = self._lookups.get(live.from_number, 0) + lookups
+                number = live.from_number
+                self._lookups[number] = self._lookups.get(number, 0) + lookups
+                if len(self._marks) >= MARKED_NUMBERS and number not in self._marks:
+                    self._marks.clear()
+                    self._marks_made += 1
+                self._marks[number] = self._marks.get(number, 0) + lookups
             self._dirty[live] = None
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="call-log writer", daemon=True)
@@ -819,6 +878,11 @@ class _Writer:
         """Lookups queued and not yet committed by this number (None: by withheld numbers)."""
         with self._cond:
             return self._lookups.get(number, 0)
+
+    def lookup_mark(self, number: str | None) -> tuple[int, int]:
+        """What changes whenever a lookup by this number (None: withheld) is queued."""
+        with self._cond:
+            return self._marks_made, self._marks.get(number, 0)
 
     def has_queued(self, call_id: str) -> bool:
         """True if writes of a call with this id are queued or being written."""

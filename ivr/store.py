@@ -506,6 +506,10 @@ class CallStore:
             found = conn.execute(_FIND_ATTACHMENT, {"external_id": f"{self.backend}:{ref}"}).first()
             return found is not None
 
+    def read_ahead(self, call_id: str, event: flow.Event) -> None:
+        """`event` may be the call's next (the digits typed so far): a store that can read
+        a status lookup ahead of its step does (ivr.livecalls); this one reads in the step."""
+
     def log(self, call_id: str, kind: str, detail: str = "", **data: object) -> None:
         """A call-log event the flow does not know of (a refused download, say)."""
         with self._open(call_id) as opened:

@@ -345,6 +345,8 @@ class AgiCall:
                     continue
                 break
             typed += key
+            if not (finish and typed.endswith(finish)):  # the number's reads start before «#»
+                self.store.read_ahead(self.call_id, flow.DigitsEntered(typed))
         if finish and typed.endswith(finish):
             typed = typed[: -len(finish)]
         return flow.DigitsEntered(typed) if typed else flow.NoInput()

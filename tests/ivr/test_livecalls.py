@@ -490,3 +490,184 @@ def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):
     finally:
         store.close()
     assert len(asked) == 3
+
+
+def _spied_asks(store: LiveCallStore, monkeypatch) -> list[str]:
+    """The reads the store's loop asks for (their SQL), as they are asked."""
+    reads = store._batched_reads()
+    assert reads is not None
+    asked: list[str] = []
+    ask = reads.ask
+
+    def noted(query, params):
+        asked.append(query.sql)
+        return ask(query, params)
+
+    monkeypatch.setattr(reads, "ask", noted)
+    return asked
+
+
+def _said(step: flow.Step) -> list[Any]:
+    return [s for a in step.actions if isinstance(a, flow.Speak) for s in a.segments]
+
+
+@pytest.mark.parametrize("caller", ["79001112233", None], ids=["number", "withheld"])
+def test_a_number_typed_is_read_before_the_hash_and_its_step_asks_nothing(
+    any_db, make_settings, monkeypatch, caller
+):
+    # The caller's last digit makes a whole request number (its check digit right): its
+    # status lookup's reads go out then, while the caller presses «#», and the step after
+    # «#» finds them answered. Shorter, not yet a number: nothing is read.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    asked = _spied_asks(store, monkeypatch)
+
+    async def main() -> tuple[int, int, flow.Step]:
+        await store.run(store.handle, "c1", flow.CallStarted(caller), from_number=caller)
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        for typed in range(1, len(number)):
+            store.read_ahead("c1", flow.DigitsEntered(number[:typed]))
+        before = len(asked)
+        store.read_ahead("c1", flow.DigitsEntered(number))
+        store.read_ahead("c1", flow.DigitsEntered(number))  # asked once
+        ahead = len(asked)
+        await asyncio.sleep(0.2)  # the caller reaches for «#»
+        return before, ahead, await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+
+    try:
+        before, ahead, step = asyncio.run(main())
+    finally:
+        store.close()
+    assert before == 0
+    assert ahead == (2 if caller else 3)  # the count (a withheld number: two), the request
+    assert len(asked) == ahead  # the step asked nothing more
+    assert flow.Prompt("status_new") in _said(step) and flow.Number(number) in _said(step)
+    assert [e.kind for e in step.log] == ["digits", "lookup"]
+
+
+def test_a_read_ahead_is_read_again_once_the_callers_count_may_have_moved(any_db, make_settings, monkeypatch):
+    # The lookups counted against the caller's limit must be the database's as the step
+    # sees it. Another call from the same number looked up (and was written) between the
+    # read ahead and «#»: the step reads again, and the limit holds. A read ahead older
+    # than READ_AHEAD_SECONDS is read again too.
+    from ivr import livecalls
+
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url, HOTLINE_LOOKUPS_PER_HOUR="1")
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    asked = _spied_asks(store, monkeypatch)
+    caller = "79001112233"
+
+    async def start(call_id: str) -> None:
+        await store.run(store.handle, call_id, flow.CallStarted(caller), from_number=caller)
+        await store.run(store.handle, call_id, flow.DigitsEntered("1"))
+
+    async def main() -> tuple[flow.Step, flow.Step, int]:
+        await start("c1")
+        await start("c2")
+        store.read_ahead("c1", flow.DigitsEntered(number))
+        await asyncio.sleep(0.2)  # answered: no lookup by this caller yet
+        other = await store.run(store.handle, "c2", flow.DigitsEntered(number + "#"))
+        assert await asyncio.to_thread(store.flush, 20)  # written: no longer counted as queued
+        before = len(asked)
+        limited = await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+        return other, limited, len(asked) - before
+
+    try:
+        other, limited, again = asyncio.run(main())
+    finally:
+        store.close()
+    assert flow.Prompt("status_new") in _said(other)
+    assert again == 2 and flow.Prompt("lookup_limit") in _said(limited)
+
+    monkeypatch.setattr(livecalls, "READ_AHEAD_SECONDS", 0.0)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    asked = _spied_asks(store, monkeypatch)
+
+    async def old() -> int:
+        await store.run(store.handle, "c3", flow.CallStarted("79002223344"), from_number="79002223344")
+        await store.run(store.handle, "c3", flow.DigitsEntered("1"))
+        store.read_ahead("c3", flow.DigitsEntered(number))
+        await asyncio.sleep(0.1)
+        step = await store.run(store.handle, "c3", flow.DigitsEntered(number + "#"))
+        assert flow.Prompt("status_new") in _said(step)
+        return len(asked)
+
+    try:
+        assert asyncio.run(old()) == 4  # ahead, then again
+    finally:
+        store.close()
+
+
+def test_no_read_ahead_while_a_lookup_of_the_caller_is_queued(any_db, make_settings, monkeypatch):
+    # Its count would move when the writer commits it, between the read and the step.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    release = threading.Event()
+    write = store.writer._write
+
+    def held(taken):  # the database is slow: the first call's lookup stays queued
+        release.wait(30)
+        write(taken)
+
+    monkeypatch.setattr(store.writer, "_write", held)
+    asked = _spied_asks(store, monkeypatch)
+    caller = "79001112233"
+
+    async def main() -> int:
+        for call_id in ("c1", "c2"):
+            await store.run(store.handle, call_id, flow.CallStarted(caller), from_number=caller)
+            await store.run(store.handle, call_id, flow.DigitsEntered("1"))
+        await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
+        before = len(asked)
+        store.read_ahead("c2", flow.DigitsEntered(number))
+        return len(asked) - before
+
+    try:
+        assert asyncio.run(main()) == 0
+    finally:
+        release.set()
+        store.close()
+
+
+def test_the_fastagi_session_reads_a_typed_number_ahead_of_the_hash(any_db, make_settings, monkeypatch):
+    # Through a real FastAGI session, keys one by one as Asterisk sends them: the reads
+    # of the lookup are asked before the step of «#» runs, and it asks none itself.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    number = open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    seen: list[str] = []
+    reads = store._batched_reads()
+    assert reads is not None
+    ask, read_ahead, handle = reads.ask, store.read_ahead, store.handle
+
+    def asking(query, params):
+        seen.append("ask")
+        return ask(query, params)
+
+    def ahead(call_id, event):
+        seen.append(f"ahead {event.digits}")
+        read_ahead(call_id, event)
+
+    def handling(call_id, event, **kw):
+        if isinstance(event, flow.DigitsEntered) and event.digits == number:
+            seen.append("step")
+        return handle(call_id, event, **kw)
+
+    monkeypatch.setattr(reads, "ask", asking)
+    monkeypatch.setattr(store, "read_ahead", ahead)
+    monkeypatch.setattr(store, "handle", handling)
+    try:
+        [trace] = serve(store, settings, {"script": ["1", number + "#"]})
+    finally:
+        store.close()
+    assert "hotline/ru/status_new" in trace.heard
+    typed = [f"ahead {number[:i]}" for i in range(1, len(number) + 1)]
+    assert [s for s in seen if s.startswith("ahead")] == [
+        "ahead 1",
+        *typed,
+    ]  # the menu's key, then the number's
+    # Read ahead; the step (run to find its reads, then with them) asked nothing.
+    assert seen.count("ask") == 2 and "ask" not in seen[seen.index("step") :]

@@ -15,12 +15,15 @@ ANSWER while a burst is being set up, see `AnswerGate`), and checks that no
 session was lost: every call heard its status and every call-log entry was closed.
 
     .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL] [--by-command]
-        [--processes N]
+        [--processes N] [--key-gap S]
 
 `--processes` sets HOTLINE_AGI_PROCESSES (default: the service's own, one per core up to 4).
 
 `--by-command` also prints the wait before each command of the call (its position and
 name) for both peers: where in the call a tail comes from.
+
+`--key-gap S` makes every caller press the keys of the request number and «#» S seconds
+apart, as a person does (by default all at once); the gap is the caller's, not counted.
 
 With --calls above 500 it raises HOTLINE_AGI_MAX_SESSIONS to match (the file-descriptor
 limit of the shell must allow twice the calls).

@@ -60,6 +60,11 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: Seconds a new PostgreSQL connection may take before the database counts as down
+#: (libpq's connect_timeout, unless the URL sets its own).
+CONNECT_SECONDS = 10
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url` with the settings the hotline needs on each backend."""
     parsed = make_url(url)
@@ -71,6 +76,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)  # survive a database restart
+    if "connect_timeout" not in parsed.query:
+        # A server that never answers (a dropped SYN, a hung host) is down, not slow: libpq
+        # alone would wait for the kernel's TCP retries, minutes, holding the request.
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_SECONDS, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)

@@ -32,6 +32,23 @@ def test_unavailable_while_cut_and_usable_again_after_restore(pg_via_proxy):
         db.dispose()
 
 
+def test_a_server_that_never_answers_is_down_after_the_connect_timeout(pg_via_proxy, monkeypatch):
+    # The proxy takes the connection and forwards nothing (a hung host): without libpq's
+    # connect_timeout the page or webhook waited for the kernel's TCP retries, minutes.
+    from hotline import db as dbmodule
+
+    monkeypatch.setattr(dbmodule, "CONNECT_SECONDS", 2)
+    db = Database(pg_via_proxy.url)
+    try:
+        pg_via_proxy.freeze()
+        with pytest.raises(DatabaseUnavailable, match="timeout expired"):
+            db.ping()
+        pg_via_proxy.restore()
+        db.ping()
+    finally:
+        db.dispose()
+
+
 def test_cut_in_the_middle_of_a_transaction(pg_via_proxy):
     db = Database(pg_via_proxy.url)
     try:

@@ -99,6 +99,36 @@ def test_a_lookup_reads_the_row_after_the_steps_queued_before_it(queued_app, db,
     assert kinds.index("call_started") < kinds.index("lookup") < kinds.index("hangup")
 
 
+def test_a_lookup_while_the_writer_cannot_commit_is_the_apology_within_twilios_15_s(
+    make_app,  # noqa: F811 - test_webhooks' fixture
+    short_dir,
+    log_writer,
+    db,
+    monkeypatch,
+):
+    # The database hangs under the writer: the queue before a status lookup is never
+    # committed. The caller hears the apology in Russian, not Twilio's own error in
+    # English after its 15 s (the flush waited 30 s).
+    app = make_app(HOTLINE_DATA_DIR=str(short_dir))
+    log_writer(app)
+    number = open_request(db, "in_progress")
+    hung = threading.Event()
+    monkeypatch.setattr(behind, "write_batch", lambda *a: hung.wait(60))
+    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t")
+    call = TwilioCall(client, PUBLIC, TOKEN, account_sid=SID)
+    try:
+        with client:
+            call.start()
+            call.press("1")
+            asked = time.monotonic()  # the webhook of «#» alone (Twilio's Gather drops the key)
+            answer = call.post(call.waiting.verb.get("action"), {"Digits": number})
+            waited = time.monotonic() - asked
+    finally:
+        hung.set()
+    assert answer.status_code == 200 and "временно недоступна" in answer.text and "Статус" not in answer.text
+    assert waited < 15
+
+
 @pytest.mark.parametrize(
     "token",
     [

@@ -40,7 +40,7 @@ from sqlalchemy import ARRAY, JSON, Connection, Dialect, String, any_, bindparam
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from hotline.db import Database, DatabaseUnavailable, translate_errors
+from hotline.db import CONNECT_SECONDS, Database, DatabaseUnavailable, translate_errors
 from hotline.models import Call, CallEvent, Request, utcnow
 from hotline.phones import stored_phone
 from hotline.settings import Settings
@@ -387,9 +387,9 @@ class _PgReads(_Reads):
     async def _connect(self) -> Any:
         import psycopg
 
-        # libpq's own limit too (whole seconds): a connect that hangs ends by itself.
+        # libpq's own limit too, the engines' (hotline.db): a connect that hangs ends by itself.
         conn = await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, connect_timeout=max(2, int(ANSWER_SECONDS))
+            self.conninfo, autocommit=True, connect_timeout=CONNECT_SECONDS
         )
         # No parallel workers for a batch: once `calls` outgrows min_parallel_table_scan_size
         # the planner scanned it with two workers, 16-21 ms a batch against ~3 ms through

@@ -59,6 +59,7 @@ class DbProxy:
         for conn in conns:
             _shutdown(conn)
             conn.close()
+        self._flowing.set()  # a frozen pipe wakes to its closed socket and ends
         if self._thread is not None:
             self._thread.join(timeout=5)
 

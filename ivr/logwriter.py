@@ -11,6 +11,10 @@ for the writer's next pause (the convoy effect); under a burst of calls that was
 silence of hundreds of milliseconds on every line. The child has a GIL of its own:
 the event loop only pickles each step's writes (microseconds) and the writer thread
 only waits on a pipe. A child that dies is started again and the batch retried.
+
+Why behind on the CPU: the child runs at NICE and, where it may come back from it,
+in Linux's idle class (`_behind`): with 2,000 callers pressing «#» together, the event
+loops answer them first and the call log is written after the burst.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import functools
 import multiprocessing
 import os
 import pickle
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, cast
@@ -36,6 +41,9 @@ from ivr.store import _CallRow, _OpenCall
 
 #: How much lower the child's CPU priority is than the serving process's.
 NICE = 5
+#: How long a batch may wait for a free core before the child is moved from Linux's idle
+#: scheduling class to the normal one (`_behind`): the longest a lock it holds waits.
+BEHIND_SECONDS = 0.5
 #: Seconds to wait for the child to write what it was sent when it is told to stop.
 STOP_SECONDS = 30.0
 
@@ -223,12 +231,14 @@ def serve(url: str, backend: str, conn: Any) -> None:
     with contextlib.suppress(OSError):
         # Behind the callers: on a busy machine the event loop that answers them goes
         # first; the call log catches up in larger batches (a step that writes a request
-        # waits for its call's log, up to ivr.livecalls.WAIT_SECONDS).
+        # waits for its call's log, up to ivr.livecalls.WAIT_SECONDS). See `_behind`.
         os.nice(NICE)
+    idle = _may_leave_idle()
     db = Database(url)
     rows = callrows.CallRowStore(db.engine)
     try:
         while True:
+            _behind(idle)
             try:
                 batch = conn.recv()
             except (EOFError, OSError):
@@ -247,6 +257,51 @@ def serve(url: str, backend: str, conn: Any) -> None:
                 return  # the serving process is gone (killed): the batch is written, no one to tell
     finally:
         db.dispose()
+
+
+def _behind(idle: bool) -> None:
+    """Wait for the next batch and write it in Linux's idle class (if `idle`).
+
+    The child then runs only on a core the event loops leave free: a burst's steps
+    (2,000 callers pressing «#» together) are answered first, and the call log catches
+    up after it, in larger batches. A write that holds a lock (SQLite's writer lock,
+    PostgreSQL's row locks) must not wait for a free core for long: the serving process
+    moves the child to the normal class once a batch has waited BEHIND_SECONDS
+    (`LogWriterProcess.write`), and it comes back here after that batch."""
+    if idle:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _catch_up(pid: int) -> None:
+    """Move the child `pid` to the normal class (at its nice value, NICE)."""
+    with contextlib.suppress(OSError, AttributeError):  # it ended meanwhile; not Linux
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _may_leave_idle() -> bool:
+    """Whether this process may be moved back from the idle class to the normal one (by
+    itself or its parent, the same user): as root, with CAP_SYS_NICE, or with an
+    RLIMIT_NICE that allows its nice value (systemd's `LimitNICE=+0`, deploy/systemd).
+    Elsewhere the child stays in the normal class at NICE. The kernel answers: a thread
+    of its own tries both ways and ends, whichever class it is left in."""
+    if not hasattr(os, "sched_setscheduler"):  # not Linux
+        return False
+    answer: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            answer.append(False)
+        else:
+            answer.append(True)
+
+    thread = threading.Thread(target=attempt, name="idle-class probe")
+    thread.start()
+    thread.join()
+    return answer == [True]
 
 
 class WriterFailed(Exception):
@@ -284,6 +339,8 @@ class LogWriterProcess:
         self.start()
         try:
             self._conn.send(batch)
+            if not self._conn.poll(BEHIND_SECONDS):
+                _catch_up(self._process.pid)  # a no-op if it is not in the idle class
             kind, value = self._conn.recv()
         except (EOFError, OSError) as exc:
             self._stop_child()

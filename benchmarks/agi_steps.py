@@ -15,30 +15,26 @@ counts that step's instructions alone, whatever the load.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import cProfile
+import functools
+import gc
 import os
-import sys
+import pstats
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
 
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import cProfile  # noqa: E402
-import functools  # noqa: E402
-import gc  # noqa: E402
-import pstats  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.phones import stored_phone  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from ivr import flow  # noqa: E402
-from ivr.asterisk.amilog import AGI_STARTED  # noqa: E402
-from ivr.asterisk.session import BACKEND  # noqa: E402
-from ivr.livecalls import LiveCallStore  # noqa: E402
+from hotline import registry
+from hotline.db import Database
+from hotline.phones import stored_phone
+from hotline.settings import load_settings
+from ivr import flow
+from ivr.asterisk.amilog import AGI_STARTED
+from ivr.asterisk.session import BACKEND
+from ivr.livecalls import LiveCallStore
 
 STEPS = ("ringing", "answer", "menu key", "lookup", "hang-up")
 

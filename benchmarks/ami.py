@@ -9,28 +9,22 @@ queued as the dashboard does and placed by the AMI service.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+from sqlalchemy import func, select
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from sqlalchemy import func, select  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.models import Call, RequestEvent  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from ivr.asterisk import callback as callbacks  # noqa: E402
-from ivr.asterisk.amievents import parse_event  # noqa: E402
-from ivr.asterisk.fake_ami import FakeAmiServer, incoming_call_events  # noqa: E402
-from ivr.asterisk.service import AmiService  # noqa: E402
+from hotline import registry
+from hotline.db import Database
+from hotline.models import Call, RequestEvent
+from hotline.settings import load_settings
+from ivr.asterisk import callback as callbacks
+from ivr.asterisk.amievents import parse_event
+from ivr.asterisk.fake_ami import FakeAmiServer, incoming_call_events
+from ivr.asterisk.service import AmiService
 
 
 def parse_rate(rounds: int = 20_000) -> float:

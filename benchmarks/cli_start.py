@@ -14,19 +14,15 @@ starts is running in its data dir; both data dirs share the one database).
 
 from __future__ import annotations
 
+import argparse
 import os
+import resource
+import statistics
+import subprocess
 import sys
-
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 
 def timed(command: list[str], env: dict[str, str], helper: int | None = None) -> tuple[float, float]:

@@ -11,30 +11,24 @@ request pages as an engineer sees them.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import os
-import sys
+import random
+import re
+import statistics
+import tempfile
+import time
 
-# benchmarks/numbers.py shares its name with the standard library's `numbers`: keep
-# this folder off the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import psycopg
+from sqlalchemy.engine import make_url
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import psycopg  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from hotline import search, users  # noqa: E402
-from hotline.db import Database, scratch_postgres  # noqa: E402
-from hotline.numbers import make_request_number  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from web import create_app  # noqa: E402
+from hotline import search, users
+from hotline.db import Database, scratch_postgres
+from hotline.numbers import make_request_number
+from hotline.settings import load_settings
+from web import create_app
 
 OUTCOMES = ["status_heard", "request_created", "info_added", "transferred", "abandoned", "no_input", None]
 KINDS = ["incident", "problem", "service_request"]

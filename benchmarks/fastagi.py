@@ -45,34 +45,31 @@ completed, the HTTP answers and their latency, and whether the process survived.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
+import resource
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+from procs import wait_idle
+from sqlalchemy import func, select
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from sqlalchemy import func, select  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.models import Call  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from ivr.asterisk.fake_agi import FakeAsterisk, Hold, Step  # noqa: E402
-from ivr.asterisk.service import agi_processes  # noqa: E402
+from hotline import registry
+from hotline.db import Database
+from hotline.models import Call
+from hotline.settings import load_settings
+from ivr.asterisk.fake_agi import FakeAsterisk, Hold, Step
+from ivr.asterisk.service import agi_processes
 
 
 def free_port() -> int:
@@ -388,6 +385,8 @@ def main() -> None:
                 text=True,
             )
             assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+            wait_idle(server)  # its workers' call-log writers start at their first call: not in a wave
+            wait_idle(bare)
             hot_waves, bare_waves = [], []
             for r in range(args.rounds):  # alternate: the machine's other load falls on both alike
                 bare_waves.append(asyncio.run(wave(bare_port, number, args.calls, f"bare{r}", args.key_gap)))

@@ -19,32 +19,27 @@ Spoken request numbers are measured by benchmarks/spoken_numbers.py.
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
-import sys
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
 
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import numpy as np
+import soundfile
+import soxr
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
-import soxr  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from hotline.storage import store_attachment  # noqa: E402
-from hotline.transcription import live_store  # noqa: E402
-from hotline.transcription.live import LiveRecognizer, live_model  # noqa: E402
-from hotline.transcription.pipeline import run_transcription_job  # noqa: E402
-from hotline.transcription.recognizer import VoskRecognizer  # noqa: E402
+from hotline import registry
+from hotline.db import Database
+from hotline.settings import load_settings
+from hotline.storage import store_attachment
+from hotline.transcription import live_store
+from hotline.transcription.live import LiveRecognizer, live_model
+from hotline.transcription.pipeline import run_transcription_job
+from hotline.transcription.recognizer import VoskRecognizer
 
 SPEECH = {
     "ko": "안녕하세요 저는 공장에서 전화드립니다 기계가 고장났어요 빨리 와 주세요",

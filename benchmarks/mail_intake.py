@@ -7,22 +7,17 @@ attachment file, history, commit) on the embedded SQLite database.
 
 from __future__ import annotations
 
-import os
 import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
 
-# benchmarks/numbers.py would shadow the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from email.message import EmailMessage  # noqa: E402
-from email.utils import make_msgid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from hotline.db import Database  # noqa: E402
-from hotline.mail.intake import ingest  # noqa: E402
-from hotline.mail.parse import parse_message  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
+from hotline.db import Database
+from hotline.mail.intake import ingest
+from hotline.mail.parse import parse_message
+from hotline.settings import load_settings
 
 
 def sample(i: int) -> bytes:

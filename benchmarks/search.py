@@ -10,26 +10,21 @@ and the hint for a mistyped number. Prints milliseconds; asserts nothing about t
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
-import sys
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
 
-# benchmarks/numbers.py shares its name with the standard library's `numbers`.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+from sqlalchemy import insert
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-from sqlalchemy import insert  # noqa: E402
-
-from hotline import search  # noqa: E402
-from hotline.db import Database, scratch_postgres  # noqa: E402
-from hotline.models import Request, RequestEvent  # noqa: E402
-from hotline.numbers import make_request_number  # noqa: E402
+from hotline import search
+from hotline.db import Database, scratch_postgres
+from hotline.models import Request, RequestEvent
+from hotline.numbers import make_request_number
 
 WORDS = [
     "линия",

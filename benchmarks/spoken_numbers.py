@@ -31,36 +31,31 @@ then 20 ms frames into the `NumberListener` (number grammar, Damm check).
 
 from __future__ import annotations
 
+import argparse
+import base64
+import contextlib
+import io
+import json
+import logging
 import os
-import sys
+import random
+import secrets
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import jiwer
+import numpy as np
+import soundfile
+from num2words import num2words
 
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import random  # noqa: E402
-import secrets  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import cache  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jiwer  # noqa: E402
-import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
-from num2words import num2words  # noqa: E402
-
-from hotline.numbers import check_digit  # noqa: E402
-from hotline.transcription.live import (  # noqa: E402
+from hotline.numbers import check_digit
+from hotline.transcription.live import (
     LiveRecognizer,
     NumberLanguage,
     NumberListener,

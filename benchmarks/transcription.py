@@ -12,36 +12,31 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
 
-# benchmarks/numbers.py shadows the standard library's `numbers` (which decimal and
-# SQLAlchemy import): keep this script's own folder off the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import numpy as np
+import soundfile
+import soxr
+from sqlalchemy import func, select
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
-import soxr  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database  # noqa: E402
-from hotline.jobs import enqueue_transcription  # noqa: E402
-from hotline.models import Attachment  # noqa: E402
-from hotline.settings import load_settings  # noqa: E402
-from hotline.storage import store_attachment  # noqa: E402
-from hotline.transcription.audio import pcm16_chunks  # noqa: E402
-from hotline.transcription.pipeline import run_transcription_job  # noqa: E402
-from hotline.transcription.recognizer import VoskRecognizer  # noqa: E402
+from hotline import registry
+from hotline.db import Database
+from hotline.jobs import enqueue_transcription
+from hotline.models import Attachment
+from hotline.settings import load_settings
+from hotline.storage import store_attachment
+from hotline.transcription.audio import pcm16_chunks
+from hotline.transcription.pipeline import run_transcription_job
+from hotline.transcription.recognizer import VoskRecognizer
 
 HOTLINE = str(Path(sys.executable).parent / "hotline")
 TEXT = "안녕하세요 저는 공장에서 전화드립니다 기계가 고장났어요 빨리 와 주세요 번호는 일 이 삼 사 오 입니다"

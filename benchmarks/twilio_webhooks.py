@@ -40,33 +40,31 @@ threads asleep pays for waking them.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import html
+import http.client
 import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
-# benchmarks/numbers.py shadows the standard library's `numbers`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+from procs import tree_cpu, wait_idle
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import base64  # noqa: E402
-import hashlib  # noqa: E402
-import hmac  # noqa: E402
-import html  # noqa: E402
-import http.client  # noqa: E402
-import re  # noqa: E402
-import secrets  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from urllib.parse import urlencode, urlsplit  # noqa: E402
-
-from hotline.db import scratch_postgres  # noqa: E402
-from ivr.twilio import behind  # noqa: E402
-from web.cli import gunicorn_command  # noqa: E402
+from hotline.db import scratch_postgres
+from ivr.twilio import behind
+from web.cli import gunicorn_command
 
 TOKEN = "bench-auth-token"
 
@@ -105,40 +103,6 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"server on port {port} did not start in {timeout} s")
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds used so far by a process and all its descendants."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            parents[int(entry)] = int(fields[1])
-            ticks[int(entry)] = int(fields[11]) + int(fields[12])
-    tree, todo = set(), [pid]
-    while todo:
-        tree.add(todo.pop())
-        todo += [child for child, parent in parents.items() if parent in tree and child not in tree]
-    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_idle(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until `serve` and its children (FastAGI workers, the warm CLI helper, writers) are
-    done starting: the first turns would otherwise share the cores with their imports."""
-    deadline = time.monotonic() + timeout
-    last = tree_cpu(proc.pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = tree_cpu(proc.pid)
-        if now - last < 0.05:
-            return
-        last = now
-    raise SystemExit(f"server still busy {timeout} s after it started")
 
 
 def signature(url: str, params: dict[str, str]) -> str:

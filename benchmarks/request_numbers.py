@@ -1,26 +1,20 @@
 """Requests opened per second with 16 concurrent writers, SQLite and PostgreSQL side by side.
 
-    .venv/bin/python benchmarks/numbers.py [--requests 2000] [--postgres URL]
+    .venv/bin/python benchmarks/request_numbers.py [--requests 2000] [--postgres URL]
 
 Each backend gets a fresh database (PostgreSQL: created and dropped on the server).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-# This script shares its name with the standard library's `numbers`, which SQLAlchemy
-# imports: keep the script's own folder off the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-from hotline import registry  # noqa: E402
-from hotline.db import Database, scratch_postgres  # noqa: E402
+from hotline import registry
+from hotline.db import Database, scratch_postgres
 
 WRITERS = 16
 

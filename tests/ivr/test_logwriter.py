@@ -48,7 +48,7 @@ def test_the_child_waits_and_writes_in_the_idle_class_and_writes_the_batch(any_d
         _until(lambda: _class(pid) == os.SCHED_IDLE)  # this test runs as root: it may leave it again
         assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 5
         assert len(writer.write(_batch("c1"))) == 1
-        assert _class(pid) == os.SCHED_IDLE  # an idle machine: written before BEHIND_SECONDS
+        _until(lambda: _class(pid) == os.SCHED_IDLE)  # back for the next batch, if it was moved
     finally:
         writer.close()
     with any_db.session() as session:

@@ -18,6 +18,7 @@ from hotline.models import Call, utcnow
 from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.session import BACKEND
 from ivr.logwriter import BEHIND_SECONDS, LogWrite, LogWriterProcess, pack
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling classes")
 
@@ -29,13 +30,6 @@ def _batch(call_id: str) -> list[Any]:
     return [(call_id, "79001112233", "73435674530", True, [pack(write)])]
 
 
-def _until(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.01)
-
-
 def _class(pid: int) -> int:
     return os.sched_getscheduler(pid)
 
@@ -45,10 +39,12 @@ def test_the_child_waits_and_writes_in_the_idle_class_and_writes_the_batch(any_d
     writer.start()
     try:
         pid = writer._process.pid
-        _until(lambda: _class(pid) == os.SCHED_IDLE)  # this test runs as root: it may leave it again
+        # This test runs as root: the child may leave the idle class again, so it uses it.
+        assert eventually(lambda: _class(pid) == os.SCHED_IDLE, 30)
         assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 5
         assert len(writer.write(_batch("c1"))) == 1
-        _until(lambda: _class(pid) == os.SCHED_IDLE)  # back for the next batch, if it was moved
+        # Back for the next batch, if it was moved (a busy machine).
+        assert eventually(lambda: _class(pid) == os.SCHED_IDLE, 30)
     finally:
         writer.close()
     with any_db.session() as session:
@@ -63,21 +59,21 @@ def test_a_batch_that_waits_for_a_core_moves_the_child_to_the_normal_class_until
     writer.start()
     try:
         pid = writer._process.pid
-        _until(lambda: _class(pid) == os.SCHED_IDLE)
+        assert eventually(lambda: _class(pid) == os.SCHED_IDLE, 30)
         os.kill(pid, signal.SIGSTOP)
         written: list[Any] = []
         thread = threading.Thread(target=lambda: written.append(writer.write(_batch("c2"))))
         started = time.monotonic()
         try:
             thread.start()
-            _until(lambda: _class(pid) == os.SCHED_OTHER, 10)
+            assert eventually(lambda: _class(pid) == os.SCHED_OTHER, 10)
             assert time.monotonic() - started >= BEHIND_SECONDS * 0.9
             assert not written
         finally:
             os.kill(pid, signal.SIGCONT)
         thread.join(30)
         assert len(written) == 1 and len(written[0]) == 1
-        _until(lambda: _class(pid) == os.SCHED_IDLE)
+        assert eventually(lambda: _class(pid) == os.SCHED_IDLE, 30)
     finally:
         writer.close()
     with any_db.session() as session:

@@ -11,14 +11,19 @@ number of commands per call; the waves alternate between the two. Prints command
 second, the p50/p99 time from Asterisk's answer to the next command (the silence a
 caller hears, database work included) of both and their ratios, the time from the
 environment to the first command (the caller still hears ringing; the hotline holds
-ANSWER while a burst is being set up, see `AnswerGate`), and checks that no
+ANSWER while a burst is being set up, see `AnswerGate`), the CPU a command of each
+server's processes from /proc (the hotline's call-log children included, PostgreSQL's
+backends not: steadier than a p99 on a busy machine), and checks that no
 session was lost: every call heard its status and every call-log entry was closed.
 A hotline wave ends when its call log is written (its writers work behind the calls):
 that wait counts in its commands per second and is printed, and the bare app's next
 wave never shares the machine with it.
 
     .venv/bin/python benchmarks/fastagi.py [--calls 500] [--rounds 2] [--database-url URL] [--by-command]
-        [--processes N] [--key-gap S]
+        [--processes N] [--key-gap S] [--bare-loop asyncio|uvloop]
+
+`--bare-loop uvloop` runs the bare app on uvloop, the hotline's own event loop (by
+default it runs on asyncio's, panoramisk's default).
 
 `--processes` sets HOTLINE_AGI_PROCESSES (default: the service's own, one per core up to 4).
 
@@ -61,7 +66,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from procs import wait_idle
+from procs import tree_cpu, wait_idle
 from sqlalchemy import func, select
 
 from hotline import registry
@@ -96,7 +101,11 @@ async def main():
     async with server:
         await server.serve_forever()
 
-asyncio.run(main())
+if sys.argv[3] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
 """
 
 
@@ -338,6 +347,12 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=0, help="HOTLINE_AGI_PROCESSES (default: one per core, up to 4)"
     )
+    parser.add_argument(
+        "--bare-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the bare app's event loop (default: panoramisk's own, asyncio; the hotline's is uvloop)",
+    )
     args = parser.parse_args()
     if args.idle:
         flood(args)
@@ -380,6 +395,7 @@ def main() -> None:
                     str(Path(data_dir) / "bare_app.py"),
                     str(bare_port),
                     f"{data_dir}/commands.json",
+                    args.bare_loop,
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -388,11 +404,16 @@ def main() -> None:
             wait_idle(server)  # its workers' call-log writers start at their first call: not in a wave
             wait_idle(bare)
             hot_waves, bare_waves = [], []
+            cpu = {"bare": 0.0, "hot": 0.0}  # the servers' CPU in their waves (the hotline's writers too)
             for r in range(args.rounds):  # alternate: the machine's other load falls on both alike
+                start = tree_cpu(bare.pid)
                 bare_waves.append(asyncio.run(wave(bare_port, number, args.calls, f"bare{r}", args.key_gap)))
+                cpu["bare"] += tree_cpu(bare.pid) - start
                 tag = f"{1700000000 + r}"
+                start = tree_cpu(server.pid)
                 hot_waves.append(asyncio.run(wave(port, number, args.calls, tag, args.key_gap)))
                 settle(db, tag, args.calls, hot_waves[-1])
+                cpu["hot"] += tree_cpu(server.pid) - start
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -411,7 +432,7 @@ def main() -> None:
     database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     print(
         f"FastAGI, {args.calls} calls arriving at once x {args.rounds} waves each, {database}, "
-        f"hotline agi in {processes} process{'es' if processes > 1 else ''}"
+        f"hotline agi in {processes} process{'es' if processes > 1 else ''}, the bare app on {args.bare_loop}"
     )
     for name, r in (("bare panoramisk", peer), ("hotline agi    ", hot)):
         print(
@@ -420,6 +441,11 @@ def main() -> None:
         )
     cps, p99 = hot["cps"] / peer["cps"], hot["p99"] / peer["p99"]
     print(f"  ratio hotline/bare: commands/s {cps:.2f}x, p99 {p99:.2f}x")
+    bare_us, hot_us = (cpu[k] / r["commands"] * 1e6 for k, r in (("bare", peer), ("hot", hot)))
+    print(
+        f"  server CPU a command (all its processes, the call log's writes included): bare {bare_us:.0f} µs,"
+        f" hotline {hot_us:.0f} µs ({hot_us / bare_us:.2f}x)"
+    )
     # Not in the ratio above: the hotline holds ANSWER while a burst is set up (AnswerGate),
     # so its callers ring longer instead of hearing silence once answered; shown, not hidden.
     print(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotline.errors import HotlineError
+from ivr.asterisk.fastagi import new_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ class AudioSocketService:
     def __init__(self, sink_for: SinkFor, host: str, port: int):
         self.name = f"AudioSocket on {host}:{port}"  # `hotline serve` says it started
         self.server = AudioSocketServer(sink_for, host, port)
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._run, name="audiosocket", daemon=True)
         self._ready = threading.Event()
 

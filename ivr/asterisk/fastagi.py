@@ -27,6 +27,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import uvloop
+
 from ivr.asterisk import agi
 from ivr.asterisk.agi import (
     AgiEnvironment,
@@ -51,6 +53,13 @@ CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
 DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
 ANSWER_HOLD = 0.25  # seconds a burst of new calls may hold an answer (they ring meanwhile)
 BACKLOG = 4096  # connections the kernel queues for accept (a burst of calls arrives at once)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of every server on Asterisk's side (FastAGI, AudioSocket): uvloop's,
+    whose sockets and callbacks are C. Under a burst of calls the loop's own work per AGI
+    command is a large part of the wait between two prompts (docs/performance.md)."""
+    return uvloop.new_event_loop()
 
 
 class CallCounts(Protocol):
@@ -186,6 +195,8 @@ class AgiChannel:
         """
         if self.stopping and not force:
             raise Stopping("the FastAGI server is stopping")
+        if self._writer.is_closing():  # reset by Asterisk (uvloop refuses a write on it)
+            raise ChannelGone("socket closed by Asterisk")
         try:
             self._writer.write(agi.command_line(name, args))
             await self._writer.drain()
@@ -300,6 +311,8 @@ class AgiChannel:
         the AGI with AGISTATUS=FAILURE and the dialplan's fallback takes the call. Then read
         (and drop) what Asterisk still sends until it closes, for at most CLOSE_WAIT s."""
         self.handed_back = True
+        if self._writer.is_closing():
+            return
         try:
             self._writer.write(("".join(commands) + agi.FAILURE_LINE).encode())
             await asyncio.wait_for(self._writer.drain(), CLOSE_WAIT)
@@ -553,7 +566,7 @@ class AgiService:
         )
         self._host = host
         self._drain = drain_seconds
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._run, name="fastagi", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hotline.settings import Settings
-from ivr.asterisk.fastagi import CLOSE_WAIT, NOTICE_SECONDS, FastAgiServer, raise_fd_limit
+from ivr.asterisk.fastagi import CLOSE_WAIT, NOTICE_SECONDS, FastAgiServer, new_event_loop, raise_fd_limit
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,8 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
         heartbeat.cancel()
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(main())
     finally:
         counts.set(0)
         store.close()

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+import uvloop
 from sqlalchemy import select
 
 from hotline import registry
@@ -43,7 +44,7 @@ def serve(
             await server.stop(grace=30)
         return traces
 
-    return asyncio.run(main())
+    return uvloop.run(main())
 
 
 def call_log(db: Database, prefix: str) -> list[dict[str, Any]]:
@@ -328,7 +329,7 @@ def test_status_lookups_at_once_each_hear_their_own_request(any_db, make_setting
         return {uid: t.heard for uid, t in zip(asked, traces, strict=True)}
 
     try:
-        heard = asyncio.run(main())
+        heard = uvloop.run(main())
     finally:
         store.close()
     statuses = {
@@ -379,7 +380,7 @@ def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, 
         return await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
 
     try:
-        step = asyncio.run(main())
+        step = uvloop.run(main())
     finally:
         store.close()
     assert len(runs) == 1
@@ -410,7 +411,7 @@ def test_the_loops_reads_on_postgresql_use_no_parallel_workers(request, make_set
         return (await cursor.fetchone())[0]
 
     try:
-        assert asyncio.run(main()) == "0"
+        assert uvloop.run(main()) == "0"
     finally:
         store.close()
         pg.dispose()
@@ -454,7 +455,7 @@ def test_the_loops_postgresql_connection_opens_at_a_calls_first_step(request, ma
             tries.clear()
             store = LiveCallStore(pg, settings, BACKEND)
             try:
-                assert asyncio.run(call(store, f"c{fail_first}")) == expected[0]
+                assert uvloop.run(call(store, f"c{fail_first}")) == expected[0]
                 assert tries == expected[1]
             finally:
                 store.close()
@@ -486,7 +487,7 @@ def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):
             await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
 
     try:
-        asyncio.run(main())
+        uvloop.run(main())
     finally:
         store.close()
     assert len(asked) == 3
@@ -536,7 +537,7 @@ def test_a_number_typed_is_read_before_the_hash_and_its_step_asks_nothing(
         return before, ahead, await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
 
     try:
-        before, ahead, step = asyncio.run(main())
+        before, ahead, step = uvloop.run(main())
     finally:
         store.close()
     assert before == 0
@@ -575,7 +576,7 @@ def test_a_read_ahead_is_read_again_once_the_callers_count_may_have_moved(any_db
         return other, limited, len(asked) - before
 
     try:
-        other, limited, again = asyncio.run(main())
+        other, limited, again = uvloop.run(main())
     finally:
         store.close()
     assert flow.Prompt("status_new") in _said(other)
@@ -595,7 +596,7 @@ def test_a_read_ahead_is_read_again_once_the_callers_count_may_have_moved(any_db
         return len(asked)
 
     try:
-        assert asyncio.run(old()) == 4  # ahead, then again
+        assert uvloop.run(old()) == 4  # ahead, then again
     finally:
         store.close()
 
@@ -626,7 +627,7 @@ def test_no_read_ahead_while_a_lookup_of_the_caller_is_queued(any_db, make_setti
         return len(asked) - before
 
     try:
-        assert asyncio.run(main()) == 0
+        assert uvloop.run(main()) == 0
     finally:
         release.set()
         store.close()

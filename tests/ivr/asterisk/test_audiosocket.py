@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+import uvloop
 from sqlalchemy import select
 
 from hotline import registry
@@ -89,7 +90,7 @@ def serve(sinks, coroutine_factory):
         finally:
             await server.close()
 
-    asyncio.run(main())
+    uvloop.run(main())
 
 
 @pytest.mark.parametrize(
@@ -373,7 +374,7 @@ def test_the_service_registers_each_stream_while_it_lasts(make_settings, db, ko)
         await writer.wait_closed()
 
     try:
-        asyncio.run(call())
+        uvloop.run(call())
         for _ in range(100):
             if ASTERISK_STREAMS.get(str(CALL)) is None:
                 break

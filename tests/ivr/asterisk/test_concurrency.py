@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import uvloop
 from sqlalchemy import func, select
 
 from hotline import registry
@@ -50,7 +51,7 @@ def test_500_simultaneous_calls(settings: Settings, db: Database) -> None:
         await server.stop(grace=60)
         return server, [t.ended_by for t in traces]
 
-    server, ended = asyncio.run(main())
+    server, ended = uvloop.run(main())
     assert server.peak == CALLS and server.served == CALLS
     assert ended == ["hangup"] * CALLS
     with db.session() as session:

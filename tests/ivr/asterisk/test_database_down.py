@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+import uvloop
 from sqlalchemy import select
 
 from hotline.db import Database
@@ -61,7 +62,7 @@ def test_apology_then_the_server_goes_on_and_the_recording_becomes_a_request(
         return [down, refused, after], server.active
 
     with caplog.at_level(logging.INFO):
-        (down, refused, after), active = asyncio.run(main())
+        (down, refused, after), active = uvloop.run(main())
     assert active == 0
     for trace in (down, refused):
         assert heard(trace)[-1] == "database_unavailable"
@@ -127,7 +128,7 @@ def test_a_status_lookup_while_the_database_is_down_apologises_and_the_next_one_
         return traces
 
     try:
-        up, down, again = asyncio.run(main())
+        up, down, again = uvloop.run(main())
         assert store.flush(20)  # the call log held while it was down is written now
     finally:
         store.close()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
+import struct
 from typing import Any
 
 import pytest
+import uvloop
 from sqlalchemy import select
 
 from hotline import registry
@@ -14,6 +17,7 @@ from hotline.db import Database
 from hotline.models import Attachment, Call, CallEvent, Request, TranscriptionState
 from hotline.numbers import make_request_number
 from hotline.settings import Settings
+from ivr.asterisk.agi import ChannelGone
 from ivr.asterisk.fake_agi import (
     DROP,
     HANGUP,
@@ -25,7 +29,7 @@ from ivr.asterisk.fake_agi import (
     FakeAsterisk,
     Record,
 )
-from ivr.asterisk.fastagi import FastAgiServer
+from ivr.asterisk.fastagi import AgiChannel, FastAgiServer
 from ivr.asterisk.session import BACKEND, dial_string, make_handler
 from ivr.store import CallStore
 
@@ -49,7 +53,7 @@ def serve(settings: Settings, db: Database, *calls: dict[str, Any]) -> list[Call
         assert server.active == 0
         return list(traces)
 
-    return asyncio.run(main())
+    return uvloop.run(main())
 
 
 def call_row(db: Database, call_id: str = "1700000000.0") -> Call:
@@ -313,6 +317,41 @@ def test_dropped_socket(settings: Settings, db: Database) -> None:
     assert call.hangup_cause == "socket closed by Asterisk"
 
 
+def test_a_connection_reset_between_commands_is_a_hang_up() -> None:
+    # Asterisk restarted, or the network reset the connection, while the call was on the
+    # hotline's side (a database step): the next command must end the call as a hang-up
+    # does. On the service's loop (uvloop) a write on a reset socket raises RuntimeError.
+    ended: list[str] = []
+
+    async def main() -> None:
+        started, reset = asyncio.Event(), asyncio.Event()
+
+        async def handler(channel: AgiChannel) -> None:
+            started.set()
+            await reset.wait()
+            await asyncio.sleep(0.2)  # the reset has reached the server's socket
+            for command in ("ANSWER", "STREAM FILE"):
+                try:
+                    await channel.execute(command)
+                except ChannelGone as exc:
+                    ended.append(f"{command}: {exc}")
+            await channel.hand_back()  # nothing to send it on: returns at once
+
+        server = FastAgiServer(handler, "127.0.0.1", 0)
+        port = await server.start()
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as peer:
+                peer.sendall(b"agi_network: yes\nagi_uniqueid: 1700000000.9\n\n")
+                await asyncio.wait_for(started.wait(), 10)
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            reset.set()
+        finally:
+            await server.stop(grace=10)
+
+    uvloop.run(main())
+    assert ended == ["ANSWER: socket closed by Asterisk", "STREAM FILE: socket closed by Asterisk"]
+
+
 @pytest.mark.parametrize("reply", [REPLY_510, REPLY_520])
 def test_refused_commands_end_the_call_cleanly(settings: Settings, db: Database, reply: str) -> None:
     [trace] = serve(settings, db, {"script": ["1", reply]})
@@ -334,7 +373,7 @@ def test_not_asterisk_is_refused_and_logs_nothing(settings: Settings, db: Databa
         await server.stop(grace=10)
         return answer
 
-    assert asyncio.run(main()) == b""
+    assert uvloop.run(main()) == b""
     with db.session() as session:
         assert session.scalars(select(Call)).all() == []
 
@@ -388,6 +427,6 @@ def test_answers_of_a_burst_wait_for_its_set_ups_but_never_longer_than_the_hold(
         assert asyncio.get_running_loop().time() - started < 1
         return burst, order
 
-    burst, stream = asyncio.run(main())
+    burst, stream = uvloop.run(main())
     assert burst == ["set up b", "set up c", "a", "b", "c"]
     assert stream[0] == "first"

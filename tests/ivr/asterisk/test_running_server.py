@@ -23,7 +23,7 @@ import pytest
 from hotline.db import Database
 from ivr.asterisk import processes
 from ivr.asterisk.fake_agi import SILENCE, FakeAsterisk, Hold
-from tests.helpers import free_port, process_running
+from tests.helpers import eventually, free_port, process_running
 
 pytestmark = pytest.mark.slow
 
@@ -302,7 +302,8 @@ def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(two_
     assert "Traceback" not in out, out
     # The call in progress went on to its end (the drain), then the workers ended.
     assert call.trace.ended_by == "hangup" and "service_restart" not in " ".join(call.trace.commands)
-    assert not [pid for pid in workers if process_running(pid)]
+    # Closing their output is among the last things they do, not the last.
+    assert eventually(lambda: not [pid for pid in workers if process_running(pid)])
     assert _closed_calls(running.data_dir) == {"1700000000.3": "abandoned"}
 
 

@@ -63,6 +63,11 @@ def _sqlite_begin(conn: Any) -> None:
 #: Seconds a new PostgreSQL connection may take before the database counts as down
 #: (libpq's connect_timeout, unless the URL sets its own).
 CONNECT_SECONDS = 10
+#: Seconds an open PostgreSQL connection may go without a sign of the server before it
+#: counts as broken: data sent and not acknowledged, or no answer to the keepalive probes
+#: that start after this much silence while a query runs (libpq's tcp_user_timeout and
+#: keepalives_idle, unless the URL sets its own).
+TCP_SECONDS = 10
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -76,10 +81,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)  # survive a database restart
-    if "connect_timeout" not in parsed.query:
-        # A server that never answers (a dropped SYN, a hung host) is down, not slow: libpq
-        # alone would wait for the kernel's TCP retries, minutes, holding the request.
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_SECONDS, **kwargs.get("connect_args", {})}
+    # A server that never answers (a dropped SYN, a host that died, a network partition)
+    # is down, not slow: libpq alone would wait for the kernel's TCP retries, 2 minutes to
+    # connect and 15 on an open connection, holding the page, the webhook or the job.
+    timeouts = {
+        "connect_timeout": CONNECT_SECONDS,
+        "keepalives": 1,
+        "keepalives_idle": TCP_SECONDS,
+        "keepalives_interval": max(1, TCP_SECONDS // 5),
+        "tcp_user_timeout": TCP_SECONDS * 1000,  # milliseconds
+    }
+    own = {name: value for name, value in timeouts.items() if name not in parsed.query}
+    kwargs["connect_args"] = {**own, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)

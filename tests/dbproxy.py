@@ -16,9 +16,9 @@ import threading
 
 
 class DbProxy:
-    """Forwards 127.0.0.1:<port> to `upstream` until cut."""
+    """Forwards 127.0.0.1:<port> to `upstream` (a host and port, or a Unix socket's path) until cut."""
 
-    def __init__(self, upstream: tuple[str, int]):
+    def __init__(self, upstream: tuple[str, int] | str):
         self.upstream = upstream
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -76,8 +76,7 @@ class DbProxy:
             except OSError:
                 return  # cut
             try:
-                server = socket.create_connection(self.upstream, timeout=5)
-                server.settimeout(None)
+                server = _connect(self.upstream)
             except OSError:
                 client.close()
                 continue
@@ -108,3 +107,17 @@ class DbProxy:
 def _shutdown(s: socket.socket) -> None:
     with contextlib.suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
+
+
+def _connect(upstream: tuple[str, int] | str) -> socket.socket:
+    if isinstance(upstream, tuple):
+        server = socket.create_connection(upstream, timeout=5)
+        server.settimeout(None)
+        return server
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.connect(upstream)
+    except OSError:
+        server.close()
+        raise
+    return server

@@ -11,15 +11,18 @@ client speaks its real protocol to the real server through the proxy.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 
 
 class DbProxy:
-    """Forwards 127.0.0.1:<port> to `upstream` (a host and port, or a Unix socket's path) until cut."""
+    """Forwards 127.0.0.1:<port> (or the Unix socket `listen_path`) to `upstream` (a host
+    and port, or a Unix socket's path) until cut."""
 
-    def __init__(self, upstream: tuple[str, int] | str):
+    def __init__(self, upstream: tuple[str, int] | str, listen_path: str | None = None):
         self.upstream = upstream
+        self.listen_path = listen_path
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -38,11 +41,17 @@ class DbProxy:
         with self._lock:
             if self._listener is not None:
                 return
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", self.port))
+            if self.listen_path is not None:
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.listen_path)
+                listener.bind(self.listen_path)
+            else:
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", self.port))
+                self.port = listener.getsockname()[1]
             listener.listen(64)
-            self.port = listener.getsockname()[1]
             self._listener = listener
             self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
             self._thread.start()

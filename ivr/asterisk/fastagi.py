@@ -53,6 +53,7 @@ CLOSE_WAIT = 2.0  # after FAILURE: time for Asterisk to close its side
 DROP_LOG_EVERY = 60.0  # connections dropped before a call (idle, not AGI): one log line a minute
 ANSWER_HOLD = 0.25  # seconds a burst of new calls may hold an answer (they ring meanwhile)
 BACKLOG = 4096  # connections the kernel queues for accept (a burst of calls arrives at once)
+TIMER_RESOLUTION = 0.001  # uvloop's clock and timers count whole milliseconds
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -138,7 +139,8 @@ class AgiChannel:
         # The answer's deadline (None: no answer awaited) and the one timer that watches it.
         self._deadline: float | None = None
         self._timeout = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0  # when it fires (uvloop's timer for less than 1 ms is a plain Handle)
         self.environment: AgiEnvironment | None = None
         self.stopping = False  # set by the server: no new command may start
         self.waiting = False  # a command was sent and its answer has not come yet
@@ -224,19 +226,19 @@ class AgiChannel:
         loop = asyncio.get_running_loop()
         self._deadline, self._timeout = loop.time() + timeout, timeout
         timer = self._timer
-        if timer is not None and timer.when() <= self._deadline:
+        if timer is not None and self._timer_at <= self._deadline:
             return  # it fires first and looks again
         if timer is not None:
             timer.cancel()
-        self._timer = loop.call_at(self._deadline, self._overdue)
+        self._timer, self._timer_at = loop.call_at(self._deadline, self._overdue), self._deadline
 
     def _overdue(self) -> None:
         self._timer = None
         if self._deadline is None:
             return  # answered: the next command arms it again
         loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._overdue)
+        if self._deadline - loop.time() >= TIMER_RESOLUTION:
+            self._timer, self._timer_at = loop.call_at(self._deadline, self._overdue), self._deadline
             return
         # The read waiting for the answer raises it (and every later read on this socket).
         self._reader.set_exception(AnswerTimeout(f"no answer from Asterisk within {self._timeout:.0f} s"))

@@ -246,7 +246,13 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         parent = multiprocessing.parent_process()
         if parent is not None:  # the parent killed: drain and end, as on SIGTERM
-            loop.add_reader(parent.sentinel, stop.set)
+            sentinel = parent.sentinel
+
+            def parent_gone() -> None:
+                loop.remove_reader(sentinel)  # the pipe stays readable: the loop would spin
+                stop.set()
+
+            loop.add_reader(sentinel, parent_gone)
         await stop.wait()
         await server.stop(grace=settings.agi_drain_seconds)
         heartbeat.cancel()

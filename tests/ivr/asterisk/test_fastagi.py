@@ -17,7 +17,7 @@ from hotline.db import Database
 from hotline.models import Attachment, Call, CallEvent, Request, TranscriptionState
 from hotline.numbers import make_request_number
 from hotline.settings import Settings
-from ivr.asterisk.agi import ChannelGone
+from ivr.asterisk.agi import AnswerTimeout, ChannelGone
 from ivr.asterisk.fake_agi import (
     DROP,
     HANGUP,
@@ -350,6 +350,32 @@ def test_a_connection_reset_between_commands_is_a_hang_up() -> None:
 
     uvloop.run(main())
     assert ended == ["ANSWER: socket closed by Asterisk", "STREAM FILE: socket closed by Asterisk"]
+
+
+def test_an_answer_deadline_under_a_millisecond_away_moves_on() -> None:
+    # uvloop counts whole milliseconds: a timer due in less than one is a plain Handle
+    # (no when()), and its clock may read a deadline as not yet due when it fires. The
+    # next command's deadline used to ask that Handle when it fires (AttributeError: the
+    # call ended with an apology), and the timer re-armed itself until the clock ticked.
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        ours, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        channel = AgiChannel(reader, writer)
+        try:
+            channel._watch(0.0004)  # a command sent, its deadline 0.4 ms away
+            channel._watch(60)  # answered at once: the next command's
+            await asyncio.sleep(0.05)  # the first timer fires and finds the deadline moved
+            moved = reader.exception()
+            channel._watch(0.0004)  # the next command, not answered: its deadline comes
+            await asyncio.sleep(0.05)
+            return moved, reader.exception()
+        finally:
+            await channel.close()
+            theirs.close()
+
+    moved, due = uvloop.run(main())
+    assert moved is None
+    assert isinstance(due, AnswerTimeout)
 
 
 @pytest.mark.parametrize("reply", [REPLY_510, REPLY_520])

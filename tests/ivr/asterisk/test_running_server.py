@@ -241,6 +241,15 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _cpu_seconds(pid: int, gone: float = 0.0) -> float:
+    """CPU time used so far by a process (user and system); `gone` if it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return gone
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _closed_calls(data_dir: Path) -> dict[str, str | None]:
     db = Database(f"sqlite:///{data_dir / 'hotline.sqlite3'}")
     try:
@@ -288,15 +297,21 @@ def test_agi_workers_finish_their_calls_and_end_when_their_parent_is_killed(two_
     while len(workers := _children(running.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
 
-    async def call_across_the_kill() -> FakeAsterisk:
-        call = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.3", script=[Hold(1.5), "1"])
+    async def call_across_the_kill() -> tuple[FakeAsterisk, float]:
+        call = FakeAsterisk("127.0.0.1", running.agi_port, uniqueid="1700000000.3", script=[Hold(3), "1"])
         run = asyncio.ensure_future(call.run(60))
         await asyncio.sleep(0.5)
         running.proc.kill()
+        await asyncio.sleep(0.5)
+        before = {pid: _cpu_seconds(pid) for pid in workers}
+        await asyncio.sleep(1.5)  # the drain: the call still holds (the other worker may have ended)
+        used = sum(_cpu_seconds(pid, cpu) - cpu for pid, cpu in before.items())
         await run
-        return call
+        return call, used
 
-    call = asyncio.run(call_across_the_kill())
+    call, drain_cpu = asyncio.run(call_across_the_kill())
+    # The dead parent's pipe stays readable: a loop still watching it spins a core.
+    assert drain_cpu < 0.5
     # The workers share the parent's output: it ends when they all have.
     out, _ = running.proc.communicate(timeout=60)
     assert "Traceback" not in out, out

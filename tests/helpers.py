@@ -23,11 +23,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, …; utime is
+    [11], stime [12]); OSError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_running(pid: int) -> bool:
     """True while `pid` runs: not gone, not a zombie (an ended orphan may stay one, since
     this sandbox's init does not reap)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return proc_stat(pid)[0] != "Z"
     except OSError:
         return False
 

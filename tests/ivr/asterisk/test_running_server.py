@@ -23,7 +23,7 @@ import pytest
 from hotline.db import Database
 from ivr.asterisk import processes
 from ivr.asterisk.fake_agi import SILENCE, FakeAsterisk, Hold
-from tests.helpers import eventually, free_port, process_running
+from tests.helpers import eventually, free_port, proc_stat, process_running
 
 pytestmark = pytest.mark.slow
 
@@ -232,7 +232,7 @@ def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = proc_stat(int(stat.parent.name))
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
@@ -244,7 +244,7 @@ def _children(pid: int) -> list[int]:
 def _cpu_seconds(pid: int, gone: float = 0.0) -> float:
     """CPU time used so far by a process (user and system); `gone` if it has ended."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
     except OSError:
         return gone
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -70,6 +70,24 @@ CONNECT_SECONDS = 10
 TCP_SECONDS = 10
 
 
+def pg_timeouts(url: str) -> dict[str, int]:
+    """libpq's time limits for a PostgreSQL connection to `url`, but those the URL sets.
+
+    A server that never answers (a dropped SYN, a host that died, a network partition)
+    is down, not slow: libpq alone would wait for the kernel's TCP retries, 2 minutes to
+    connect and 15 on an open connection, holding the page, the webhook or the job.
+    """
+    timeouts = {
+        "connect_timeout": CONNECT_SECONDS,
+        "keepalives": 1,
+        "keepalives_idle": TCP_SECONDS,
+        "keepalives_interval": max(1, TCP_SECONDS // 5),
+        "tcp_user_timeout": TCP_SECONDS * 1000,  # milliseconds
+    }
+    query = make_url(url).query
+    return {name: value for name, value in timeouts.items() if name not in query}
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url` with the settings the hotline needs on each backend."""
     parsed = make_url(url)
@@ -81,18 +99,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)  # survive a database restart
-    # A server that never answers (a dropped SYN, a host that died, a network partition)
-    # is down, not slow: libpq alone would wait for the kernel's TCP retries, 2 minutes to
-    # connect and 15 on an open connection, holding the page, the webhook or the job.
-    timeouts = {
-        "connect_timeout": CONNECT_SECONDS,
-        "keepalives": 1,
-        "keepalives_idle": TCP_SECONDS,
-        "keepalives_interval": max(1, TCP_SECONDS // 5),
-        "tcp_user_timeout": TCP_SECONDS * 1000,  # milliseconds
-    }
-    own = {name: value for name, value in timeouts.items() if name not in parsed.query}
-    kwargs["connect_args"] = {**own, **kwargs.get("connect_args", {})}
+    kwargs["connect_args"] = {**pg_timeouts(url), **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)

@@ -4,7 +4,9 @@ Runs waves of `--calls` calls through `LiveCallStore.run` on one event loop, as 
 FastAGI sessions of a burst do (each step of every call, then the next step), and
 prints the CPU of the loop's process per step (`time.process_time`, the writer child
 not counted): the answer (`AGI_STARTED` logged, `CallStarted`), the menu key, the
-status lookup (the request number and «#»), the hang-up. The load of the machine
+request number's keys (read ahead at each, as the FastAGI session does, the reads'
+answers awaited: the caller pressing «#»), the status lookup (the step after «#»), the
+hang-up. The load of the machine
 moves wall time, much less CPU time; `--profile lookup` (or another step) also prints
 cProfile's top entries of that step, and `--callgrind lookup` under
 `valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce`
@@ -36,7 +38,7 @@ from ivr.asterisk.amilog import AGI_STARTED
 from ivr.asterisk.session import BACKEND
 from ivr.livecalls import LiveCallStore
 
-STEPS = ("ringing", "answer", "menu key", "lookup", "hang-up")
+STEPS = ("ringing", "answer", "menu key", "number", "lookup", "hang-up")
 
 
 class Meter:
@@ -92,6 +94,16 @@ def wave(store: LiveCallStore, number: str, calls: int, tag: str, meter: Meter) 
     def event(call_id: str, e: flow.Event) -> Callable[[], Awaitable[object]]:
         return lambda: store.run(store.handle, call_id, e)
 
+    def typed(call_id: str) -> Callable[[], Awaitable[object]]:
+        async def run() -> None:  # as AgiCall.gather: a read ahead at every key, answered before «#»
+            for keys in range(1, len(number) + 1):
+                store.read_ahead(call_id, flow.DigitsEntered(number[:keys]))
+            ahead = store._calls[call_id].ahead
+            if ahead is not None:
+                await asyncio.gather(*ahead[2].values())
+
+        return run
+
     def hang_up(call_id: str) -> Callable[[], Awaitable[object]]:
         return lambda: store.run(
             store.hang_up, call_id, backend_status="completed", hangup_cause="caller hung up"
@@ -101,6 +113,7 @@ def wave(store: LiveCallStore, number: str, calls: int, tag: str, meter: Meter) 
         [ringing(c, n) for c, n in zip(ids, callers, strict=True)],
         [answer(c) for c in ids],
         [event(c, flow.DigitsEntered("1")) for c in ids],
+        [typed(c) for c in ids],
         [event(c, flow.DigitsEntered(number + "#")) for c in ids],
         [hang_up(c) for c in ids],
     ]

@@ -600,6 +600,14 @@ class LiveCallStore(CallStore):
             if self._pg_reads is not None:
                 self._pg_reads.warm()  # at a call's first step, before its first lookup
             fetched: LiveCall | None = None
+            live = self._calls.get(args[0])
+            ahead = self._read_ahead_for(live) if live is not None else {}
+            if live is not None and ahead and all(answer.done() for answer in ahead.values()):
+                # Answered while the caller pressed «#»: the step finds them and runs once
+                # (a step that asks for others reads those below).
+                fetched = live
+                live.fetched.update((key, answer.result()) for key, answer in ahead.items())
+                ahead = {}
             try:
                 while True:
                     try:
@@ -611,11 +619,11 @@ class LiveCallStore(CallStore):
                         assert reads is not None
                         fetched = read.live
                         # Every read the step asked for, in the same batch: one wait, one re-run
-                        # (none if they were asked ahead, while the caller pressed «#»).
-                        ahead = self._read_ahead_for(fetched)
+                        # (those asked ahead, while the caller pressed «#», are awaited, not asked).
                         asked = [
                             (key, ahead.get(key) or reads.ask(*what)) for key, what in read.missing.items()
                         ]
+                        ahead = {}
                         await _answers(fetched, asked)
             finally:
                 if fetched is not None:

@@ -667,6 +667,33 @@ def test_a_read_ahead_is_read_again_once_the_callers_count_may_have_moved(any_db
         store.close()
 
 
+def test_a_step_after_a_read_ahead_of_another_number_reads_its_own(any_db, make_settings, monkeypatch):
+    # The reads answered ahead are the step's only where they are the same reads: a
+    # caller who typed one whole number and then another hears the other one's status.
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    first, second = open_request(any_db), open_request(any_db)
+    store = LiveCallStore(any_db, settings, BACKEND)
+    asked = _spied_asks(store, monkeypatch)
+    caller = "79001112233"
+
+    async def main() -> tuple[int, flow.Step]:
+        await store.run(store.handle, "c1", flow.CallStarted(caller), from_number=caller)
+        await store.run(store.handle, "c1", flow.DigitsEntered("1"))
+        store.read_ahead("c1", flow.DigitsEntered(first))
+        await asyncio.sleep(0.2)  # answered
+        before = len(asked)
+        step = await store.run(store.handle, "c1", flow.DigitsEntered(second + "#"))
+        return len(asked) - before, step
+
+    try:
+        again, step = uvloop.run(main())
+    finally:
+        store.close()
+    assert again == 1  # its request (the caller's count was read ahead: the same read)
+    assert flow.Number(second) in _said(step) and flow.Number(first) not in _said(step)
+    assert step.log[-1].kind == "lookup" and step.log[-1].data["found"]
+
+
 def test_no_read_ahead_while_a_lookup_of_the_caller_is_queued(any_db, make_settings, monkeypatch):
     # Its count would move when the writer commits it, between the read and the step.
     settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)

@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import datetime as dt
 import logging
-import os
-import socket
 import threading
 import time
 import weakref
@@ -253,235 +250,165 @@ class _SqliteReads(_Reads):
 
 
 class _PgReads(_Reads):
-    """The status lookup's reads for the event loop on PostgreSQL: a thread of their own
-    reads them on one connection in autocommit, and the reads asked for while a batch is
-    out go in the next one together (with 500 calls at once, six threads doing one read
-    each queued them by seconds).
+    """The status lookup's reads for the event loop on PostgreSQL, on one psycopg async
+    connection in autocommit: a server's round trip never stops the loop, and the reads
+    asked for while one batch is out go in the next one together.
+    With 500 calls at once, six threads doing one read each queued them by seconds.
 
-    Why a thread and not an async connection on the loop: under a burst a turn of the
-    loop is long (a thousand calls' steps, tens of milliseconds), and psycopg's async
-    connection waited a whole turn at each of its sends and answers, three to five a
-    batch: with 2,000 calls on PostgreSQL a lookup read ahead at the last digit was still
-    out when «#» came, and the step waited 90-330 ms for it, the tail of the whole call.
-    The thread's round trip takes a few milliseconds whatever the loop is doing; only its
-    answer waits for the loop (`call_soon_threadsafe`). It holds the GIL only to send a
-    batch and to read its rows, once a batch.
-
-    A batch's statements go in one pipeline (one wait, not one a statement), and the
-    connection is opened at a call's first step (`warm`), not at the first lookup (a
-    first burst's lookups waited ~0.3 s for it). A batch with no answer in
-    ANSWER_SECONDS fails (`_watch`): its thread and connection are dropped, and the
-    reads asked meanwhile go out on a new one."""
+    Under a burst every wait for the server is a turn of the loop, and a turn is long (a
+    thousand calls' steps): a batch's statements go in one pipeline (one wait, not one a
+    statement), and the connection is opened at the first call (`warm`), not at the
+    first lookup (a first burst's lookups waited ~0.3 s for it). A batch with no answer
+    in ANSWER_SECONDS fails (`_hung`)."""
 
     def __init__(self, url: str, dialect: Dialect):
         super().__init__(dialect)
         from psycopg.conninfo import make_conninfo
 
-        url_only = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self.conninfo = make_conninfo(url_only, **pg_timeouts(url))
-        self._lock = threading.Condition()
-        self._asked: list[_Ask] = []  # not taken by the thread yet (under _lock)
-        self._thread: _ReadThread | None = None
+        # With the engines' time limits (hotline.db): a connect that hangs ends by itself,
+        # and a connection whose server went away breaks within seconds.
+        plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conninfo = make_conninfo(plain, **pg_timeouts(url))
+        self._conn: Any = None
+        self._connecting: asyncio.Task[Any] | None = None
         self._warm_failed = -WARM_RETRY_SECONDS  # when connecting ahead last failed (monotonic)
-        self._watching: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asked: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     def warm(self) -> None:
-        """Open the connection now, if it is not (and connecting ahead has not failed in the
-        last WARM_RETRY_SECONDS: a lookup still tries)."""
-        thread = self._thread
-        if thread is not None and (thread.conn is not None or thread.connecting or thread.connect_ahead):
+        """Open the connection now, on the running loop, if it is not (and connecting
+        ahead has not failed in the last WARM_RETRY_SECONDS: a lookup still tries)."""
+        loop = self._own_loop()
+        if self._conn is not None or self._connecting is not None:
             return
         if time.monotonic() - self._warm_failed >= WARM_RETRY_SECONDS:
-            with self._lock:
-                self._running().connect_ahead = True
-                self._lock.notify()
+            self._connection(loop)
 
     def ask(self, query: _DriverQuery, params: dict[str, Any]) -> asyncio.Future[Any]:
         """The read's answer to come (a row, or None): read in the next batch."""
-        loop = asyncio.get_running_loop()
+        loop = self._own_loop()
         answer: asyncio.Future[Any] = loop.create_future()
-        with self._lock:
-            self._asked.append((query, params, answer))
-            self._running()
-            self._lock.notify()
-        if self._watching is None or self._watching[0] is not loop:  # that loop ended
-            self._watching = (loop, loop.call_later(ANSWER_SECONDS, self._watch))
+        self._asked.append((query, params, answer))
+        if self._reader is None or self._reader.done():
+            self._reader = loop.create_task(self._read())
         return answer
 
-    def _running(self) -> _ReadThread:
-        """The reading thread, started if there is none (under _lock)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = _ReadThread(self)
-            self._thread.start()
-        return self._thread
-
-    def _watch(self) -> None:
-        """Every ANSWER_SECONDS while reads are asked: a batch out longer has hung."""
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        self._watching = None
-        with self._lock:
-            thread = self._thread
-            out = thread.out if thread is not None else None
-            waiting = bool(self._asked) or out is not None
-            if out is not None and time.monotonic() - out[0] >= ANSWER_SECONDS:
-                self._drop(thread)  # the reads asked meanwhile go out on a new thread
-                self._running()
-            else:
-                out = None
-        if out is not None:
-            log.error(
-                "status lookups: no answer from the database in %g s; connection dropped",
-                ANSWER_SECONDS,
-            )
-            failed = DatabaseUnavailable(f"database unavailable: no answer in {ANSWER_SECONDS:g} s")
-            for _, _, answer in out[1]:
-                if not answer.done() and answer.get_loop() is loop:
-                    answer.set_exception(failed)
-        if waiting:
-            self._watching = (loop, loop.call_later(ANSWER_SECONDS / 4, self._watch))
+        if self._loop is not loop:  # a connection belongs to its loop
+            self.close()
+            self._loop = loop
+        return loop
 
-    def _drop(self, thread: _ReadThread | None) -> None:
-        """The thread ends, its connection with it, whatever it is waiting for (under _lock)."""
-        if thread is None:
+    def _connection(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
+        """The connection being opened (one at a time); `_connected` keeps it."""
+        if self._connecting is None:
+            self._connecting = loop.create_task(self._connect())
+            self._connecting.add_done_callback(self._connected)
+        return self._connecting
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        failed = None if task.cancelled() else task.exception()
+        if task is not self._connecting:  # closed while it connected
+            if not task.cancelled() and failed is None:
+                task.result().pgconn.finish()
             return
-        thread.dropped = True
-        if self._thread is thread:
-            self._thread = None
-        self._lock.notify_all()
-        conn = thread.conn
-        if conn is not None:  # wake it from a wait on the server: its socket is shut
-            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
+        self._connecting = None
+        if failed is not None:
+            self._warm_failed = time.monotonic()  # a lookup tries again, and says why
+        elif not task.cancelled():
+            self._conn = task.result()
 
-    def close(self) -> None:
-        """Close the connection (at once, from any thread; a read asked later opens a new one)."""
-        with self._lock:
-            self._drop(self._thread)
-
-
-#: A read asked: its statement, its parameters, its answer to come.
-_Ask = tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]
-
-
-class _ReadThread(threading.Thread):
-    """`_PgReads`' reader: takes every read asked, reads them as one batch, hands the rows
-    to the loops that asked, and again, until dropped."""
-
-    def __init__(self, reads: _PgReads):
-        super().__init__(name="status-lookups", daemon=True)
-        self.reads = reads
-        self.conn: Any = None
-        self.connecting = False
-        self.connect_ahead = False
-        self.dropped = False
-        self.out: tuple[float, list[_Ask]] | None = None  # the batch being read, since when
-
-    def run(self) -> None:
+    async def _read(self) -> None:
         import psycopg
 
-        reads = self.reads
-        try:
-            while True:
-                with reads._lock:
-                    while not (reads._asked or self.connect_ahead or self.dropped):
-                        reads._lock.wait()
-                    if self.dropped:
-                        return
-                    batch, reads._asked = reads._asked, []
-                    self.connecting = self.conn is None
-                    self.connect_ahead = False
-                    self.out = (time.monotonic(), batch) if batch else None
-                try:
-                    if self.conn is None:
-                        self._connect()
-                    rows = self._read(batch) if batch else []
-                except Exception as exc:  # the batch's callers hear it; the next batch reconnects
-                    self._close()
-                    failed = exc
-                    if isinstance(exc, psycopg.OperationalError):
-                        failed = DatabaseUnavailable(f"database unavailable: {exc}")
-                    rows = [failed] * len(batch)
-                finally:
-                    with reads._lock:
-                        self.connecting, self.out = False, None
-                self._answer(batch, rows)
-        finally:
-            self._close()
+        while self._asked:
+            batch, self._asked = self._asked, []
+            hung = asyncio.get_running_loop().call_later(ANSWER_SECONDS, self._hung, batch)
+            try:
+                if self._conn is None:
+                    await self._connection(asyncio.get_running_loop())  # its callback keeps it first
+                    if self._conn is None:
+                        raise psycopg.OperationalError("the connection was closed while it opened")
+                rows: list[Any] = [None] * len(batch)
+                async with self._conn.pipeline() as pipeline:
+                    sent: list[tuple[list[int], list[dict[str, Any]], _ManyQuery | _DriverQuery, Any]] = []
+                    for indexes in self.by_query(batch):
+                        query = batch[indexes[0]][0]
+                        asked = [batch[i][1] for i in indexes]
+                        many = self.many.get(id(query))
+                        if many is not None:  # the burst's reads: one statement for the batch
+                            cursor = await self._conn.execute(many.query.sql, many.args(asked))
+                            sent.append((indexes, asked, many, cursor))
+                            continue
+                        # Another statement: one executemany, its reads' answers in turn.
+                        cursor = self._conn.cursor()
+                        await cursor.executemany(query.sql, [query.args(a) for a in asked], returning=True)
+                        sent.append((indexes, asked, query, cursor))
+                    await pipeline.sync()  # every statement's answer in one wait
+                    for indexes, asked, how, cursor in sent:
+                        if isinstance(how, _ManyQuery):
+                            answers = how.answers(await cursor.fetchall(), asked)
+                        else:
+                            answers = []
+                            for _ in indexes:
+                                answers.append(how.row(await cursor.fetchone()))
+                                cursor.nextset()
+                        for i, row in zip(indexes, answers, strict=True):
+                            rows[i] = row
+            except psycopg.Error as exc:
+                if asyncio.current_task() is not self._reader:
+                    return  # dropped by `_hung`, its batch failed: the next reader's connection stays
+                self.close()
+                failed: Exception = exc
+                if isinstance(exc, psycopg.OperationalError):
+                    failed = DatabaseUnavailable(f"database unavailable: {exc}")
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(failed)
+                continue
+            finally:
+                hung.cancel()
+            for (_, _, answer), row in zip(batch, rows, strict=True):
+                if not answer.done():
+                    answer.set_result(row)
 
-    def _connect(self) -> None:
+    def _hung(self, batch: list[tuple[_DriverQuery, dict[str, Any], asyncio.Future[Any]]]) -> None:
+        """No answer in ANSWER_SECONDS: the batch fails, its reader and connection go; the
+        reads asked meanwhile go out on a new connection."""
+        log.error("status lookups: no answer from the database in %g s; connection dropped", ANSWER_SECONDS)
+        reader, self._reader = self._reader, None
+        self.close()  # first: a reader cancelled in psycopg's pipeline then finds it closed, not waits
+        if reader is not None:
+            reader.cancel()
+        failed = DatabaseUnavailable(f"database unavailable: no answer in {ANSWER_SECONDS:g} s")
+        for _, _, answer in batch:
+            if not answer.done():
+                answer.set_exception(failed)
+        if self._asked:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _connect(self) -> Any:
         import psycopg
 
-        try:
-            conn = psycopg.Connection.connect(self.reads.conninfo, autocommit=True)
-        except psycopg.Error:
-            self.reads._warm_failed = time.monotonic()  # not ahead again for a while: a lookup tries
-            raise
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         # No parallel workers for a batch: once `calls` outgrows min_parallel_table_scan_size
         # the planner scanned it with two workers, 16-21 ms a batch against ~3 ms through
         # its number index (19,500 calls), the workers' CPU taken from the event loop's.
         try:
-            conn.execute("SET max_parallel_workers_per_gather = 0")
-        except BaseException:
-            conn.close()
+            await conn.execute("SET max_parallel_workers_per_gather = 0")
+        except BaseException:  # cancelled too: the loop ended while it connected
+            conn.pgconn.finish()
             raise
-        with self.reads._lock:  # kept where `_PgReads._drop` finds it, or closed if dropped
-            if self.dropped:
-                conn.close()
-                raise psycopg.OperationalError("the connection was closed while it opened")
-            self.conn = conn
+        return conn
 
-    def _read(self, batch: list[_Ask]) -> list[Any]:
-        """The rows of a batch's reads (a row or None each), its statements in one pipeline."""
-        reads = self.reads
-        rows: list[Any] = [None] * len(batch)
-        with self.conn.pipeline():
-            sent: list[tuple[list[int], list[dict[str, Any]], _ManyQuery | _DriverQuery, Any]] = []
-            for indexes in reads.by_query(batch):
-                query = batch[indexes[0]][0]
-                asked = [batch[i][1] for i in indexes]
-                many = reads.many.get(id(query))
-                if many is not None:  # the burst's reads: one statement for the batch
-                    sent.append((indexes, asked, many, self.conn.execute(many.query.sql, many.args(asked))))
-                    continue
-                # Another statement: one executemany, its reads' answers in turn.
-                cursor = self.conn.cursor()
-                cursor.executemany(query.sql, [query.args(a) for a in asked], returning=True)
-                sent.append((indexes, asked, query, cursor))
-        for indexes, asked, how, cursor in sent:  # every statement's answer came in one wait
-            if isinstance(how, _ManyQuery):
-                answers = how.answers(cursor.fetchall(), asked)
-            else:
-                answers = []
-                for _ in indexes:
-                    answers.append(how.row(cursor.fetchone()))
-                    cursor.nextset()
-            for i, row in zip(indexes, answers, strict=True):
-                rows[i] = row
-        return rows
-
-    def _answer(self, batch: list[_Ask], rows: list[Any]) -> None:
-        """Each read's row (or error) for the loop that asked it, at its next turn."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-        for (_, _, answer), row in zip(batch, rows, strict=True):
-            by_loop.setdefault(answer.get_loop(), []).append((answer, row))
-        for loop, answers in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_set_answers, answers)
-
-    def _close(self) -> None:
-        with self.reads._lock:  # not while `_PgReads._drop` shuts its socket (its fd reused)
-            conn, self.conn = self.conn, None
-            if conn is not None:
-                conn.close()
-
-
-def _set_answers(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for answer, row in answers:
-        if not answer.done():  # failed already (`_PgReads._watch`)
-            if isinstance(row, Exception):
-                answer.set_exception(row)
-            else:
-                answer.set_result(row)
+    def close(self) -> None:
+        """Close the connection (at once, whichever loop is running or none)."""
+        self._connecting = None  # one being opened is closed when it is (`_connected`)
+        if self._conn is not None:
+            self._conn.pgconn.finish()  # libpq's own close: needs no event loop
+        self._conn = None
 
 
 #: A read the step asked for: its key in `LiveCall.fetched`, the statement, its parameters.

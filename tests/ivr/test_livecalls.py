@@ -12,7 +12,7 @@ import uvloop
 from sqlalchemy import select
 
 from hotline import registry
-from hotline.db import Database, DatabaseUnavailable
+from hotline.db import CONNECT_SECONDS, TCP_SECONDS, Database, DatabaseUnavailable
 from hotline.models import Call, Request
 from hotline.numbers import make_request_number
 from hotline.settings import Settings
@@ -390,24 +390,18 @@ def test_a_status_lookup_step_reads_first_then_runs_once(any_db, make_settings, 
     assert [e.kind for e in step.log] == ["digits", "lookup"] and step.log[-1].data["found"]
 
 
-def pg_store(request, make_settings) -> tuple[LiveCallStore, str]:
-    """A live store on a fresh PostgreSQL database with one request (its number), closed
-    with the database at the test's end."""
+@pytest.mark.postgres
+def test_the_loops_reads_on_postgresql_use_no_parallel_workers_and_the_engines_limits(request, make_settings):
+    # A batch of lookups read by two parallel workers took 16-21 ms against ~3 ms through
+    # the number index (docs/performance.md), the workers' CPU taken from the event loop.
+    # Its connection breaks as the engines' do when the server's host goes away
+    # (hotline.db.pg_timeouts), not after the kernel's 15 minutes of TCP retries.
     url = request.getfixturevalue("_postgres_database")
     _reset_postgres(url)
     pg = Database(url)
-    request.addfinalizer(pg.dispose)
+    settings = make_settings(HOTLINE_DATABASE_URL=pg.url)
     number = open_request(pg)
-    store = LiveCallStore(pg, make_settings(HOTLINE_DATABASE_URL=pg.url), BACKEND)
-    request.addfinalizer(store.close)
-    return store, number
-
-
-@pytest.mark.postgres
-def test_the_loops_reads_on_postgresql_use_no_parallel_workers(request, make_settings):
-    # A batch of lookups read by two parallel workers took 16-21 ms against ~3 ms through
-    # the number index (docs/performance.md), the workers' CPU taken from the event loop.
-    store, number = pg_store(request, make_settings)
+    store = LiveCallStore(pg, settings, BACKEND)
     reads = store._pg_reads
     assert reads is not None
 
@@ -415,10 +409,18 @@ def test_the_loops_reads_on_postgresql_use_no_parallel_workers(request, make_set
         await store.run(store.handle, "c1", flow.CallStarted("+79001112233"), from_number="+79001112233")
         await store.run(store.handle, "c1", flow.DigitsEntered("1"))
         await store.run(store.handle, "c1", flow.DigitsEntered(number + "#"))
-        assert reads._thread is not None  # its reading thread, idle now
-        return reads._thread.conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
+        cursor = await reads._conn.execute("SHOW max_parallel_workers_per_gather")
+        return (await cursor.fetchone())[0], reads._conn.info.get_parameters()
 
-    assert uvloop.run(main()) == "0"
+    try:
+        workers, parameters = uvloop.run(main())
+        assert workers == "0"
+        assert parameters["keepalives_idle"] == str(TCP_SECONDS)
+        assert parameters["tcp_user_timeout"] == str(TCP_SECONDS * 1000)
+        assert parameters["connect_timeout"] == str(CONNECT_SECONDS)
+    finally:
+        store.close()
+        pg.dispose()
 
 
 @pytest.mark.postgres
@@ -433,16 +435,16 @@ def test_the_loops_postgresql_connection_opens_at_a_calls_first_step(request, ma
     pg = Database(url)
     settings = make_settings(HOTLINE_DATABASE_URL=pg.url)
     number = open_request(pg)
-    connect = psycopg.Connection.connect
+    connect = psycopg.AsyncConnection.connect
     tries: list[str] = []
 
-    def connecting(*args, **kwargs):
+    async def connecting(*args, **kwargs):
         tries.append("refused" if len(tries) == fail_first else "ok")
         if tries[-1] == "refused":
             raise psycopg.OperationalError("connection refused")
-        return connect(*args, **kwargs)
+        return await connect(*args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Connection, "connect", connecting)
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", connecting)
 
     async def call(store: LiveCallStore, call_id: str) -> list[str]:
         await store.run(store.handle, call_id, flow.CallStarted("+79001112233"), from_number="+79001112233")
@@ -465,68 +467,6 @@ def test_the_loops_postgresql_connection_opens_at_a_calls_first_step(request, ma
                 store.close()
     finally:
         pg.dispose()
-
-
-@pytest.mark.postgres
-def test_the_loops_postgresql_reads_come_back_while_the_loop_is_busy(request, make_settings, monkeypatch):
-    # Under a burst a turn of the loop is a thousand calls' steps (tens of ms). The reads
-    # go out and come back meanwhile, on a thread of their own, and the next turn hands
-    # them over. On an async connection each send and answer waited for a turn: a lookup
-    # read ahead at the last digit was still out at «#» (90-330 ms with 2,000 calls).
-    from ivr import livecalls
-
-    store, number = pg_store(request, make_settings)
-    reads = store._pg_reads
-    assert reads is not None
-    handed = threading.Event()
-    answer_them = livecalls._ReadThread._answer
-
-    def answered(self, batch, rows):
-        answer_them(self, batch, rows)
-        handed.set()
-
-    monkeypatch.setattr(livecalls._ReadThread, "_answer", answered)
-
-    async def main() -> tuple[int, Any]:
-        answer = reads.ask(reads.find_request, {"number": number})
-        assert handed.wait(20)  # the loop busy all along: not one turn since the ask
-        turns = 0
-        while not answer.done():
-            await asyncio.sleep(0)
-            turns += 1
-        return turns, answer.result()
-
-    turns, row = uvloop.run(main())
-    assert turns == 1
-    assert row is not None and number in row
-
-
-@pytest.mark.postgres
-def test_a_batch_failing_otherwise_fails_its_reads_and_the_next_is_read(request, make_settings, monkeypatch):
-    # Not the database's error (a bug in reading the rows): the batch's reads raise it,
-    # and the thread goes on to the next batch (it died, and the reads waited forever).
-    from ivr import livecalls
-
-    store, number = pg_store(request, make_settings)
-    reads = store._pg_reads
-    assert reads is not None
-    read = livecalls._ReadThread._read
-    failures = [RuntimeError("rows unreadable")]
-
-    def failing(self, batch):
-        if failures:
-            raise failures.pop()
-        return read(self, batch)
-
-    monkeypatch.setattr(livecalls._ReadThread, "_read", failing)
-
-    async def main() -> Any:
-        with pytest.raises(RuntimeError, match="rows unreadable"):
-            await reads.ask(reads.find_request, {"number": number})
-        return await reads.ask(reads.find_request, {"number": number})
-
-    row = uvloop.run(main())
-    assert row is not None and number in row
 
 
 def test_a_failed_read_fails_the_lookup_step(any_db, make_settings):

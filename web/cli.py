@@ -21,7 +21,6 @@ creates files readable by its owner and group only (umask 027).
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from collections.abc import Callable
 import click
 
 from hotline.cli import Context, pass_context
-from hotline.services import Service, load_services, usable_cores
+from hotline.services import Service, load_services, settle_process, usable_cores
 from hotline.storage import remove_temporary_files
 
 #: Few threads per worker answer webhooks faster than many: they wait less on each
@@ -143,7 +142,7 @@ def _serve_gunicorn(ctx: Context, threads: int, workers: int) -> None:
         http.terminate()
         http.wait()
         raise
-    gc.freeze()  # what start made lives as long as the process: out of the collector's way
+    settle_process()
     click.echo(
         f"hotline: HTTP on http://{settings.http_host}:{settings.http_port}/ "
         f"({workers} gunicorn workers x {threads} threads, data in {settings.data_dir})"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Any
+
+from hotline.services import settle_process
 
 
 def post_worker_init(worker: Any) -> None:
@@ -14,4 +15,4 @@ def post_worker_init(worker: Any) -> None:
     thread of the worker stopped, and on SQLite every worker too if the writer lock is
     held). Frozen, they are skipped (docs/performance.md).
     """
-    gc.freeze()
+    settle_process()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import threading
 import time
@@ -10,6 +9,7 @@ import time
 import click
 
 from hotline.cli import Context, pass_context
+from hotline.services import settle_process
 
 
 @click.command()
@@ -34,9 +34,7 @@ def agi(ctx: Context) -> None:
         raise click.ClickException(
             f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {exc.strerror or exc}"
         ) from None
-    # What start made (modules, SQLAlchemy's tables, the store) lives as long as the process:
-    # frozen, no full collection walks it (33–56 ms each in a burst; docs/performance.md).
-    gc.freeze()
+    settle_process()
     processes = f"{service.processes} processes" if service.processes > 1 else "one process"
     click.echo(
         f"hotline: FastAGI on agi://{settings.agi_host}:{service.port}/hotline "

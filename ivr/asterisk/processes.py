@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -41,6 +40,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from hotline.services import settle_process
 from hotline.settings import Settings
 from ivr.asterisk.fastagi import CLOSE_WAIT, NOTICE_SECONDS, FastAgiServer, new_event_loop, raise_fd_limit
 
@@ -221,7 +221,7 @@ def run_worker(settings: Settings, listener: socket.socket, counts: SharedCounts
     db = Database(settings.database_url)
     store = LiveCallStore(db, settings, BACKEND)
     handler = make_handler(store, settings)
-    gc.freeze()  # as `hotline agi` does: what start made lives as long as the process
+    settle_process()  # as `hotline agi` does
 
     async def main() -> None:
         server = FastAgiServer(

@@ -179,7 +179,9 @@ class EmbeddedWorker:
         try:
             recognizer_for(self.settings)
         except ModelMissing as exc:
-            print(f"hotline: transcription disabled: {exc}", file=sys.stderr)
+            # One write: print() writes the line and its end apart, and the services that
+            # start meanwhile cut in between on the operator's console.
+            sys.stderr.write(f"hotline: transcription disabled: {exc}\n")
             return
         if self._stopped.is_set():
             return

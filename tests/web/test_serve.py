@@ -70,6 +70,8 @@ def test_serve_runs_one_gunicorn_worker_per_core_and_the_services_once(tmp_path)
     assert server.startswith("gunicorn")
     assert f"{len(os.sched_getaffinity(0))} gunicorn workers x 4 threads" in out
     assert out.count("hotline: FastAGI") == 1  # the services run in this process, once
+    # One message a line, though the services start (and say so) from several threads.
+    assert all(line.count("hotline: ") <= 1 for line in out.splitlines()), out
     assert (tmp_path / "data" / "hotline.sqlite3").exists()
 
 

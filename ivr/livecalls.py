@@ -527,7 +527,7 @@ class LiveCallStore(CallStore):
             if self._pg_reads is not None:
                 self._pg_reads.warm()  # at a call's first step, before its first lookup
             fetched: LiveCall | None = None
-            live = self._calls.get(args[0])
+            live = self._calls.get(args[0] if args else kwargs["call_id"])
             ahead = self._read_ahead_for(live) if live is not None else {}
             if live is not None and ahead and all(answer.done() for answer in ahead.values()):
                 # Answered while the caller pressed «#»: the step finds them and runs once

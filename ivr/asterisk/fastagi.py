@@ -25,10 +25,12 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 import uvloop
 
+from hotline import health
 from ivr.asterisk import agi
 from ivr.asterisk.agi import (
     AgiEnvironment,
@@ -544,8 +546,24 @@ def raise_fd_limit(wanted: int = 65536) -> int:
     return int(soft)
 
 
+BEAT_SECONDS = 1.0  # a FastAGI loop shows it runs this often (its heartbeat)
+#: A loop that has not run for this long is stuck: far above its longest turn under a
+#: burst of 2,000 calls (~0.3 s) or a full garbage collection (~0.1 s).
+HANG_SECONDS = 30.0
+WATCH_GAP = 5.0  # a watch that itself did not run for this long was stopped too (Ctrl+Z, a paused VM)
+#: The `/healthz` problem (hotline.health) of a stuck in-thread FastAGI loop.
+HANG_CHECK = "fastagi_stuck"
+
+
 class AgiService:
-    """The FastAGI server in a thread with its own event loop (a `hotline serve` service)."""
+    """The FastAGI server in a thread with its own event loop (a `hotline serve` service).
+
+    A watch thread posts a heartbeat to the loop every BEAT_SECONDS. A loop that has not
+    run one for HANG_SECONDS is stuck (a call blocking it, a deadlock in an extension):
+    no call is answered, and a thread cannot be killed, so `/healthz` says so (503) and
+    the log says it once, until the loop runs again. The worker processes of
+    `ivr.asterisk.processes` are killed and started again instead.
+    """
 
     name = "FastAGI"
     processes = 1
@@ -560,8 +578,10 @@ class AgiService:
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
         drain_seconds: float = 5.0,
         after_stop: Callable[[], None] | None = None,
+        health_dir: Path | None = None,
     ):
-        """`after_stop` runs once the calls in progress are drained (the store's close)."""
+        """`after_stop` runs once the calls in progress are drained (the store's close);
+        `health_dir` is the data dir whose `/healthz` hears of a stuck loop."""
         self._after_stop = after_stop
         self._server = FastAgiServer(
             handler, host, port, max_sessions=max_sessions, answer_timeout=answer_timeout
@@ -573,6 +593,10 @@ class AgiService:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.port: int | None = None
+        self._health_dir = health_dir
+        self._beat = time.monotonic()
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="fastagi-watch", daemon=True)
 
     @property
     def server(self) -> FastAgiServer:
@@ -606,8 +630,43 @@ class AgiService:
         self._ready.wait()
         if self._error is not None:
             raise self._error
+        if self._health_dir is not None:
+            health.clear(self._health_dir, HANG_CHECK)  # a stuck loop of an earlier run
+            self._watcher.start()
+
+    def _pulse(self) -> None:
+        self._beat = time.monotonic()
+
+    def _watch(self) -> None:
+        """Report the loop stuck, and running again (see the class)."""
+        assert self._health_dir is not None
+        checked, stuck = time.monotonic(), False
+        while not self._stopping.wait(BEAT_SECONDS):
+            with contextlib.suppress(RuntimeError):  # the loop is closed: stopping
+                self._loop.call_soon_threadsafe(self._pulse)
+            now = time.monotonic()
+            gap, checked = now - checked, now
+            silent = now - self._beat
+            if gap > WATCH_GAP:  # this process did not run either: beats to come
+                continue
+            if silent > HANG_SECONDS and not stuck:
+                stuck = True
+                log.error("FastAGI: the event loop has been stuck for %.0f s; no call is answered", silent)
+                health.report(
+                    self._health_dir,
+                    HANG_CHECK,
+                    f"FastAGI не отвечает на звонки: его цикл событий стоит больше {HANG_SECONDS:g} с; "
+                    "перезапустите hotline serve",
+                )
+            elif stuck and silent <= BEAT_SECONDS * 2:
+                stuck = False
+                log.warning("FastAGI: the event loop runs again")
+                health.clear(self._health_dir, HANG_CHECK)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=self._drain + NOTICE_SECONDS + 15)
+        if self._watcher.is_alive():
+            self._watcher.join()

@@ -42,17 +42,21 @@ from typing import Any
 
 from hotline.services import settle_process
 from hotline.settings import Settings
-from ivr.asterisk.fastagi import CLOSE_WAIT, NOTICE_SECONDS, FastAgiServer, new_event_loop, raise_fd_limit
+from ivr.asterisk.fastagi import (
+    BEAT_SECONDS,
+    CLOSE_WAIT,
+    HANG_SECONDS,
+    NOTICE_SECONDS,
+    WATCH_GAP,
+    FastAgiServer,
+    new_event_loop,
+    raise_fd_limit,
+)
 
 log = logging.getLogger(__name__)
 
 RESPAWN_PAUSE = 1.0  # seconds between two starts of the same worker (one that dies at once)
 START_TIMEOUT = 120.0  # seconds a worker may take to import and start serving (a loaded machine)
-BEAT_SECONDS = 1.0  # a worker's loop writes its heartbeat this often
-#: A loop that has not run for this long is stuck: far above its longest turn under a
-#: burst of 2,000 calls (~0.3 s) or a full garbage collection (~0.1 s).
-HANG_SECONDS = 30.0
-WATCH_GAP = 5.0  # the watch looks every 0.5 s; a longer gap means that it was stopped too
 
 
 class SharedCounts:

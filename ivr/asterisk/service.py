@@ -87,6 +87,7 @@ def make_agi(settings: Settings, db: Database) -> AgiService | AgiProcesses:
         answer_timeout=settings.agi_answer_timeout,
         drain_seconds=settings.agi_drain_seconds,
         after_stop=store.close,
+        health_dir=settings.data_dir,
     )
 
 

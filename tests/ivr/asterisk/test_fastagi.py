@@ -456,3 +456,45 @@ def test_answers_of_a_burst_wait_for_its_set_ups_but_never_longer_than_the_hold(
     burst, stream = uvloop.run(main())
     assert burst == ["set up b", "set up c", "a", "b", "c"]
     assert stream[0] == "first"
+
+
+def test_a_stuck_loop_of_the_in_thread_server_is_reported_until_it_runs_again(tmp_path, monkeypatch, caplog):
+    # `hotline serve` with one FastAGI process runs it in a thread, which cannot be killed
+    # and started again as a stuck worker process is: /healthz says so (503) while no
+    # call can be answered, and stops saying so once the loop runs again.
+    import threading
+    import time
+
+    from hotline import health
+    from ivr.asterisk import fastagi
+
+    monkeypatch.setattr(fastagi, "BEAT_SECONDS", 0.05)
+    monkeypatch.setattr(fastagi, "HANG_SECONDS", 0.5)
+    health.report(tmp_path, fastagi.HANG_CHECK, "left by an earlier run")
+
+    async def handler(channel: AgiChannel) -> None:
+        await channel.hangup()
+
+    service = fastagi.AgiService(handler, "127.0.0.1", 0, health_dir=tmp_path)
+    release = threading.Event()
+
+    def until(condition, seconds: float = 20.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    service.start()
+    try:
+        time.sleep(0.3)
+        assert not health.failing(tmp_path, fastagi.HANG_CHECK)  # cleared at start, beating
+        service._loop.call_soon_threadsafe(release.wait, 30)  # a call that blocks the loop
+        assert until(lambda: health.failing(tmp_path, fastagi.HANG_CHECK))
+        [problem] = health.problems(tmp_path).values()
+        assert problem.startswith("FastAGI не отвечает на звонки")
+        release.set()
+        assert until(lambda: not health.failing(tmp_path, fastagi.HANG_CHECK))
+    finally:
+        release.set()
+        service.stop()
+    assert "the event loop has been stuck" in caplog.text and "runs again" in caplog.text

@@ -558,8 +558,8 @@ HANG_CHECK = "fastagi_stuck"
 class AgiService:
     """The FastAGI server in a thread with its own event loop (a `hotline serve` service).
 
-    A watch thread posts a heartbeat to the loop every BEAT_SECONDS. A loop that has not
-    run one for HANG_SECONDS is stuck (a call blocking it, a deadlock in an extension):
+    The loop beats every BEAT_SECONDS and a watch thread looks. A loop that has not
+    beaten for HANG_SECONDS is stuck (a call blocking it, a deadlock in an extension):
     no call is answered, and a thread cannot be killed, so `/healthz` says so (503) and
     the log says it once, until the loop runs again. The worker processes of
     `ivr.asterisk.processes` are killed and started again instead.
@@ -616,7 +616,9 @@ class AgiService:
             return
         self.name = f"FastAGI on agi://{self._host}:{self.port}"
         self._ready.set()
+        beating = self._loop.create_task(self._beating())
         self._loop.run_forever()
+        beating.cancel()
         try:
             self._loop.run_until_complete(self._server.stop(grace=self._drain))
         finally:
@@ -634,16 +636,17 @@ class AgiService:
             health.clear(self._health_dir, HANG_CHECK)  # a stuck loop of an earlier run
             self._watcher.start()
 
-    def _pulse(self) -> None:
-        self._beat = time.monotonic()
+    async def _beating(self) -> None:
+        """The heartbeat while the loop runs (as each worker process's, `SharedCounts.beat`)."""
+        while True:
+            self._beat = time.monotonic()
+            await asyncio.sleep(BEAT_SECONDS)
 
     def _watch(self) -> None:
         """Report the loop stuck, and running again (see the class)."""
         assert self._health_dir is not None
         checked, stuck = time.monotonic(), False
         while not self._stopping.wait(BEAT_SECONDS):
-            with contextlib.suppress(RuntimeError):  # the loop is closed: stopping
-                self._loop.call_soon_threadsafe(self._pulse)
             now = time.monotonic()
             gap, checked = now - checked, now
             silent = now - self._beat

@@ -182,6 +182,8 @@ def synthesise(text: str, target: Path, engine: Engine | None = None) -> Engine:
         os.close(fd)
         try:
             shutil.copyfile(out, part)
+            # mkstemp makes it 0600; Asterisk plays it as another user (docs/asterisk.md).
+            os.chmod(part, 0o644)
             os.replace(part, target)
         finally:
             Path(part).unlink(missing_ok=True)

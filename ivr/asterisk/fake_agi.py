@@ -152,6 +152,15 @@ COMMANDS = (
 )
 
 
+def _readable_by_asterisk(sound: str) -> bool:
+    """An absolute path (free text the hotline synthesised) is played only if some file
+    of it is readable by others: Asterisk runs as its own user, not the hotline's."""
+    if not sound.startswith("/"):
+        return True  # a shipped prompt under Asterisk's sounds folder
+    path = Path(sound)
+    return any(f.stat().st_mode & 0o004 for f in path.parent.glob(path.name + ".*"))
+
+
 class FakeAsterisk:
     """Plays one caller against a FastAGI server, as Asterisk would."""
 
@@ -341,7 +350,7 @@ class FakeAsterisk:
         return "200 result=6\n"  # up (a dead channel got 511 above)
 
     def _stream_file(self, args: list[str]) -> str:
-        if args[0] in self.missing:
+        if args[0] in self.missing or not _readable_by_asterisk(args[0]):
             # "File ... does not exist in any format": the channel stays up, no HANGUP follows.
             self.failed = True
             return "200 result=-1 endpos=0\n"

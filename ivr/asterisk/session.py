@@ -268,11 +268,24 @@ class AgiCall:
             return  # the caller is already typing the answer
         escape = ESCAPE_DIGITS if action.barge_in else ""
         for piece in render_audio(action.segments):
-            for sound in await self.sounds(piece):
-                key_pressed = await self.play(sound, escape)
-                if key_pressed:
-                    self.carried += key_pressed
-                    return
+            sounds = await self.sounds(piece)
+            if not await self.play_all(sounds, escape):
+                return
+            # Asterisk could not read the synthesised file (its mode, a folder on another
+            # host): the shipped fallback, not silence.
+            fallback = [self.sound(key) for key in piece.fallback] if isinstance(piece, Text) else []
+            unplayed = bool(fallback) and sounds[-1] in self.missing and sounds[-1] not in fallback
+            if unplayed and not await self.play_all(fallback, escape):
+                return
+
+    async def play_all(self, sounds: list[str], escape: str) -> bool:
+        """Play the sounds in turn; False when the caller pressed a key (kept in `carried`)."""
+        for sound in sounds:
+            key_pressed = await self.play(sound, escape)
+            if key_pressed:
+                self.carried += key_pressed
+                return False
+        return True
 
     async def sounds(self, piece: str | Text) -> list[str]:
         """What STREAM FILE plays for a piece of speech: a shipped prompt, or free text.

@@ -185,6 +185,7 @@ def test_free_text_is_synthesised_once_into_the_cache(tmp_path: Path) -> None:
     path = speak_cached("Какая версия прошивки на сканере?", tmp_path / "speech")
     assert path is not None and path.parent == tmp_path / "speech" and is_prompt_audio(path)
     assert abs(measure(path).rms_db - LEVEL_DB) <= 1.0
+    assert path.stat().st_mode & 0o777 == 0o644  # Asterisk, another user, plays it
     made = path.stat().st_mtime_ns
     assert speak_cached("Какая версия прошивки на сканере?", tmp_path / "speech") == path
     assert path.stat().st_mtime_ns == made

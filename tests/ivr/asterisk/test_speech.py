@@ -49,6 +49,24 @@ def test_the_question_is_synthesised_and_played(settings: Settings, db: Database
     assert question.stat().st_mtime_ns == made
 
 
+def test_a_question_file_asterisk_cannot_read_is_replaced_by_the_generic_prompt(
+    settings: Settings, db: Database
+) -> None:
+    # The fake plays an absolute path only if others may read it, as Asterisk (its own
+    # user) does; a folder on another host is the same "does not exist in any format".
+    if not (shutil.which("RHVoice-test") or shutil.which("espeak-ng")) or not shutil.which("sox"):
+        missing_service("espeak-ng (or RHVoice) and sox are not installed (scripts/test-services)")
+    number = request_with_question(db, "Какая линия?")
+    [trace] = serve(settings, db, {"script": ["1", number + "#", "*"]})
+    [question] = (settings.data_dir / "speech").glob("*.wav")
+    question.chmod(0o600)
+    [again] = serve(settings, db, {"script": ["1", number + "#", "*"], "uniqueid": "1700000001.0"})
+    heard = prompts(again)
+    at = heard.index("clarification_asked")
+    assert heard[at + 1 : at + 3] == ["info_awaited", "info_offer"]
+    assert str(question.with_suffix("")) not in again.heard
+
+
 def test_without_a_synthesiser_the_generic_prompt_is_played(
     settings: Settings, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,7 +42,13 @@ DEFAULT_REGION = "RU"
 MAX_STORED = 40
 #: Russian mobile numbers in E.164: the 9xx codes of the Russian numbering plan.
 RUSSIAN_MOBILE_PREFIX = "+79"
-WITHHELD = frozenset({"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable"})
+_WITHHELD_WORDS = ("anonymous", "unknown", "restricted", "private", "unavailable", "blocked")
+#: Twilio has sent withheld caller ids as the words' keypad digits (ANONYMOUS is
+#: +266696687, RESTRICTED +7378742833; its changelog of 2022-11-16): no caller has them.
+_KEYPAD = str.maketrans("abcdefghijklmnopqrstuvwxyz", "22233344455566677778889999")
+WITHHELD = frozenset(
+    {"", "<unknown>", *_WITHHELD_WORDS, *("+" + w.translate(_KEYPAD) for w in _WITHHELD_WORDS)}
+)
 
 
 class PhoneKind(enum.StrEnum):

@@ -27,7 +27,8 @@ tests/ivr/test_flow.py checks that every key a menu accepts is said in its promp
 Actions: `Speak(segments, barge_in)` (segments of `ivr.speech`; with barge_in the
 caller may type over it and what they type is the start of the next `Gather`'s
 input), `Gather(max_digits, timeout_seconds, finish_on_key)` (a timeout is the event
-`NoInput`; '#' finishes and is not part of the digits), `Record(max_seconds,
+`NoInput`; '#' finishes and is not part of the digits; a `cancel_key` ends it at once and
+is), `Record(max_seconds,
 silence_seconds, finish_on_key, beep)` (answer with `RecordingFinished`),
 `Transfer(target, timeout_seconds)` (answer with `DialFinished`), `HangUp()`.
 
@@ -178,6 +179,9 @@ class Gather:
     max_digits: int
     timeout_seconds: int
     finish_on_key: str | None = None
+    #: A key that ends the input at once and is part of it («*»: back to the menu). Only
+    #: Asterisk can: Twilio's <Gather> has one finishing key, so there it waits the timeout.
+    cancel_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,7 @@ class CallState:
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)
     outcome: str | None = None
     seq: int = 0  # events handled; lets adapters spot a stale or repeated webhook
+    duty: bool = True  # a duty engineer is configured: the menu offers «0»
 
     def to_json(self) -> dict[str, Any]:
         # What dataclasses.asdict gives, without its deep copy of every value (hot path).
@@ -461,11 +466,11 @@ class _Flow:
         menu = MENUS.get(step)
         if menu is not None:
             lead = menu.lead(self.state) if menu.lead else ()
-            self.say(*intro, *lead, Prompt(menu.prompt), barge_in=True)
+            self.say(*intro, *lead, Prompt(menu.prompt_of(self.state)), barge_in=True)
             self.step.actions.append(Gather(1, c.menu_timeout))
         elif step == StepName.NUMBER:
             self.say(*intro, Prompt("enter_number"), barge_in=True)
-            self.step.actions.append(Gather(MAX_LENGTH + 1, c.number_timeout, "#"))
+            self.step.actions.append(Gather(MAX_LENGTH + 1, c.number_timeout, "#", cancel_key="*"))
         elif step in (StepName.INFO_RECORD, StepName.NEW_RECORD):
             key = "record_info" if step == StepName.INFO_RECORD else "record_request"
             self.say(*intro, Prompt(key))
@@ -477,14 +482,15 @@ class _Flow:
         self.goto(StepName.MENU)
         self.ask(*intro)
 
-    def retry(self, *why: Segment, outcome: str = "no_input") -> None:
-        """Wrong or no input: ask again, or say goodbye after too many tries."""
+    def retry(self, *why: Segment, again: tuple[Segment, ...] = (), outcome: str = "no_input") -> None:
+        """Wrong or no input: say `why`, then ask again (after `again`), or say goodbye
+        after too many tries."""
         self.state.tries += 1
         if self.state.tries >= self.config.max_tries:
             self.log("too_many_tries", step=self.state.step)
-            self.goodbye(*why, outcome=outcome)
+            self.goodbye(*why, Prompt("too_many_attempts"), outcome=outcome)
         else:
-            self.ask(*why)
+            self.ask(*why, *again)
 
     # -- events --
     def dispatch(self, event: Event) -> None:
@@ -496,6 +502,7 @@ class _Flow:
                 self.save(event.recording)  # a hangup ended the recording: keep it
         elif isinstance(event, CallStarted):
             self.state.caller = event.caller
+            self.state.duty = bool(self.port.duty_target())
             self.log("call_started", caller=event.caller)
             self.menu(Prompt("greeting"))
         elif isinstance(event, DigitsEntered):
@@ -527,7 +534,7 @@ class _Flow:
             self.dial_finished(DialResult.FAILED)
         else:
             self.log("no_input", step=step)
-            self.retry(Prompt("no_input"))
+            self.retry(Prompt("number_no_input" if step == StepName.NUMBER else "no_input"))
 
     def digits(self, digits: str) -> None:
         step = self.state.step
@@ -614,7 +621,7 @@ class _Flow:
             self.choose(menu, "1" if yes else "2")
 
     def number_entered(self, digits: str) -> None:
-        if digits == "*":
+        if "*" in digits:  # «Чтобы вернуться в меню, нажмите звёздочку», also after a digit
             self.menu()
             return
         try:
@@ -625,7 +632,8 @@ class _Flow:
             return
         if self.port.recent_lookups() >= self.config.lookups_per_hour:
             self.log("lookup_limit", number)
-            self.goodbye(Prompt("lookup_limit"), outcome="lookup_limit")
+            self.outcome("lookup_limit")
+            self.menu(Prompt("lookup_limit"), Prompt("main_menu"))  # a new request or the engineer still
             return
         info = self.port.find_request(number)
         self.log("lookup", number, number=number, found=info is not None)
@@ -669,7 +677,7 @@ class _Flow:
     def recording_finished(self, recording: Recording | None) -> None:
         if recording is None or recording.empty:
             self.log("recording_empty", step=self.state.step)
-            self.retry(Prompt("recording_empty"), Prompt("try_again"))
+            self.retry(Prompt("recording_empty"), again=(Prompt("try_again"),))
             return
         saved = self.save(recording)
         if saved is None:  # not expected at this step: ask again
@@ -764,6 +772,11 @@ class Menu:
     options: Mapping[str, Callable[[_Flow], None]]
     lead: Callable[[CallState], tuple[Segment, ...]] | None = None
     yes_no: bool = False
+    #: The prompt for a call where `prompt` would offer what it cannot have (key: its prompt).
+    variant: Callable[[CallState], str | None] | None = None
+
+    def prompt_of(self, state: CallState) -> str:
+        return (self.variant(state) if self.variant else None) or self.prompt
 
 
 def _request_question(state: CallState) -> tuple[Segment, ...]:
@@ -780,6 +793,8 @@ MENUS: dict[str, Menu] = {
     StepName.MENU: Menu(
         "menu",
         {"1": _Flow.status, "2": _Flow.new_request, "0": _Flow.duty_engineer, "*": _Flow.repeat},
+        # No duty engineer configured: «0» is not offered (pressed anyway, it says so).
+        variant=lambda state: None if state.duty else "menu_no_duty",
     ),
     StepName.KIND: Menu(
         "choose_kind",

@@ -94,6 +94,8 @@ def _hours_keys(segment: Hours) -> list[str]:
         keys = ["days_weekdays"]
     else:
         keys = [f"weekday_{d}" for d in sorted(days) if 0 <= d <= 6]
+        if len(keys) > 1:
+            keys.insert(-1, "and")  # «по средам и по пятницам»
     for edge, moment in (("from", segment.start), ("to", segment.end)):
         keys.append(f"{edge}_{moment.hour}")
         keys += _minute_keys(moment.minute)
@@ -164,9 +166,9 @@ def render_text(segments: Iterable[Segment]) -> str:
         # Commas between the digits (and the days) make text to speech pause on each.
         if isinstance(segment, Number):
             joined = ", ".join(texts)
-        elif isinstance(segment, Hours) and len(texts) > 2 and texts[0].startswith("по "):
-            days = [t for t in texts if t.startswith("по ")]
-            joined = ", ".join(days) + ", " + " ".join(texts[len(days) :])
+        elif isinstance(segment, Hours) and "and" in (keys := segment_keys(segment)):
+            last = keys.index("and") + 1  # the last day: «по понедельникам, по средам и по пятницам»
+            joined = ", ".join(texts[: last - 1]) + " и " + texts[last] + ", " + " ".join(texts[last + 1 :])
         elif isinstance(segment, Hours):
             joined = texts[0] + ", " + " ".join(texts[1:])
         else:

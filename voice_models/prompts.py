@@ -8,7 +8,7 @@ of speech (`ivr.speech` assembles them): `digit_0`…`digit_9` (a request number
 read digit by digit), `day_1`…`day_31` («двадцать четвёртое»), `month_1`…`month_12`
 («ноября»), `year_2020`…`year_2050` («две тысячи двадцать пятого года»),
 `kind_<kind>` / `status_<status>` for every request kind and status (kinds in the
-caller's words), and the working hours: `days_daily`, `days_weekdays`,
+caller's words), and the working hours: `days_daily`, `days_weekdays`, `and`,
 `weekday_0`…`weekday_6` («по понедельникам»), `from_0`…`from_23` («с девяти»),
 `to_0`…`to_23` («до восемнадцати»), `minute_0` («ноль»), `minute_1`…`minute_19` and
 `minute_20`, `_30`, `_40`, `_50` («тридцати»; «сорока семи» is two of them).
@@ -34,8 +34,11 @@ PHRASES: dict[str, str] = {
     "распознавания кью-ар-кодов.",
     "menu": "Чтобы узнать, что с вашей заявкой, нажмите 1. Чтобы оставить новую заявку, нажмите 2. "
     "Чтобы поговорить с дежурным инженером, нажмите 0. Чтобы прослушать меню ещё раз, нажмите звёздочку.",
+    "menu_no_duty": "Чтобы узнать, что с вашей заявкой, нажмите 1. Чтобы оставить новую заявку, нажмите 2. "
+    "Чтобы прослушать меню ещё раз, нажмите звёздочку.",
     "menu_invalid": "Такого пункта в меню нет.",
     "no_input": "Мы не услышали ваш выбор.",
+    "number_no_input": "Мы не услышали номер заявки.",
     "goodbye": "Спасибо за звонок. До свидания!",
     "technical_error": "Извините, произошла техническая ошибка. Пожалуйста, позвоните позже.",
     "database_unavailable": "Извините, служба поддержки временно недоступна из-за технических работ. "
@@ -45,7 +48,7 @@ PHRASES: dict[str, str] = {
     "number_unknown": "Заявка с таким номером не найдена.",
     "try_again": "Попробуйте ещё раз.",
     "too_many_attempts": "Слишком много неудачных попыток.",
-    "lookup_limit": "С вашего номера уже было много запросов статуса. Пожалуйста, позвоните позже.",
+    "lookup_limit": "За последний час было слишком много запросов статуса. Узнать статус можно будет позже.",
     "request_number": "Заявка номер",
     "kind_is": "Что случилось:",
     "status_is": "Статус:",
@@ -58,7 +61,7 @@ PHRASES: dict[str, str] = {
     "choose_kind": "Если авария, линия стоит, нажмите 1. Если что-то работает не так, нажмите 2. "
     "Если нужна помощь с настройкой или обновлением, нажмите 3. "
     "Чтобы вернуться в меню, нажмите звёздочку.",
-    "record_request": "Расскажите, что случилось, на какой линии, и как с вами связаться. "
+    "record_request": "Расскажите, что случилось, на какой линии и как с вами связаться. "
     "Говорите после сигнала. Чтобы закончить запись, нажмите решётку.",
     "recording_empty": "Запись не получилась: мы ничего не услышали.",
     "request_created": "Ваша заявка принята. Её номер:",
@@ -76,12 +79,19 @@ PHRASES: dict[str, str] = {
     "confirm_number": "Верно? Если да, нажмите 1 или скажите «да». Если нет, нажмите 2 или скажите «нет».",
     "days_daily": "ежедневно",
     "days_weekdays": "по будням",
+    "and": "и",  # «по субботам и по воскресеньям»
     # Asterisk: the call goes back to the dialplan, whose fallback takes a voice message.
     "service_restart": "Извините, линия поддержки перезапускается.",
     "recording_unavailable": "Извините, сейчас мы не можем записать ваше сообщение.",
     "voicemail_fallback": "Служба поддержки сейчас не может принять ваш звонок. Оставьте, пожалуйста, "
-    "сообщение после сигнала: расскажите, что случилось, на какой линии, и как с вами связаться. "
+    "сообщение после сигнала: расскажите, что случилось, на какой линии и как с вами связаться. "
     "Инженер прослушает сообщение и перезвонит вам.",
+}
+
+#: What a caller hears of each status: the engineers' words, but said to the customer.
+CALLER_STATUS_LABELS: dict[RequestStatus, str] = {
+    **STATUS_LABELS,
+    RequestStatus.AWAITING_INFO: "ожидает информации от вас",
 }
 
 #: What a caller hears for each kind: plain words, not the help desk's own terms.
@@ -137,7 +147,7 @@ def catalogue() -> dict[str, str]:
     texts["minute_0"] = "ноль"  # «с девяти ноль пяти»
     texts.update({f"minute_{m}": _genitive(m, "f") for m in [*range(1, 20), 20, 30, 40, 50]})
     texts.update({f"kind_{k.value}": CALLER_KIND_LABELS[k] for k in RequestKind})
-    texts.update({f"status_{s.value}": STATUS_LABELS[s] for s in RequestStatus})
+    texts.update({f"status_{s.value}": CALLER_STATUS_LABELS[s] for s in RequestStatus})
     return texts
 
 

@@ -336,7 +336,12 @@ class AgiCall:
         if self.stream_id and not typed:  # no stream, nothing to listen on: no trip to a thread
             live = await self._db(listen_for_number, self.stream_id, action, answer)
         waited = 0
-        while not (finish and typed.endswith(finish)) and len(typed) < action.max_digits:
+        cancel = action.cancel_key  # ends the input at once («*»: back to the menu)
+        while (
+            not (finish and typed.endswith(finish))
+            and not (cancel and cancel in typed)
+            and len(typed) < action.max_digits
+        ):
             if live is not None and not typed:
                 heard = heard_event(live)
                 if heard is not None:

@@ -103,7 +103,7 @@ def test_star_repeats_menu_and_wrong_input_ends_after_three_tries(caller: Caller
 def test_status_of_a_known_request(caller: Caller, port: FakeCallPort):
     number = port.add_request("incident", "in_progress", dt.date(2025, 11, 20))
     assert "номер заявки" in caller.press("1")
-    assert caller.actions[-1] == Gather(13, 10, "#")
+    assert caller.actions[-1] == Gather(13, 10, "#", cancel_key="*")
     text = caller.press(number + "#")
     spoken_digits = ", ".join(
         ["ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять"][int(d)]
@@ -126,7 +126,7 @@ def test_status_from_last_year_says_the_year(caller: Caller, port: FakeCallPort)
     assert "обработана" in text and "что-то работает не так" in text
 
 
-@pytest.mark.parametrize("garbage", ["abc", "1" * 500, "12345", "", "#", "*#*", "10008 "[:-1] + "x"])
+@pytest.mark.parametrize("garbage", ["abc", "1" * 500, "12345", "", "#", "10008 "[:-1] + "x"])
 def test_wrong_numbers_are_refused_before_lookup(caller: Caller, port: FakeCallPort, garbage: str):
     caller.press("1")
     text = caller.press(garbage)
@@ -161,15 +161,42 @@ def test_lookups_per_hour_cap(port: FakeCallPort):
     c.send(flow.CallStarted("+79001234567"))
     c.press("1")
     text = c.press(number)
-    assert "позвоните позже" in text
+    assert "Узнать статус можно будет позже. Главное меню." in text
     assert "Заявка номер" not in text
     assert port.lookups == 2 and c.state.outcome == "lookup_limit"
+    # Back in the menu, not hung up: a new request or the duty engineer are still there.
+    assert c.state.step == "menu"
+    c.press("2")
+    c.press("1")
+    c.send(RecordingFinished(Recording("RE9", 20)))
+    assert c.state.outcome == "request_created"
 
 
-def test_star_in_number_returns_to_menu(caller: Caller):
+@pytest.mark.parametrize("keys", ["*", "12*", "*1", "*#*"])
+def test_star_in_number_returns_to_menu(caller: Caller, port: FakeCallPort, keys: str):
     caller.press("1")
-    assert "нажмите 2" in caller.press("*")
-    assert caller.state.step == "menu"
+    assert "нажмите 2" in caller.press(keys)
+    assert caller.state.step == "menu" and caller.state.number_tries == 0 and port.lookups == 0
+
+
+def test_no_number_says_so_and_three_failures_end_with_too_many_attempts(caller: Caller):
+    caller.press("1")
+    assert caller.press("#").startswith("Мы не услышали номер заявки. Введите номер заявки")
+    assert caller.send(NoInput()).startswith("Мы не услышали номер заявки.")
+    last = caller.send(NoInput())
+    assert (
+        last
+        == "Мы не услышали номер заявки. Слишком много неудачных попыток. Спасибо за звонок. До свидания!"
+    )
+
+
+def test_without_a_duty_engineer_the_menu_does_not_offer_zero(port: FakeCallPort):
+    port.target = None
+    c = Caller(port)
+    text = c.send(flow.CallStarted("+79001234567"))
+    assert "нажмите 1" in text and "нажмите 2" in text and "нажмите 0" not in text
+    assert "нажмите 0" not in c.press("*")
+    assert "Связь с дежурным инженером сейчас недоступна" in c.press("0")  # pressed anyway
 
 
 def test_awaiting_info_records_information_for_the_same_request(caller: Caller, port: FakeCallPort):
@@ -192,7 +219,7 @@ def test_new_request_is_read_back_twice(caller: Caller, port: FakeCallPort):
     caller.press("7")  # not a kind
     assert caller.state.step == "kind"
     text = caller.press("2")
-    assert "Расскажите, что случилось, на какой линии, и как с вами связаться" in text
+    assert "Расскажите, что случилось, на какой линии и как с вами связаться" in text
     assert caller.waits_for is Record
     text = caller.send(RecordingFinished(Recording("RE2", 30)))
     [(number, kind, _)] = port.opened
@@ -210,7 +237,11 @@ def test_empty_recording_makes_no_request(caller: Caller, port: FakeCallPort):
     assert caller.waits_for is Record
     caller.send(RecordingFinished(Recording("RE3", 0)))
     text = caller.send(NoInput())
-    assert "До свидания" in text
+    # The last one is not «Попробуйте ещё раз» before a goodbye.
+    assert text == (
+        "Запись не получилась: мы ничего не услышали. Слишком много неудачных попыток. "
+        "Спасибо за звонок. До свидания!"
+    )
     assert port.opened == []
     assert caller.kinds().count("recording_empty") == 3
 
@@ -290,7 +321,7 @@ def test_hangup_at_any_step_leaves_an_outcome(caller: Caller):
 def test_reprompt_repeats_the_question_without_changing_anything(caller: Caller):
     caller.press("1")
     actions = flow.reprompt(caller.state)
-    assert actions[-1] == Gather(13, 10, "#")
+    assert actions[-1] == Gather(13, 10, "#", cancel_key="*")
     assert "номер заявки" in render_text(actions[0].segments)
 
 
@@ -316,6 +347,11 @@ def test_state_tolerates_unknown_and_missing_keys():
 _SPOKEN_KEY = {"*": "нажмите звёздочку", "#": "нажмите решётку"}
 
 
+def _offered(prompt: str) -> set[str]:
+    text = prompt_text(prompt)
+    return set(re.findall(r"нажмите (\d)", text)) | {k for k, said in _SPOKEN_KEY.items() if said in text}
+
+
 @pytest.mark.parametrize("step", sorted(flow.MENUS))
 def test_every_key_a_menu_accepts_is_said_in_its_prompt(step: str):
     menu = flow.MENUS[step]
@@ -324,9 +360,13 @@ def test_every_key_a_menu_accepts_is_said_in_its_prompt(step: str):
         said = _SPOKEN_KEY.get(key, f"нажмите {key}")
         assert said in text, f"{step}: key {key!r} is accepted but «{said}» is not said"
     # ...and no key is offered that the menu does not accept.
-    offered = set(re.findall(r"нажмите (\d)", text))
-    offered |= {k for k, said in _SPOKEN_KEY.items() if said in text}
-    assert offered == set(menu.options), step
+    assert _offered(menu.prompt) == set(menu.options), step
+
+
+def test_the_menu_without_a_duty_engineer_offers_all_but_zero():
+    menu = flow.MENUS[flow.StepName.MENU]
+    variant = menu.prompt_of(CallState(duty=False))
+    assert variant != menu.prompt and _offered(variant) == set(menu.options) - {"0"}
 
 
 def test_new_request_is_one_key_in_every_menu_that_offers_it():
@@ -373,7 +413,7 @@ def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
     c.send(flow.CallStarted(None))
     text = c.press("0")
     assert (
-        "работает по понедельникам, по средам, по субботам, с восьми тридцати до семнадцати ноль пяти."
+        "работает по понедельникам, по средам и по субботам, с восьми тридцати до семнадцати ноль пяти."
         in text
     )
     speak = next(a for a in c.actions if isinstance(a, Speak))
@@ -382,9 +422,9 @@ def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
         "duty_hours",
         "weekday_0",
         "weekday_2",
+        "and",
         "weekday_5",
         "from_8",
-        "minute_30",
     ]
 
 

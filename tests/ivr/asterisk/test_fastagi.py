@@ -287,6 +287,16 @@ def test_star_repeats_the_menu(settings: Settings, db: Database) -> None:
     assert prompts(trace).count("menu") == 3
 
 
+def test_a_star_at_the_number_question_is_the_menu_at_once(settings: Settings, db: Database) -> None:
+    [trace] = serve(settings, db, {"script": ["1", "1", "2", "*", SILENCE, SILENCE, SILENCE]})
+    # «12*»: no wait for «#» or the timeout after the «*», and no wrong number counted.
+    star = trace.commands.index("WAIT FOR DIGIT 10000", 0) + 2
+    assert trace.commands[star + 1] == f"STREAM FILE hotline/ru/menu {ESC}"
+    heard = prompts(trace)
+    assert "number_invalid" not in heard and heard.count("menu") == 4
+    assert heard[-2:] == ["too_many_attempts", "goodbye"]
+
+
 def test_garbage_keys(settings: Settings, db: Database) -> None:
     open_request(db)
     [trace] = serve(settings, db, {"script": ["9", "#", "1", "1" * 60 + "#"]})

@@ -97,19 +97,22 @@ def test_a_missing_prompt_is_skipped_and_the_call_goes_on(settings: Settings, db
         [trace], _ = run_calls(
             settings,
             db,
-            {"script": ["1", number + "#", SILENCE, SILENCE, SILENCE], "missing": {"hotline/ru/menu"}},
+            {
+                "script": ["1", number + "#", SILENCE, SILENCE, SILENCE],
+                "missing": {"hotline/ru/menu_no_duty"},
+            },
         )
     # `200 result=-1 endpos=0`, then CHANNEL STATUS answered `200 result=6`: the caller is there.
-    first = trace.commands.index(f"STREAM FILE hotline/ru/menu {ESC}")
+    first = trace.commands.index(f"STREAM FILE hotline/ru/menu_no_duty {ESC}")
     assert trace.commands[first + 1] == "CHANNEL STATUS"
     assert "status_new" in heard(trace) and heard(trace)[-1] == "goodbye"
     assert trace.commands[-1] == "HANGUP" and not trace.fallback  # never dropped to voicemail
     call = call_row(db)
     assert call.outcome == "status_heard" and call.backend_status == "completed"
     [missing] = events(call, "prompt_missing")  # once per call, however often it was asked for
-    assert missing.detail == "hotline/ru/menu"
+    assert missing.detail == "hotline/ru/menu_no_duty"
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "hotline/ru/menu" in errors[0].getMessage()
+    assert len(errors) == 1 and "hotline/ru/menu_no_duty" in errors[0].getMessage()
 
 
 def test_a_hangup_during_a_prompt_is_still_a_hangup(settings: Settings, db: Database) -> None:

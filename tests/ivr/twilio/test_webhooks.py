@@ -240,7 +240,7 @@ def test_status_of_a_request_and_awaiting_info(call: TwilioCall, api, db):
     assert calls(db)[0].outcome == "info_added"
 
 
-@pytest.mark.parametrize("digits", ["abc", "1" * 500, "", "12#34", "*1", "١٢٣٤٥"])
+@pytest.mark.parametrize("digits", ["abc", "1" * 500, "", "12#34", "١٢٣٤٥"])
 def test_garbage_digits(call: TwilioCall, db, digits: str):
     call.start()
     call.press("1")
@@ -279,7 +279,17 @@ def test_lookup_cap_per_caller_number(make_app, db):
             call.start()
             call.press("1")
             outcomes.append(text(call.press(number + "#")))
-        assert "Статус" in outcomes[1] and "позвоните позже" in outcomes[2] and "Статус" not in outcomes[2]
+        assert "Статус" in outcomes[1] and "Статус" not in outcomes[2]
+        assert "Узнать статус можно будет позже. Главное меню." in outcomes[2]
+        assert call.waiting.verb.tag == "Gather" and not call.ended  # the menu: a request can still be left
+
+
+def test_a_star_at_the_number_question_is_the_menu_also_after_digits(call: TwilioCall, db):
+    call.start()
+    call.press("1")
+    # Twilio's <Gather> ends on «#» or its timeout only: Digits="*1" after the caller waited.
+    assert "Чтобы оставить новую заявку, нажмите 2" in text(call.send_digits("*1"))
+    assert "lookup" not in event_kinds(db)
 
 
 def test_duty_engineer_transfer_and_no_answer(call: TwilioCall):

@@ -7,6 +7,7 @@ an open session and leave committing to the caller's unit of work.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, func, or_, select, update
@@ -44,6 +45,35 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
 STATUS_LABELS = labels(RequestStatus)
 KIND_LABELS = labels(RequestKind)
 CHANNEL_LABELS = labels(Channel)
+
+
+# Stems of Russian words that point at a request kind (a voicemail's transcript, an
+# e-mail); the kind with most hits wins, a tie the more urgent. An engineer confirms it.
+KIND_KEYWORDS: dict[RequestKind, tuple[str, ...]] = {
+    RequestKind.INCIDENT: (
+        "инцидент", "не работа", "сломал", "слома", "авари", "останов", "встал", "стоит", "сбой", "ошибк",
+        "упал", "завис", "не читает", "не распозна", "не видит", "отказ", "срочно", "простой",
+        "не включа", "не запуска", "перестал",
+    ),
+    RequestKind.PROBLEM: (
+        "проблем", "постоянно", "регулярно", "опять", "снова", "периодически", "каждый день",
+        "повторя", "иногда", "время от времени", "причин",
+    ),
+    RequestKind.SERVICE: (
+        "настро", "установ", "обнов", "замен", "добав", "подключ", "консультац", "обучен",
+        "доступ", "обслуживан", "пароль", "учетн", "лиценз", "калибров", "прошу", "нужно сделать", "планов",
+    ),
+}  # fmt: skip
+
+
+def suggest_kind(text: str) -> RequestKind | None:
+    """The request kind Russian keywords in `text` point at, None if none do."""
+    folded = " " + re.sub(r"\s+", " ", text.lower().replace("ё", "е")) + " "
+    scores = {kind: sum(folded.count(" " + stem) for stem in stems) for kind, stems in KIND_KEYWORDS.items()}
+    best = max(scores.values())
+    if best == 0:
+        return None
+    return next(kind for kind in KIND_KEYWORDS if scores[kind] == best)  # ties: incident first
 
 
 def parse_kind(text: str) -> RequestKind:
@@ -177,40 +207,43 @@ def change_status(
 
 def add_note(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
     """An engineer's note in the request's history."""
-    if not text.strip():
+    text = clean_text(text).strip()  # control characters alone are an empty note
+    if not text:
         raise UserError("the note is empty")
     if request.first_response_at is None and actor_is_engineer(actor):
         request.first_response_at = utcnow()
     request.updated_at = utcnow()
-    return _record(session, request, actor, HistoryAction.NOTE, text=text.strip())
+    return _record(session, request, actor, HistoryAction.NOTE, text=text)
 
 
 def ask_clarification(session: Session, request: Request, *, actor: str, question: str) -> RequestEvent:
     """The engineer asks the customer for more information: status awaiting_info."""
-    if not question.strip():
+    question = clean_text(question).strip()  # read to callers and sent by SMS and e-mail
+    if not question:
         raise UserError("say what information is missing")
     event = change_status(
         session,
         request,
         S.AWAITING_INFO,
         actor=actor,
-        note=question.strip(),
+        note=question,
         action=HistoryAction.CLARIFICATION_REQUESTED,
     )
     # Kept on the request while it waits: shown on the dashboard, read to the caller.
-    request.clarification_question = question.strip()
+    request.clarification_question = question
     return event
 
 
 def reply(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
     """An engineer's free-text reply to the customer; the outbox sends it (hotline.notify.outbox)."""
-    if not text.strip():
+    text = clean_text(text).strip()
+    if not text:
         raise UserError("the reply is empty")
     now = utcnow()
     if request.first_response_at is None and actor_is_engineer(actor):
         request.first_response_at = now
     request.updated_at = now
-    return _record(session, request, actor, HistoryAction.REPLY, text=text.strip())
+    return _record(session, request, actor, HistoryAction.REPLY, text=text)
 
 
 def add_information(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:

@@ -71,16 +71,30 @@ class Engine:
     def speak(self, text: str, raw: Path) -> None:
         """Write `text` spoken into the WAV file `raw` (any rate)."""
         if self.name == "rhvoice":
+            _check_rhvoice_voice(self.command, self.voice)
             argv = [self.command, "-p", self.voice, "-o", str(raw)]
             _run(argv, stdin=text)
         else:
             argv = [self.command, "-v", self.voice, "-s", str(ESPEAK_SPEED), "-w", str(raw), "--", text]
             _run(argv)
         if not raw.exists() or raw.stat().st_size <= 44:
-            # RHVoice-test with a voice it does not have writes nothing and exits 0.
+            # Some builds of RHVoice-test write nothing for a voice they do not have.
             raise PromptBuildError(
                 f"{self.name} made no audio with the voice «{self.voice}» (is it installed?)"
             )
+
+
+def _check_rhvoice_voice(command: str, voice: str) -> None:
+    """Refuse a voice RHVoice does not have: RHVoice-test (e830be7a) then speaks with
+    another one and exits 0, and the prompts would be a mix of two voices."""
+    prefix = Path(command).resolve().parent.parent
+    for voices in (prefix / "share" / "RHVoice" / "voices", Path("/usr/share/RHVoice/voices")):
+        if voices.is_dir():
+            have = sorted(v.name for v in voices.iterdir() if v.is_dir())
+            if voice.lower() not in (v.lower() for v in have):
+                installed = ", ".join(have) or "none"
+                raise PromptBuildError(f"RHVoice has no voice «{voice}» (installed: {installed})")
+            return
 
 
 ESPEAK_SPEED = 165  # words per minute: a little slower than espeak's 175, for phone lines

@@ -142,11 +142,12 @@ def sms_text(request: Request, kind: str, detail: str, settings: Settings) -> st
     if kind == "created":  # a phone request: its number, and how to hear its status
         return (
             f"ПСР QR: ваша заявка принята, номер {request.number}.\n"
-            f"Статус: позвоните {phone}, нажмите 1, наберите {request.number}#."
+            f"Чтобы узнать статус, позвоните {phone}, нажмите 1 и наберите {request.number}#."
         )
     if kind == "clarification":
         head = f"ПСР QR: по заявке {request.number} нужна информация" + (f": {detail}" if detail else ".")
-        return f"{head}\nПозвоните {phone}, нажмите 1, наберите {request.number}# и запишите ответ."
+        how = f"позвоните {phone}, нажмите 1, наберите {request.number}# и запишите ответ"
+        return f"{head}\nЧтобы ответить, {how}."
     if kind == "reply":
         return f"ПСР QR, заявка {request.number}: {detail}\nВопросы: {phone}, номер заявки {request.number}."
     head = f"ПСР QR: заявка {request.number} обработана." + (f" {detail}" if detail else "")

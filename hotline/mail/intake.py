@@ -35,15 +35,6 @@ from hotline.storage import store_attachment
 
 log = logging.getLogger("hotline.mail")
 
-# Words that tell the kind of a request; the engineer confirms it (kind_confirmed=False).
-KIND_KEYWORDS: list[tuple[RequestKind, tuple[str, ...]]] = [
-    (
-        RequestKind.SERVICE,
-        ("запрос на обслуживание", "обслуживан", "настро", "установ", "обновлен", "доступ"),
-    ),
-    (RequestKind.PROBLEM, ("проблем", "повторя", "периодическ", "регулярно")),
-    (RequestKind.INCIDENT, ("инцидент", "не работает", "сбой", "ошибк", "авари", "не читает", "останов")),
-]
 DEFAULT_KIND = RequestKind.INCIDENT
 
 
@@ -55,15 +46,6 @@ class IntakeResult:
     message_id: str
     request_number: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def guess_kind(text: str) -> RequestKind | None:
-    """The kind the customer's words suggest, None if they suggest none."""
-    lowered = text.lower()
-    for kind, words in KIND_KEYWORDS:
-        if any(w in lowered for w in words):
-            return kind
-    return None
 
 
 def ingest(settings: Settings, db: Database, raw: bytes) -> IntakeResult:
@@ -137,7 +119,7 @@ def _file(
     notes = mail.notes
     request = _find_request(session, mail)
     if request is None:
-        kind = guess_kind(f"{mail.subject}\n{mail.text}")
+        kind = registry.suggest_kind(f"{mail.subject}\n{mail.text}")
         first_line = next((line.strip() for line in mail.text.splitlines() if line.strip()), "")
         request = registry.open_request(
             session,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from hotline.db import Database, DatabaseUnavailable, database_for
 from hotline.errors import StorageError
 from hotline.models import Attachment, Request, RequestKind, Transcript, TranscriptionState, utcnow
 from hotline.numbers import find_request_numbers
+from hotline.registry import suggest_kind
 from hotline.settings import Settings
 from hotline.storage import resolve
 from hotline.transcription.audio import AudioError, pcm16_chunks
@@ -45,39 +45,12 @@ T = TranscriptionState
 #: each time) is marked failed instead of crashing workers for ever.
 MAX_ATTEMPTS = 3
 
-# Stems of Russian words that point at a request kind; the kind with most hits wins.
-KIND_KEYWORDS: dict[RequestKind, tuple[str, ...]] = {
-    RequestKind.INCIDENT: (
-        "не работа", "сломал", "слома", "авари", "останов", "встал", "стоит", "сбой", "ошибк",
-        "упал", "завис", "не читает", "не распозна", "не видит", "отказ", "срочно", "простой",
-        "не включа", "не запуска", "перестал",
-    ),
-    RequestKind.PROBLEM: (
-        "проблем", "постоянно", "регулярно", "опять", "снова", "периодически", "каждый день",
-        "повторя", "иногда", "время от времени", "причин",
-    ),
-    RequestKind.SERVICE: (
-        "настро", "установ", "обнов", "замен", "добав", "подключ", "консультац", "обучен",
-        "доступ", "пароль", "учетн", "лиценз", "калибров", "прошу", "нужно сделать", "планов",
-    ),
-}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Claim:
     attachment_id: int
     started_at: dt.datetime
     attempts: int
-
-
-def suggest_kind(text: str) -> RequestKind | None:
-    """The request kind Russian keywords in `text` point at, None if none do."""
-    folded = " " + re.sub(r"\s+", " ", text.lower().replace("ё", "е")) + " "
-    scores = {kind: sum(folded.count(" " + stem) for stem in stems) for kind, stems in KIND_KEYWORDS.items()}
-    best = max(scores.values())
-    if best == 0:
-        return None
-    return next(kind for kind in KIND_KEYWORDS if scores[kind] == best)  # ties: incident first
 
 
 def linked_requests(session: Session, transcript: Transcript) -> list[Request]:

@@ -107,6 +107,22 @@ def test_clarification_and_information(any_db):
     ]
 
 
+def test_engineers_text_is_cleaned_and_control_characters_alone_are_empty(any_db):
+    with any_db.session() as s:
+        req = _open(s)
+        registry.change_status(s, req, S.IN_PROGRESS, actor="engineer:ivanov")
+        for add in (
+            lambda text: registry.ask_clarification(s, req, actor="engineer:ivanov", question=text),
+            lambda text: registry.add_note(s, req, actor="engineer:ivanov", text=text),
+            lambda text: registry.reply(s, req, actor="engineer:ivanov", text=text),
+        ):
+            with pytest.raises(UserError):
+                add("\x07\x1b \u202e")
+        assert req.status == S.IN_PROGRESS
+        registry.ask_clarification(s, req, actor="engineer:ivanov", question="\x1b[31mКакая линия?\x07 ")
+        assert req.clarification_question == "Какая линия?"  # read to the caller as it is stored
+
+
 def test_illegal_status_and_kind_names(any_db):
     with any_db.session() as s:
         req = _open(s)

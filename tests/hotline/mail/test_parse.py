@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hotline.mail.compose import base_subject
-from hotline.mail.intake import guess_kind
 from hotline.mail.parse import decode_bytes, html_to_text, parse_message
 from hotline.phones import international_phone
+from hotline.registry import suggest_kind as guess_kind
 
 TEXT = "Сканер на линии 3 не читает коды"
 
@@ -94,6 +94,9 @@ def test_kind_keywords_and_subject_helpers():
     assert guess_kind("Проблема повторяется каждый день") == "problem"
     assert guess_kind("Прошу настроить доступ") == "service_request"
     assert guess_kind("Добрый день") is None
+    # A fault after an update is a fault: a tie goes to the more urgent kind.
+    assert guess_kind("Не работает сканер на линии 5 после обновления") == "incident"
+    assert guess_kind("Запрос на обслуживание") == "service_request"
     assert base_subject("RE: Fwd: [Заявка 10008] Сканер") == "Сканер"
     assert international_phone("+73435674530") == "+7 343 567-45-30"
 

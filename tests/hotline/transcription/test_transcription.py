@@ -6,8 +6,9 @@ from sqlalchemy import select, update
 from hotline import registry
 from hotline.jobs import queue_for, recover_transcriptions
 from hotline.models import Attachment, Request, RequestEvent, Transcript, utcnow
+from hotline.registry import suggest_kind
 from hotline.storage import resolve
-from hotline.transcription.pipeline import MAX_ATTEMPTS, linked_requests, run_transcription_job, suggest_kind
+from hotline.transcription.pipeline import MAX_ATTEMPTS, linked_requests, run_transcription_job
 from hotline.transcription.recognizer import FakeRecognizer
 from tests.hotline.transcription.conftest import add_recording, tone, write_wav
 

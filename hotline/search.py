@@ -337,6 +337,16 @@ def search_requests(
     return rows[:per_page], len(rows) > per_page
 
 
+def count_requests(session: Session, f: RequestFilter) -> int:
+    """How many requests the filter matches (one COUNT, the pages' own conditions)."""
+    return session.scalar(select(func.count(Request.id)).where(*_request_conditions(session, f))) or 0
+
+
+def count_calls(session: Session, f: CallFilter) -> int:
+    """How many calls the filter matches (one COUNT, the pages' own conditions)."""
+    return session.scalar(select(func.count(Call.id)).where(*_call_conditions(session, f))) or 0
+
+
 def matching_request_ids(session: Session, f: RequestFilter, limit: int) -> list[int]:
     """Ids of every request the filter matches, newest first, at most `limit` (exports)."""
     query = (

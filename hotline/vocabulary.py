@@ -268,3 +268,15 @@ def plural(n: int, one: str, few: str, many: str) -> str:
     if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
         return few
     return many
+
+
+def file_size(n: int) -> str:
+    """1840 → «1,8 КБ»: a decimal comma, as Russian writes numbers."""
+    if n < 1024:
+        return f"{n} {plural(n, 'байт', 'байта', 'байт')}"
+    value, unit = n / 1024, "КБ"
+    for bigger in ("МБ", "ГБ"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}".replace(".", ",")

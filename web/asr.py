@@ -13,24 +13,24 @@ from hotline.settings import DEFAULT_VOSK_MODEL, Settings
 
 @dataclass(frozen=True)
 class AsrProblem:
-    message: str  # Russian, for the engineer
-    command: str  # what fixes it, to copy into a terminal
+    message: str  # plain Russian, for every engineer
+    command: str  # what fixes it, to copy into a terminal: shown to administrators only
 
 
 def asr_problem(settings: Settings) -> AsrProblem | None:
     """Why recordings are not being transcribed, or None when the model is in place."""
     if settings.asr_engine != "vosk":
         return AsrProblem(
-            "Расшифровка в демонстрационном режиме (HOTLINE_ASR=fake): "
-            "вместо текста записи показывается одна и та же фраза.",
+            "Расшифровка работает в демонстрационном режиме: вместо текста записи "
+            "показывается одна и та же фраза. Настоящую расшифровку включает администратор.",
             f"hotline models fetch {DEFAULT_VOSK_MODEL}, затем HOTLINE_ASR=vosk и перезапуск hotline serve",
         )
     model = settings.vosk_model
     if not (model.is_dir() and any(model.iterdir())):
         name = model.name if model.name.startswith("vosk-model") else DEFAULT_VOSK_MODEL
         return AsrProblem(
-            f"Расшифровка выключена: модели распознавания речи нет в {model}. "
-            "Записи сохраняются и будут расшифрованы, когда модель появится.",
+            "Расшифровка выключена: модель распознавания речи не установлена. "
+            "Записи сохраняются и будут расшифрованы, когда администратор её установит.",
             f"hotline models fetch {name}",
         )
     return None

@@ -6,8 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
+from hotline import search
 from hotline.models import Attachment, Call
+from hotline.phones import search_digits
 from hotline.search import CallFilter, search_calls
 from hotline.transcription.live_store import call_live_text
 from web import callstory
@@ -19,18 +22,43 @@ bp = Blueprint("calls", __name__, url_prefix="/calls")
 require_login(bp)
 
 PER_PAGE = 50
+#: The log's filters: any of them set, the filters stay unfolded on a phone.
+FILTERS = ("from", "to", "number", "outcome", "backend", "q")
 
 
 def _int_arg(name: str) -> int | None:
     return int_arg(request.args, name)
 
 
+def _hints(args: MultiDict[str, str], f: CallFilter) -> dict[str, str]:
+    """What the filter could not use, by field, in words to show beside it."""
+    hints = {
+        name: f"Дата указана неверно: «{args[name]}»"
+        for name, day in (("from", f.date_from), ("to", f.date_to))
+        if args.get(name) and day is None
+    }
+    if f.date_from and f.date_to and f.date_from >= f.date_to:
+        hints["to"] = "Дата «по» раньше даты «с»"
+    if f.number and not search_digits(f.number):
+        hints["number"] = f"В номере нет цифр: «{f.number}»"
+    return hints
+
+
 @bp.get("")
 def index() -> str:
     args = request.args
     f = CallFilter.from_query(args, settings().business_hours.timezone)
-    page = search_calls(session(), f, before=_int_arg("before"), after=_int_arg("after"), limit=PER_PAGE)
-    return render_template("calls/index.html", page=page, f=f, args=args)
+    db = session()
+    page = search_calls(db, f, before=_int_arg("before"), after=_int_arg("after"), limit=PER_PAGE)
+    return render_template(
+        "calls/index.html",
+        page=page,
+        f=f,
+        args=args,
+        found=search.count_calls(db, f),
+        hints=_hints(args, f),
+        filtering=any(args.get(name) for name in FILTERS),
+    )
 
 
 @bp.get("/<int:call_id>")

@@ -9,7 +9,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
-from hotline import registry, reports
+from hotline import registry, reports, search
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
 from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
@@ -26,6 +26,8 @@ bp = Blueprint("requests", __name__)
 require_login(bp)
 
 PER_PAGE = 50
+#: The list's filters: any of them set, the filters stay unfolded on a phone.
+FILTERS = ("status", "kind", "channel", "assignee", "sort", "q")
 SORTS = {
     "": "сначала новые",
     "age": "сначала старые",
@@ -45,11 +47,15 @@ def _list(archived: bool) -> str:
     page = int_arg(args, "page", low=1, high=100_000) or 1
     db = session()
     rows, more = search_requests(db, f, page=page, per_page=PER_PAGE)
+    found = search.count_requests(db, f)
     return render_template(
         "requests/index.html",
         rows=rows,
         more=more,
         page=page,
+        found=found,
+        pages=max(1, -(-found // PER_PAGE)),
+        filtering=any(args.get(name) for name in FILTERS),
         f=f,
         mine=mine,
         sorts=SORTS,
@@ -210,8 +216,7 @@ def clarify(number: str) -> Response:
         reach = customer.reach(settings(), req)
         if reach.possible:
             return f"Вопрос сохранён в заявке и будет отправлен заказчику {reach.how}."
-        heard = " Звонивший услышит его, когда узнает статус заявки по телефону." if req.contact_phone else ""
-        flash(f"Вопрос сохранён в заявке, но заказчику не отправлен: {reach.why_not}.{heard}", "warn")
+        flash("Вопрос сохранён в заявке, но заказчику не отправлен.", "warn")  # why: in «Ответить заказчику»
         return None
 
     return _act(number, act)
@@ -228,7 +233,7 @@ def reply(number: str) -> Response | tuple[str, int]:
         if not text
         else None
         if reach.possible
-        else f"Ответ не отправить: {reach.why_not}."
+        else "Ответ не отправлен: заказчику отсюда не написать."
     )
     if problem:
         # The page again with the text in the form: nothing typed is lost.

@@ -32,6 +32,7 @@ from hotline.models import Channel, EmailMessage, Request, RequestKind
 from hotline.numbers import find_request_numbers
 from hotline.settings import Settings
 from hotline.storage import store_attachment
+from hotline.vocabulary import file_size
 
 log = logging.getLogger("hotline.mail")
 
@@ -165,9 +166,8 @@ def _file(
             request_id=request.id,
             external_id=f"email:{digest}",
         )
-        registry.record(
-            session, request, actor=actor, action="attachment", text=f"{attachment.filename} ({_kb(size)})"
-        )
+        stored = f"{attachment.filename} ({file_size(size)})"
+        registry.record(session, request, actor=actor, action="attachment", text=stored)
         if attachment.is_audio:
             to_transcribe.append(attachment.id)
     summary = f"письмо от {mail.from_addr or 'неизвестного отправителя'}: «{mail.subject or 'без темы'}»"
@@ -220,10 +220,6 @@ def _email_row(mail: InboundMail, request_id: int | None, note: str | None) -> E
 
 def _mb(size: int) -> str:
     return f"{size / (1 << 20):.1f} МБ"
-
-
-def _kb(size: int) -> str:
-    return f"{size / 1024:.0f} КБ" if size >= 1024 else f"{size} байт"
 
 
 def poll_once(settings: Settings, db: Database, mailbox: Mailbox) -> list[IntakeResult]:

@@ -32,8 +32,7 @@ class NotificationChannel(Protocol):
 
     name: str  # stored in Notification.channel (at most 10 characters)
     sent_action: str  # the request history's action once sent ("email_out")
-    what: str  # «отправка … не настроена»: писем, SMS
-    needs: str  # the settings it needs, for the same sentence
+    what: str  # «… не отправляются»: письма, SMS
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:

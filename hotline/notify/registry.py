@@ -89,10 +89,9 @@ def route(settings: Settings, request: Request, kind: str, sending: Collection[s
             return Route(cls.name, recipient, None)
         if recipient:
             unconfigured.append(cls)
-    if len(unconfigured) == 1:
-        why = f"отправка {unconfigured[0].what} не настроена ({unconfigured[0].needs})"
-    elif unconfigured:
-        why = f"отправка {' и '.join(cls.what for cls in unconfigured)} не настроена"
+    if unconfigured:  # the settings are the operator's (README); the engineer reads who fixes it
+        what = " и ".join(cls.what for cls in unconfigured)
+        why = f"{what} не отправляются — их отправку не настроил администратор"
     elif not request.contact_phone and not request.contact_email:
         why = "у заявки нет ни e-mail, ни телефона заказчика"
     elif not request.contact_email and not sms_number(request.contact_phone):

@@ -103,7 +103,7 @@ def test_without_sms_settings_the_caller_hears_nothing_of_it_and_nothing_is_sent
     assert drain(mail_only, db).sent == 0 and twilio.requests == []
     [n] = notifications(db)
     assert (n.kind, n.channel, n.state) == ("created", "none", "skipped")
-    assert n.last_error.startswith("отправка SMS не настроена")
+    assert n.last_error == "SMS не отправляются — их отправку не настроил администратор"
 
 
 def test_twilio_down_is_retried_with_backoff_and_sent_once(make_settings, db, tmp_path, twilio):  # noqa: F811

@@ -50,7 +50,7 @@ def test_newest_first_and_keyset_pages(engineer, app):
     assert newer
     assert _ids(engineer.get(f"/calls?after={newer.group(1)}").get_data(as_text=True)) == ids
     last = engineer.get("/calls?before=21").get_data(as_text=True)
-    assert _ids(last) == list(range(20, 0, -1)) and "Старее" not in last
+    assert _ids(last) == list(range(20, 0, -1)) and "Более ранние" not in last
     # A cursor that names no call starts from the top; garbage is ignored.
     assert _ids(engineer.get("/calls?before=999999").get_data(as_text=True)) == ids
     assert _ids(engineer.get("/calls?before=abc").get_data(as_text=True)) == ids

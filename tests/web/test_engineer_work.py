@@ -248,7 +248,10 @@ def test_reply_without_a_channel_keeps_the_text(engineer, app):
     assert 'Позвоните заказчику: <a href="tel:+79001234567">8 (900) 123-45-67</a>.' in page
     answer = post(engineer, f"/requests/{number}/reply", {"text": "Мой длинный ответ"})
     text = answer.get_data(as_text=True)
-    assert answer.status_code == 400 and "Ответ не отправить: отправка SMS не настроена" in text
+    assert answer.status_code == 400 and "Ответ не отправлен: заказчику отсюда не написать." in text
+    # The reason is said once, beside the form, in words for the engineer (no settings names).
+    assert text.count("SMS не отправляются — их отправку не настроил администратор") == 1
+    assert "HOTLINE_" not in text and "Twilio" not in text
     assert "Мой длинный ответ" in text  # nothing typed is lost
     with app.extensions["hotline.db"].session() as s:
         assert [e.action for e in registry.get_request(s, number).events] == ["created"]

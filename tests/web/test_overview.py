@@ -65,4 +65,4 @@ def test_overview_page(engineer, voicemail):
     assert page.count("в очереди расшифровки") == 1 and "0 записей в очереди" not in page
     assert "<b>0</b><span>записей в очереди расшифровки" in page
     assert "оставил заявку" in page
-    assert "Asia/Yekaterinburg" in page
+    assert "екатеринбургское время (UTC+5)" in page and "Asia/Yekaterinburg" not in page

@@ -190,15 +190,17 @@ def test_review_keys_clarification_truth_and_reply(server, browser, app, account
 
     # Clarification without SMS: the page says so before anything is sent.
     warning = page.inner_text("#no-reach")
-    assert "Заказчику вопрос не отправить: отправка SMS не настроена" in warning
-    assert "звонивший услышит его" in warning
+    assert "Заказчику вопрос тоже не отправить" in warning and "звонивший услышит его" in warning
     page.fill("textarea[name=question]", "Какая модель камеры на линии 3?")
     page.click("form[action$='/clarify'] button[type=submit]")
     page.wait_for_selector(".flash.warn >> text=заказчику не отправлен")
     assert "Какая модель камеры на линии 3?" in page.inner_text("#clarification")
     assert "не будет отправлено" in page.inner_text("#live-history")
     # The reply form is honest too: no way to write to this customer.
-    assert "Ответить отсюда нельзя: отправка SMS не настроена" in page.inner_text("#reply-impossible")
+    assert "Ответить отсюда нельзя: SMS не отправляются — их отправку не настроил администратор" in (
+        page.inner_text("#reply-impossible")
+    )
+    assert page.inner_text("main").count("не настроил администратор") == 1  # said once
     _shot(page, tmp_path, "clarification-truth")
 
     # J goes on to the next voicemail.

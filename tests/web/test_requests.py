@@ -38,7 +38,7 @@ def test_request_page_shows_player_transcript_and_history(engineer, voicemail):
     # Only the transitions the lifecycle allows from "new".
     options = page.split('name="status"')[1].split("</select>")[0]
     assert 'value="in_progress"' in options and 'value="processed"' not in options
-    assert "создана" in page and "звонивший 8 (900) 123-45-67" in page
+    assert "создана" in page and "звонивший 8\N{NO-BREAK SPACE}(900)\N{NO-BREAK SPACE}123-45-67" in page
 
 
 def test_transcription_states_are_shown(engineer, app, voicemail):
@@ -122,7 +122,9 @@ def test_note_kind_assignee_and_clarification(engineer, app, voicemail, accounts
     post(engineer, base + "/assign", {"user_id": str(accounts["engineer"])})
     response = post(engineer, base + "/clarify", {"question": "Какая версия ПСР QR?"}, follow_redirects=True)
     # No SMTP or SMS configured here: the engineer is told the truth.
-    assert "заказчику не отправлен: отправка SMS не настроена" in response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    assert "Вопрос сохранён в заявке, но заказчику не отправлен." in text
+    assert "SMS не отправляются — их отправку не настроил администратор" in text
     req = _request(app, voicemail.number)
     assert req.kind == "problem" and req.kind_confirmed
     assert req.assignee is not None and req.assignee.login == "ivanov"

@@ -20,8 +20,7 @@ class EmailChannel:
 
     name = "email"
     sent_action = "email_out"
-    what = "писем"
-    needs = "HOTLINE_SMTP_URL"
+    what = "письма"
 
     def __init__(self, settings: Settings, sender: MailSender | None = None):
         self.settings = settings

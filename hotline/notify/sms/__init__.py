@@ -64,7 +64,6 @@ class SmsChannel:
     name = "sms"
     sent_action = "sms_out"
     what = "SMS"
-    needs = "HOTLINE_SMS_FROM и учётные данные Twilio"
 
     def __init__(self, settings: Settings, sender: SmsSender | None = None):
         self.settings = settings

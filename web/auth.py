@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -23,6 +23,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from hotline import users
@@ -33,6 +34,7 @@ from web.db import session
 
 bp = Blueprint("auth", __name__)
 
+LOGIN_MESSAGE = "Войдите, чтобы продолжить."
 IP_FAILURES = ADDRESS.limit  # failed logins from one address, then that address waits
 HSTS = "max-age=31536000"
 #: How a slowed-down answer waits (tests watch it instead of waiting).
@@ -68,8 +70,7 @@ class Engineer(UserMixin):
 def init_app(app: Flask) -> None:
     manager = LoginManager(app)
     manager.login_view = "auth.login"
-    manager.login_message = "Войдите, чтобы продолжить."
-    manager.login_message_category = "info"
+    manager.unauthorized_handler(_to_login)
     manager.session_protection = "basic"
     database = app.extensions["hotline.db"]
     app.extensions["hotline.throttle"] = Throttle(
@@ -103,6 +104,45 @@ def init_app(app: Flask) -> None:
             return response
 
 
+def _to_login() -> Response:
+    """Off to the login page, and after it back to the page the engineer was on."""
+    # Once, and only for a page the browser shows: a poll or a recording refused while
+    # the engineer was away would each add one more copy.
+    if _page_load() and LOGIN_MESSAGE not in (text for _, text in cookie.get("_flashes", [])):
+        flash(LOGIN_MESSAGE, "info")
+    return redirect(url_for("auth.login", next=_return_to()))
+
+
+def _page_load() -> bool:
+    """A page the browser shows, not a script's fetch or a recording's bytes."""
+    mode = request.headers.get("Sec-Fetch-Mode")  # sent over https and to localhost
+    if mode:
+        return mode == "navigate"
+    return any(kind == "text/html" for kind, _ in request.accept_mimetypes)
+
+
+def _return_to() -> str:
+    """This page, or for a form refused (say, its session ended) the page the form is on:
+    a form's address cannot be opened with GET."""
+    if request.method in ("GET", "HEAD"):
+        return request.script_root + request.full_path.rstrip("?")
+    referrer = urlsplit(request.referrer or "")
+    page = urlunsplit(("", "", referrer.path, referrer.query, ""))
+    if (referrer.scheme, referrer.netloc) == (request.scheme, request.host) and _safe_next(page) == page:
+        return page
+    # No referrer: the nearest address above the form's that a page answers.
+    urls = current_app.url_map.bind(request.host)
+    path = request.path
+    while path.count("/") > 1:
+        path = path.rsplit("/", 1)[0]
+        try:
+            urls.match(path, "GET")
+        except HTTPException:
+            continue
+        return request.script_root + path
+    return url_for("overview.index")
+
+
 def require_login(blueprint: Blueprint) -> None:
     """Every view of `blueprint` needs a logged-in engineer."""
 
@@ -129,10 +169,10 @@ def me() -> Engineer:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path on this site: never follow ?next= to another host.
-    if target:
+    # Only a path on this site: never follow ?next= to another host («//host», «/\\host» too).
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+        if not parts.scheme and not parts.netloc:
             return target
     return url_for("overview.index")
 

@@ -12,6 +12,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 
 from hotline.db import DatabaseUnavailable, unavailable
 from web import auth, calls, export, files, formatting, live, overview, requests, users
@@ -33,6 +34,29 @@ CSP = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+#: The error page's title and text by HTTP status, instead of Werkzeug's English.
+ERRORS = {
+    400: ("Неверный запрос", "Сервер не понял запрос. Обновите страницу и повторите действие."),
+    403: ("Нет доступа", "Этот раздел доступен только администраторам."),
+    404: ("Не найдено", "Такой страницы нет."),
+    405: (
+        "Действие не выполнено",
+        "Этот адрес принимает только отправленную форму. "
+        "Вернитесь на предыдущую страницу и повторите действие.",
+    ),
+    413: (
+        "Слишком большой объём",
+        "Отправленный текст или файл слишком велик. Сократите его и отправьте снова.",
+    ),
+    429: ("Слишком много запросов", "Подождите немного и повторите действие."),
+    500: (
+        "Ошибка на сервере",
+        "Действие не выполнено из-за ошибки на сервере. Попробуйте ещё раз; если ошибка повторится, "
+        "сообщите администратору.",
+    ),
+}
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -89,9 +113,13 @@ def init_app(app: Flask) -> None:
             message="Страница была открыта слишком давно или без входа. Обновите её и повторите действие.",
         ), 400
 
-    @app.errorhandler(404)
-    def not_found(exc: Exception) -> tuple[str, int]:
-        return render_template("error.html", title="Не найдено", message="Такой страницы нет."), 404
+    @app.errorhandler(HTTPException)  # also the 500 of an unexpected exception
+    def http_error(exc: HTTPException) -> HTTPException | tuple[str, int]:
+        code = exc.code or 500
+        if _for_programs():
+            return exc
+        title, message = ERRORS.get(code) or ERRORS[500 if code >= 500 else 400]
+        return render_template("error.html", title=title, message=message), code
 
     @app.errorhandler(DatabaseUnavailable)
     @app.errorhandler(OperationalError)
@@ -101,6 +129,11 @@ def init_app(app: Flask) -> None:
         return render_template(
             "error.html", title="База данных недоступна", message="База данных недоступна, попробуйте позже."
         ), 503
+
+
+def _for_programs() -> bool:
+    """Twilio's webhooks, the health check and the pages' poll: their errors stay as Werkzeug writes them."""
+    return request.path.startswith("/twilio/") or request.path in ("/healthz", "/live")
 
 
 def security_headers(response: Response) -> Response:

@@ -41,5 +41,9 @@ def download(attachment_id: int) -> Response:
         max_age=0,
     )
     response.headers["Cache-Control"] = "private, no-cache"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    # Opened by itself, a recording is the browser's own player page, which loads the file
+    # again as media: that load is allowed, with the session cookie (a bare `sandbox` makes
+    # the page another site, sent no SameSite cookie). No script either way.
+    locked = "media-src 'self'; sandbox allow-same-origin" if attachment.is_audio else "sandbox"
+    response.headers["Content-Security-Policy"] = f"default-src 'none'; {locked}"
     return response

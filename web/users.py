@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from hotline import users
 from hotline.errors import UserError
-from hotline.models import User, utcnow
+from hotline.models import Role, User, utcnow
+from hotline.users import ROLE_LABELS
 from hotline.users.throttle import Throttle
 from web.auth import me, require_admin
-from web.db import session
+from web.db import session, settings
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 require_admin(bp)
+
+MONTHS = (
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+)
 
 
 def _throttle() -> Throttle:
@@ -22,8 +40,18 @@ def _throttle() -> Throttle:
 
 def _page(**extra: object) -> str:
     # The counters first: on SQLite the request's session holds the write lock once it reads.
-    locked = _throttle().store.locked_logins(utcnow())
+    now = utcnow()
+    locked = {login: _until(moment, now) for login, moment in _throttle().store.locked_logins(now).items()}
     return render_template("users.html", users=users.list_users(session()), locked=locked, **extra)
+
+
+def _until(moment: dt.datetime, now: dt.datetime) -> str:
+    """The plant's time a lock ends: «00:15», or «8 декабря, 00:00» when not today."""
+    zone = settings().business_hours.timezone
+    local = moment.astimezone(zone)
+    if local.date() == now.astimezone(zone).date():
+        return f"{local:%H:%M}"
+    return f"{local.day} {MONTHS[local.month - 1]}, {local:%H:%M}"
 
 
 @bp.get("")
@@ -59,15 +87,23 @@ def update(user_id: int) -> Response:
     if user is None:
         abort(404)
     form = request.form
+    done = []
     try:
         if "role" in form:
             users.set_role(db, user, form["role"])
+            done.append(f"Пользователь {user.login} теперь {ROLE_LABELS[Role(user.role)]}.")
         if "active" in form:
             if user.id == me().user_id and form["active"] != "1":
                 raise UserError("нельзя отключить собственную учётную запись")
             users.set_active(db, user, form["active"] == "1")
+            done.append(
+                f"Учётная запись {user.login} включена."
+                if user.active
+                else f"Учётная запись {user.login} отключена, её открытые сеансы завершены."
+            )
         if form.get("password"):
             users.set_password(user, form["password"])
+            done.append(f"Пароль пользователя {user.login} сменён, его открытые сеансы завершены.")
     except UserError as exc:
         db.rollback()
         flash(f"{user.login}: {exc}.", "error")
@@ -75,5 +111,7 @@ def update(user_id: int) -> Response:
     db.commit()
     if form.get("unlock") or form.get("password"):
         _throttle().store.clear_login(user.login)
-    flash(f"Пользователь {user.login} изменён.", "ok")
+    if form.get("unlock"):
+        done.append(f"Вход для {user.login} разблокирован.")
+    flash(" ".join(done) or "Ничего не изменилось.", "ok")
     return redirect(url_for(".index"))

@@ -1,5 +1,6 @@
 // The dashboard's only script (the CSP forbids inline script): transcript words that
-// seek the recording, the phone menu, live pages, keyboard shortcuts on the review page.
+// seek the recording, the phone menu, live pages, keyboard shortcuts on the review page,
+// and the text of a form whose session ended before it was sent.
 "use strict";
 
 function seekableTranscripts() {
@@ -95,6 +96,84 @@ function notificationButton() {
   });
 }
 
+// --- a session that ends while the engineer is typing -------------------------------
+
+function notice(kind, ...parts) {
+  const box = document.createElement("div");
+  box.className = `flash ${kind}`;
+  box.setAttribute("role", kind === "warn" ? "alert" : "status");
+  box.append(...parts);
+  document.querySelector("main").prepend(box);
+  return box;
+}
+
+function sessionEnded() {
+  if (document.getElementById("session-ended")) return;
+  const login = document.createElement("a");
+  login.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  login.target = "_blank"; // this page, and what is typed in it, stays as it is
+  login.textContent = "Войдите снова";
+  const after = ", чтобы не потерять введённый текст. Вход откроется в новой вкладке.";
+  const box = notice("warn", "Сеанс завершён. ", login, after);
+  box.id = "session-ended";
+  // In sight wherever the engineer has scrolled to (a phone shows one form at a time).
+  Object.assign(box.style, { position: "fixed", left: ".5rem", right: ".5rem", bottom: ".5rem" });
+  box.style.zIndex = "10";
+}
+
+async function sessionBack() {
+  // Logged in again in another tab: the new session has a new CSRF token.
+  const response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Live": "1" } });
+  if (!response.ok || response.redirected) return;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  const token = fresh.querySelector("input[name=csrf_token]");
+  if (!token) return;
+  for (const input of document.querySelectorAll("input[name=csrf_token]")) input.value = token.value;
+  document.getElementById("session-ended").remove();
+}
+
+const SENT = "hotline.sent";
+
+function keepUnsentText() {
+  // A form's text is kept until the next page says whether it arrived: the login page
+  // (the session had ended) or an error page means it did not, and the text waits for
+  // its form's page to come back.
+  const sent = sessionStorage.getItem(SENT);
+  sessionStorage.removeItem(SENT);
+  if (sent && document.querySelector("[data-not-sent]")) {
+    const { page, fields } = JSON.parse(sent);
+    sessionStorage.setItem(`hotline.draft:${page}`, JSON.stringify(fields));
+  }
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (form.method !== "post") return;
+    const fields = {};
+    for (const area of form.querySelectorAll("textarea[name]")) {
+      if (area.value.trim()) fields[area.name] = area.value;
+    }
+    if (Object.keys(fields).length) {
+      const page = location.pathname + location.search;
+      sessionStorage.setItem(SENT, JSON.stringify({ page, fields: { [form.action]: fields } }));
+    }
+  });
+  const key = `hotline.draft:${location.pathname}${location.search}`;
+  const draft = JSON.parse(sessionStorage.getItem(key) || "null");
+  sessionStorage.removeItem(key);
+  let restored = false;
+  for (const form of document.querySelectorAll("form[method=post]")) {
+    for (const [name, text] of Object.entries((draft && draft[form.action]) || {})) {
+      const area = form.querySelector(`textarea[name="${CSS.escape(name)}"]`);
+      if (area) {
+        area.value = text;
+        restored = true;
+      }
+    }
+  }
+  if (restored) {
+    notice("info", "Текст, который не удалось отправить, восстановлен. Проверьте его и отправьте снова.");
+  }
+}
+
 function livePage() {
   const body = document.body.dataset;
   if (!body.liveUrl) return;
@@ -108,7 +187,11 @@ function livePage() {
     running = true;
     try {
       const response = await fetch(`${body.liveUrl}?${query}`, { credentials: "same-origin" });
-      if (!response.ok || !(response.headers.get("Content-Type") || "").includes("json")) return;
+      const json = (response.headers.get("Content-Type") || "").includes("json");
+      // The login page (the poll is sent there once the session ends), or a 401.
+      if (response.status === 401 || (response.ok && !json)) sessionEnded();
+      if (!response.ok || !json) return;
+      if (document.getElementById("session-ended")) await sessionBack();
       const live = await response.json();
       showWaiting(live.waiting);
       if (live.newest && live.newest.id > newest) notifyNew(live.newest);
@@ -163,6 +246,7 @@ function reviewKeys() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  keepUnsentText();
   seekableTranscripts();
   phoneMenu();
   notificationButton();

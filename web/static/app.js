@@ -115,10 +115,7 @@ function sessionEnded() {
   login.textContent = "Войдите снова";
   const after = ", чтобы не потерять введённый текст. Вход откроется в новой вкладке.";
   const box = notice("warn", "Сеанс завершён. ", login, after);
-  box.id = "session-ended";
-  // In sight wherever the engineer has scrolled to (a phone shows one form at a time).
-  Object.assign(box.style, { position: "fixed", left: ".5rem", right: ".5rem", bottom: ".5rem" });
-  box.style.zIndex = "10";
+  box.id = "session-ended"; // fixed at the bottom (app.css)
 }
 
 async function sessionBack() {

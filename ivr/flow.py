@@ -227,7 +227,9 @@ class DutyHours(Protocol):
     @property
     def start(self) -> dt.time: ...
     @property
-    def end(self) -> dt.time: ...
+    def end(self) -> dt.time: ...  # `dt.time.max`: to midnight
+    @property
+    def holidays(self) -> frozenset[dt.date]: ...  # days off, whatever the weekday
 
 
 class CallPort(Protocol):
@@ -734,7 +736,8 @@ class _Flow:
             self.outcome("duty_unavailable")
             self.goto(StepName.DUTY_OFFER)
             hours = self.port.duty_hours()
-            said: list[Segment] = [Prompt("duty_closed")]
+            holiday = hours is not None and self.port.today() in hours.holidays
+            said: list[Segment] = [Prompt("duty_holiday" if holiday else "duty_closed")]
             if hours is not None and hours.weekdays:
                 said += [Prompt("duty_hours"), Hours(tuple(sorted(hours.weekdays)), hours.start, hours.end)]
             self.ask(*said)

@@ -86,6 +86,10 @@ def clean_text(raw: str) -> str:
     return text
 
 
+#: The end of a window that lasts to midnight («24:00» in HOTLINE_BUSINESS_HOURS).
+END_OF_DAY = dt.time.max
+
+
 def _hours_keys(segment: Hours) -> list[str]:
     days = set(segment.weekdays)
     if days == set(range(7)):
@@ -96,7 +100,12 @@ def _hours_keys(segment: Hours) -> list[str]:
         keys = [f"weekday_{d}" for d in sorted(days) if 0 <= d <= 6]
         if len(keys) > 1:
             keys.insert(-1, "and")  # «по средам и по пятницам»
+    if segment.start == dt.time(0) and segment.end == END_OF_DAY:
+        return [*keys, "round_the_clock"]
     for edge, moment in (("from", segment.start), ("to", segment.end)):
+        if moment == END_OF_DAY:
+            keys.append("to_0")  # «до полуночи»
+            continue
         keys.append(f"{edge}_{moment.hour}")
         keys += _minute_keys(moment.minute)
     return keys

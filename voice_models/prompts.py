@@ -8,7 +8,7 @@ of speech (`ivr.speech` assembles them): `digit_0`…`digit_9` (a request number
 read digit by digit), `day_1`…`day_31` («двадцать четвёртое»), `month_1`…`month_12`
 («ноября»), `year_2020`…`year_2050` («две тысячи двадцать пятого года»),
 `kind_<kind>` / `status_<status>` for every request kind and status (kinds in the
-caller's words), and the working hours: `days_daily`, `days_weekdays`, `and`,
+caller's words), and the working hours: `days_daily`, `days_weekdays`, `and`, `round_the_clock`,
 `weekday_0`…`weekday_6` («по понедельникам»), `from_0`…`from_23` («с девяти»),
 `to_0`…`to_23` («до восемнадцати»), `minute_0` («ноль»), `minute_1`…`minute_19` and
 `minute_20`, `_30`, `_40`, `_50` («тридцати»; «сорока семи» is two of them).
@@ -68,6 +68,7 @@ PHRASES: dict[str, str] = {
     "repeat_number": "Повторяем номер заявки:",
     "transfer": "Соединяем с дежурным инженером. Пожалуйста, оставайтесь на линии.",
     "duty_closed": "Сейчас дежурный инженер не работает.",
+    "duty_holiday": "Сегодня праздничный день, дежурный инженер не работает.",
     "duty_hours": "Дежурный инженер работает",
     "duty_no_answer": "Дежурный инженер сейчас не может ответить.",
     "duty_unavailable": "Связь с дежурным инженером сейчас недоступна.",
@@ -80,6 +81,7 @@ PHRASES: dict[str, str] = {
     "days_daily": "ежедневно",
     "days_weekdays": "по будням",
     "and": "и",  # «по субботам и по воскресеньям»
+    "round_the_clock": "круглосуточно",
     # Asterisk: the call goes back to the dialplan, whose fallback takes a voice message.
     "service_restart": "Извините, линия поддержки перезапускается.",
     "recording_unavailable": "Извините, сейчас мы не можем записать ваше сообщение.",

@@ -428,6 +428,32 @@ def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
     ]
 
 
+def test_a_holiday_says_so_before_hours_round_the_clock(port: FakeCallPort):
+    port.open = False
+    port.hours = BusinessHours(
+        frozenset(range(7)), dt.time(0), dt.time.max, ZoneInfo("UTC"), holidays=frozenset({port.today_is})
+    )
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    text = c.press("0")
+    assert text.startswith(
+        "Сегодня праздничный день, дежурный инженер не работает. "
+        "Дежурный инженер работает ежедневно, круглосуточно."
+    )
+    speak = next(a for a in c.actions if isinstance(a, Speak))
+    assert render_keys(speak.segments)[:4] == ["duty_holiday", "duty_hours", "days_daily", "round_the_clock"]
+
+
+def test_hours_to_midnight(port: FakeCallPort):
+    port.open = False
+    port.hours = BusinessHours(frozenset({5, 6}), dt.time(18), dt.time.max, ZoneInfo("UTC"))
+    c = Caller(port)
+    c.send(flow.CallStarted(None))
+    text = c.press("0")
+    assert "Сейчас дежурный инженер не работает." in text
+    assert "работает по субботам и по воскресеньям, с восемнадцати до полуночи." in text
+
+
 def test_no_hours_configured_says_only_that_the_engineer_is_off(port: FakeCallPort):
     port.open, port.hours = False, None
     c = Caller(port)

@@ -259,7 +259,7 @@ def test_duty_engineer_out_of_hours(make_settings, db: Database) -> None:
     settings = make_settings(HOTLINE_DUTY_NUMBER="PJSIP/duty", HOTLINE_HOLIDAYS=holidays)
     [trace] = serve(settings, db, {"script": ["0", "*"]})
     heard = prompts(trace)
-    assert "duty_closed" in heard and "offer_request" in heard and "transfer" not in heard
+    assert "duty_holiday" in heard and "offer_request" in heard and "transfer" not in heard
     assert not any(c.startswith("EXEC") for c in trace.commands)
     assert heard.count("menu") == 2  # '*' went back to the menu
     assert call_row(db).outcome == "duty_unavailable"

@@ -7,6 +7,7 @@ them. Errors a person can fix end the command with one line and a non-zero statu
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
@@ -16,7 +17,6 @@ import click
 
 from hotline import registry
 from hotline.cleaning import clean_line, clean_text, printable
-from hotline.db import DatabaseUnavailable
 from hotline.errors import HotlineError, UserError
 from hotline.models import Request, RequestStatus
 from hotline.phones import display_phone, require_phone
@@ -24,6 +24,7 @@ from hotline.vocabulary import Channel, HistoryAction, RequestKind, label_of
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from zoneinfo import ZoneInfo
 
     from hotline.db import Database
     from hotline.settings import Settings
@@ -139,8 +140,41 @@ def db() -> None:
 @pass_context
 def db_upgrade(ctx: Context) -> None:
     """Apply the migrations (safe to run again)."""
-    ctx.db.upgrade()
-    click.echo(f"database is up to date: {_safe_url(ctx.settings.database_url)}")
+    migrated = ctx.db.upgrade()
+    url = _safe_url(ctx.settings.database_url)
+    if migrated is None:
+        click.echo(f"database is up to date (nothing to do): {url}")
+    else:
+        before, after = migrated
+        click.echo(f"database upgraded from {before or 'an empty database'} to {after}: {url}")
+
+
+@db.command("copy")
+@click.option("--to", "target", required=True, metavar="URL", help="The empty database to copy into.")
+@click.option(
+    "--from", "source", metavar="URL", help="The database to copy from [default: HOTLINE_DATABASE_URL]."
+)
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1), help="Rows per batch.")
+@pass_context
+def db_copy(ctx: Context, target: str, source: str | None, batch: int) -> None:
+    """Copy every row into another database, e.g. from SQLite to PostgreSQL.
+
+    The target is upgraded to the current schema and must hold no data; the copy is
+    one transaction there, so a failed copy leaves it empty. Request numbers and ids
+    continue after the highest copied ones. Stop the service first: the source is read
+    as one snapshot, so rows written after it are left behind, and the files in the data
+    dir (recordings, attachments) stay where they are, not in the database.
+    """
+    from hotline.dbcopy import copy_database
+
+    source = source or ctx.settings.database_url
+    report = copy_database(source, target, batch=batch)
+    for table, rows in report.rows.items():
+        click.echo(f"  {table:<20}{rows:>10}")
+    click.echo(
+        f"copied {sum(report.rows.values())} rows from {_safe_url(source)} to {_safe_url(target)}"
+        f" in {report.seconds:.1f} s; counts match; next request number: {report.next_number}"
+    )
 
 
 @cli.group("request")
@@ -183,10 +217,11 @@ def request_open(
 @click.argument("number")
 @with_db
 def request_show(db: Database, number: str) -> None:
-    """Show a request and its history."""
+    """Show a request and its history (times in the plant's time zone, HOTLINE_TIMEZONE)."""
+    zone = _plant_zone()
     with db.session() as session:
         request = registry.get_request(session, number)
-        click.echo(_describe(request))
+        click.echo(_describe(request, zone))
         click.echo("История:")
         for event in request.events:
             change = ""
@@ -196,7 +231,7 @@ def request_show(db: Database, number: str) -> None:
             # Multi-line texts (transcripts, letters) stay visibly inside their entry.
             text = ": " + event.text.replace("\n", "\n      ") if event.text else ""
             action = label_of(HistoryAction, event.action)
-            click.echo(f"  {event.at:%Y-%m-%d %H:%M} {printable(event.actor)} {action}{change}{_safe(text)}")
+            click.echo(f"  {_when(event.at, zone)} {printable(event.actor)} {action}{change}{_safe(text)}")
         for att in request.attachments:
             click.echo(
                 f"  вложение: {printable(att.filename)} ({printable(att.content_type)}, {att.size} байт)"
@@ -209,14 +244,15 @@ def request_show(db: Database, number: str) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @with_db
 def request_list(db: Database, status: str | None, archived: bool | None, limit: int) -> None:
-    """List requests, newest first."""
+    """List requests, newest first (times in the plant's time zone, HOTLINE_TIMEZONE)."""
+    zone = _plant_zone()
     with db.session() as session:
         requests = registry.list_requests(session, status=status, archived=archived, limit=limit)
         for request in requests:
             click.echo(
                 f"{request.number}\t{label_of(RequestStatus, request.status)}\t"
                 f"{label_of(RequestKind, request.kind)}\t{label_of(Channel, request.channel)}\t"
-                f"{request.created_at:%Y-%m-%d %H:%M}\t{printable(request.subject)}"
+                f"{_when(request.created_at, zone)}\t{printable(request.subject)}"
             )
         if not requests:
             click.echo("заявок нет", err=True)
@@ -236,7 +272,21 @@ def request_status(db: Database, number: str, status: str, note: str) -> None:
     click.echo(f"{number}: {before} → {status}")
 
 
-def _describe(request: Request) -> str:
+def _plant_zone() -> ZoneInfo:
+    """The plant's time zone (HOTLINE_TIMEZONE): every time a command prints is in it."""
+    ctx = click.get_current_context().find_object(Context)
+    assert ctx is not None, "with_db made it"
+    return ctx.settings.business_hours.timezone
+
+
+def _when(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """`2026-03-02 14:05 +05`: a stored moment in the plant's zone, the zone named."""
+    if moment.tzinfo is None:  # SQLite gives back naive UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
+
+
+def _describe(request: Request, zone: ZoneInfo) -> str:
     kind = label_of(RequestKind, request.kind)
     status = label_of(RequestStatus, request.status)
     lines = [
@@ -244,8 +294,7 @@ def _describe(request: Request) -> str:
         f"  вид: {kind}{'' if request.kind_confirmed else ' (не подтверждён)'}",
         f"  статус: {status}{' (в архиве)' if request.archived else ''}",
         f"  канал: {label_of(Channel, request.channel)}",
-        f"  создана: {request.created_at:%Y-%m-%d %H:%M} UTC,"
-        f" изменена: {request.status_changed_at:%Y-%m-%d %H:%M} UTC",
+        f"  создана: {_when(request.created_at, zone)}, изменена: {_when(request.status_changed_at, zone)}",
     ]
     for label, value in (
         ("телефон", display_phone(request.contact_phone)),
@@ -291,12 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except DatabaseUnavailable as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(3)
     except HotlineError as exc:
+        # 3: down for now (the database, the queue), systemd starts it again; 1: fix something.
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_status", 1))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
@@ -304,5 +351,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if not isinstance(exc, OperationalError):
             raise
-        click.echo(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", err=True)
-        sys.exit(3)
+        from hotline.db import database_error
+
+        error = database_error(str(exc.orig))
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_status)

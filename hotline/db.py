@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Database",
+    "DatabaseMisconfigured",
     "DatabaseUnavailable",
     "alembic_config",
     "database_for",
@@ -36,6 +37,16 @@ __all__ = [
 
 class DatabaseUnavailable(HotlineError):
     """The database server cannot be reached (down, restarting, wrong URL)."""
+
+    exit_status = 3  # for now: systemd starts the command again
+
+
+class DatabaseMisconfigured(DatabaseUnavailable):
+    """The server answers but refuses us for good (wrong password, no such role or
+    database): waiting does not help, a person must fix the URL or the server. Still a
+    DatabaseUnavailable, so a running service answers 503 as when the server is down."""
+
+    exit_status = 1  # a configuration error: systemd must not restart it forever
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -144,7 +155,7 @@ class Database:
             finally:
                 conn.close()
         except self.engine.dialect.loaded_dbapi.Error as exc:  # SELECT 1 fails only for want of a server
-            raise DatabaseUnavailable(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+            raise database_error(str(exc)) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -152,12 +163,18 @@ class Database:
         with translate_errors(), self.engine.begin() as conn:
             yield conn
 
-    def upgrade(self) -> None:
-        """Apply the migrations; a database already at the head costs one query, no Alembic."""
+    def upgrade(self) -> tuple[str | None, str | None] | None:
+        """Apply the migrations; a database already at the head costs one query, no Alembic.
+
+        Returns (the revision it was at, the one it is at now) when it migrated, else None."""
         with translate_errors():
             head = head_revision()
-            if head is None or current_revision(self.engine) != head:
-                upgrade(self.engine)
+            before = current_revision(self.engine)
+            if head is not None and before == head:
+                return None
+            upgrade(self.engine)
+            after = current_revision(self.engine)
+            return None if after == before else (before, after)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -199,14 +216,40 @@ _CONNECTION_ERRORS = (
 )
 
 
+#: Fragments of PostgreSQL's refusals that no wait cures, with what to fix.
+_REFUSALS = (
+    ("password authentication failed", "fix the user name or password in HOTLINE_DATABASE_URL"),
+    ("no password supplied", "put the password in HOTLINE_DATABASE_URL"),
+    ("authentication failed", "fix the user name or password in HOTLINE_DATABASE_URL, or pg_hba.conf"),
+    ("no pg_hba.conf entry", "allow this host and user in the server's pg_hba.conf"),
+    ("role", "create the role (createuser -P hotline) or fix the user in HOTLINE_DATABASE_URL"),
+    ("database", "create the database (createdb -O hotline hotline) or fix its name in HOTLINE_DATABASE_URL"),
+    ("permission denied for database", "grant the user CONNECT on the database"),
+)
+
+
+def database_error(message: str) -> DatabaseUnavailable:
+    """DatabaseMisconfigured if the driver's `message` is a refusal for good, else
+    DatabaseUnavailable; one line either way."""
+    first_line = " ".join(message.strip().splitlines()[0].split()) if message.strip() else "no answer"
+    lowered = first_line.lower()
+    for fragment, fix in _REFUSALS:
+        if fragment in {"role", "database"}:
+            if f'fatal: {fragment} "' not in lowered or "does not exist" not in lowered:
+                continue
+        elif fragment not in lowered:
+            continue
+        # Keep the server's own words: "FATAL: role "x" does not exist".
+        reason = first_line[lowered.index("fatal:") :] if "fatal:" in lowered else first_line
+        return DatabaseMisconfigured(f"database refused the connection: {reason}; {fix}")
+    return DatabaseUnavailable(f"database unavailable: {first_line}")
+
+
 def unavailable(exc: DBAPIError) -> DatabaseUnavailable | None:
     """The DatabaseUnavailable that `exc` means, or None if it is another database error."""
     text = str(exc.orig).lower()
     if exc.connection_invalidated or any(s in text for s in _CONNECTION_ERRORS):
-        first_line = (
-            str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        )
-        return DatabaseUnavailable(f"database unavailable: {first_line}")
+        return database_error(str(exc.orig) or type(exc.orig).__name__)
     return None
 
 

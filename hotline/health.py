@@ -1,10 +1,11 @@
 """Outages a background part of the hotline has found, for `/healthz` to report.
 
-A problem is a small file `<data dir>/health/<check>` holding one line that says what
-is wrong; it is removed when the part sees the thing work again. A file, not process
-memory: `/healthz` may be answered by another process (`serve --workers N` runs HTTP
-in gunicorn children, `hotline agi` may run apart from `hotline serve`), and they all
-share the data dir.
+A problem is a small file `<data dir>/run/<host>/health/<check>` holding one line that
+says what is wrong; it is removed when the part sees the thing work again. A file, not
+process memory: `/healthz` may be answered by another process (`serve --workers N` runs
+HTTP in gunicorn children, `hotline agi` may run apart from `hotline serve`), and they
+all share the data dir. A folder per host: hosts that share the data dir (README,
+"Scaling out") each report their own problems, and a start clears only its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from hotline.settings import host_run_dir
+
 log = logging.getLogger(__name__)
 
 _CHECK = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -22,7 +25,7 @@ MAX_MESSAGE = 300
 
 
 def _folder(data_dir: Path) -> Path:
-    return data_dir / "health"
+    return host_run_dir(data_dir) / "health"
 
 
 def _path(data_dir: Path, check: str) -> Path:

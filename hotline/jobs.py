@@ -11,6 +11,11 @@ stopping) hands its running jobs back at once (`release_running`): the next work
 takes them without waiting for the lease. A job that finds the database down is dropped the same way
 (one log line) and so is taken again by the first sweep after the database is back.
 
+A Redis queue that cannot be reached is one line, not a traceback: `hotline worker`
+exits with status 3 (`QueueUnavailable`, as when the database is down); `hotline serve`
+says so at start, keeps answering calls (recordings wait as pending and are queued by
+the sweep once Redis answers) and `/healthz` reports it (`QueueWatch`, hotline.health).
+
 `run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
 (entry point group `hotline.services`).
 """
@@ -20,15 +25,20 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+import redis
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy import update
 
+from hotline import health
 from hotline.db import Database, DatabaseUnavailable
+from hotline.errors import HotlineError
 from hotline.models import Attachment, TranscriptionState
 from hotline.settings import Settings
 
@@ -36,6 +46,58 @@ log = logging.getLogger("hotline.jobs")
 #: An idle worker polls the embedded queue at most this far apart (huey's default, 10 s,
 #: would add up to 10 s between a recording's arrival and its transcript).
 MAX_POLL_SECONDS = 1.0
+#: Seconds to wait for Redis to take a connection before the queue counts as unreachable.
+CONNECT_SECONDS = 5.0
+#: How often `hotline serve` checks that the Redis queue answers (for /healthz).
+WATCH_SECONDS = 10.0
+#: The `/healthz` problem (hotline.health) of a Redis queue that does not answer.
+QUEUE_CHECK = "queue_unreachable"
+#: What a Redis queue that cannot be reached raises.
+QUEUE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class QueueUnavailable(HotlineError):
+    """The Redis queue cannot be reached (down, restarting, wrong URL): try again later."""
+
+    exit_status = 3  # like a database that is down: systemd starts the worker again
+
+
+def _redis_huey(settings: Settings, name: str) -> Huey:
+    assert settings.queue_url
+    pool = redis.ConnectionPool.from_url(settings.queue_url, socket_connect_timeout=CONNECT_SECONDS)
+    return RedisHuey(name, connection_pool=pool, results=False)
+
+
+def queue_location(settings: Settings) -> str:
+    """The queue's URL without its password, or the embedded queue's file."""
+    if not settings.queue_url:
+        return f"embedded ({settings.data_dir / 'queue.sqlite3'})"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(settings.queue_url)
+    if parts.password:
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return parts._replace(
+            netloc=user + (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        ).geturl()
+    return settings.queue_url
+
+
+def queue_problem(settings: Settings) -> str | None:
+    """None if the queue answers; else one line saying why not (Redis only: the
+    embedded queue is a file in the data dir)."""
+    if not settings.queue_url:
+        return None
+    client = redis.Redis.from_url(
+        settings.queue_url, socket_connect_timeout=CONNECT_SECONDS, socket_timeout=CONNECT_SECONDS
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"queue unavailable: {queue_location(settings)}: {_first_line(exc)}"
+    finally:
+        client.close()
+    return None
 
 
 @dataclass(frozen=True)
@@ -50,7 +112,7 @@ def queue_for(settings: Settings) -> Queue:
     """The queue of these settings, made once per process."""
     name = settings.queue_name
     if settings.queue_url:
-        huey: Huey = RedisHuey(name, url=settings.queue_url, results=False)
+        huey: Huey = _redis_huey(settings, name)
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         huey = SqliteHuey(name, filename=str(settings.data_dir / "queue.sqlite3"), results=False)
@@ -73,7 +135,7 @@ def queue_for(settings: Settings) -> Queue:
     def recover() -> None:
         try:
             recover_transcriptions(settings)
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, *QUEUE_ERRORS) as exc:
             log.warning("transcription recovery sweep postponed: %s", exc)
 
     return Queue(huey=huey, transcribe=transcribe, recover=recover)
@@ -107,8 +169,21 @@ def release_running(settings: Settings, db: Database | None = None) -> list[int]
 
 
 def enqueue_transcription(settings: Settings, attachment_id: int) -> None:
-    """Queue the transcription of a stored recording (call after its commit)."""
-    queue_for(settings).transcribe(attachment_id)
+    """Queue the transcription of a stored recording (call after its commit).
+
+    A Redis queue that does not answer is one log line: the recording stays pending and
+    the recovery sweep queues it once Redis is back."""
+    try:
+        queue_for(settings).transcribe(attachment_id)
+    except QUEUE_ERRORS as exc:
+        log.warning(
+            "recording %s waits for transcription: queue unavailable: %s", attachment_id, _first_line(exc)
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def queued_attachment_ids(queue: Queue) -> set[int]:
@@ -135,8 +210,48 @@ def recover_transcriptions(settings: Settings, db: Database | None = None) -> li
     return ids
 
 
+class _QueueErrorsInOneLine(logging.Filter):
+    """huey's consumer logs a traceback each time it cannot reach Redis (every second or
+    so while it is down): one line instead, at most once a minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, QUEUE_ERRORS):
+            return True
+        now = time.monotonic()
+        if now - self._last < 60:
+            return False
+        self._last = now
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            f"{record.getMessage()} queue unavailable: {_first_line(exc)}",
+            (),
+            None,
+            None,
+        )
+        return True
+
+
+_queue_errors_filter = _QueueErrorsInOneLine()
+
+
+def _quiet_queue_errors() -> None:
+    """Install the filter on huey's loggers (a logger's filter does not reach its children)."""
+    for name in ("huey", "huey.consumer", "huey.consumer.Worker", "huey.consumer.Scheduler"):
+        logger = logging.getLogger(name)
+        if _queue_errors_filter not in logger.filters:
+            logger.addFilter(_queue_errors_filter)
+
+
 class _QuietConsumer(Consumer):
     """A huey consumer that leaves signals alone, to run inside another program."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _quiet_queue_errors()
+        super().__init__(*args, **kwargs)
 
     def _set_signal_handlers(self) -> None:
         pass
@@ -144,10 +259,15 @@ class _QuietConsumer(Consumer):
 
 def run_worker(settings: Settings, workers: int = 1) -> None:
     """Run transcription workers in this process until SIGINT/SIGTERM (`hotline worker`)."""
-    from hotline.transcription.recognizer import recognizer_for
+    from hotline.transcription.recognizer import ModelMissing, recognizer_for
 
+    if problem := queue_problem(settings):
+        raise QueueUnavailable(problem)
+    if missing := _model_missing(settings):
+        raise ModelMissing(missing)
     recognizer_for(settings)  # load the model once, before any job, and fail fast
     recover_transcriptions(settings)
+    _quiet_queue_errors()
     consumer = queue_for(settings).huey.create_consumer(
         workers=workers, worker_type="thread", periodic=True, max_delay=MAX_POLL_SECONDS
     )
@@ -155,6 +275,56 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
         consumer.run()  # returns on SIGTERM (stop now) or SIGINT (after the running jobs)
     finally:
         release_running(settings)
+
+
+class QueueWatch:
+    """Checks every WATCH_SECONDS that the Redis queue answers; `/healthz` reports it
+    while it does not (a `hotline serve` service, started with the transcription one)."""
+
+    name = "queue watch"
+    started_line = ""  # `serve` prints nothing for it: a problem is its own line
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="queue-watch", daemon=True)
+        self._down = False
+
+    def check(self, *, quiet: bool = False) -> str | None:
+        """Check once, report or clear the health problem; the problem's line, if any."""
+        problem = queue_problem(self.settings)
+        if problem and not self._down:
+            if not quiet:
+                log.warning("transcription %s", problem)
+            health.report(
+                self.settings.data_dir,
+                QUEUE_CHECK,
+                f"очередь расшифровки (Redis) недоступна / transcription {problem}",
+            )
+        elif not problem and self._down:
+            log.warning("transcription queue answers again: %s", queue_location(self.settings))
+            health.clear(self.settings.data_dir, QUEUE_CHECK)
+        self._down = problem is not None
+        return problem
+
+    def start(self) -> None:
+        health.clear(self.settings.data_dir, QUEUE_CHECK)  # an earlier run's word
+        if problem := self.check(quiet=True):
+            sys.stderr.write(
+                f"hotline: warning: transcription {problem}; calls and the dashboard work, "
+                "recordings wait as pending until it answers\n"
+            )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_SECONDS):
+            self.check()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=CONNECT_SECONDS * 2 + 1)
+        health.clear(self.settings.data_dir, QUEUE_CHECK)
 
 
 class EmbeddedWorker:
@@ -167,8 +337,17 @@ class EmbeddedWorker:
         self._consumer: _QuietConsumer | None = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch = QueueWatch(settings) if settings.queue_url else None
+        self.started_line: str | None = None  # `serve` prints "<name> started"
 
     def start(self) -> None:
+        if self._watch is not None:
+            self._watch.start()
+        # A missing model is told at once, in the one line `serve` prints for this service
+        # (one that is there but does not load is told by the thread below).
+        if missing := _model_missing(self.settings):
+            self.started_line = f"transcription disabled: {missing}"
+            return
         # Loading a model takes seconds: do it off the caller's thread.
         self._thread = threading.Thread(target=self._run, name="transcription-start", daemon=True)
         self._thread.start()
@@ -183,12 +362,17 @@ class EmbeddedWorker:
             # start meanwhile cut in between on the operator's console.
             sys.stderr.write(f"hotline: transcription disabled: {exc}\n")
             return
+        # A Redis queue that does not answer: wait for it (QueueWatch has said so) rather
+        # than have huey's loops log a traceback a second.
+        while queue_problem(self.settings) is not None:
+            if self._stopped.wait(WATCH_SECONDS):
+                return
         if self._stopped.is_set():
             return
         try:
             recover_transcriptions(self.settings, self.db)
-        except DatabaseUnavailable as exc:  # the periodic sweep does it later
-            log.warning("transcription recovery sweep postponed: %s", exc)
+        except (DatabaseUnavailable, *QUEUE_ERRORS) as exc:  # the periodic sweep does it later
+            log.warning("transcription recovery sweep postponed: %s", _first_line(exc))
         consumer = _QuietConsumer(
             queue_for(self.settings).huey,
             workers=self.workers,
@@ -203,6 +387,8 @@ class EmbeddedWorker:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self._watch is not None:
+            self._watch.stop()
         if self._thread is not None:
             self._thread.join(timeout=30)
         if self._consumer is not None:
@@ -211,17 +397,54 @@ class EmbeddedWorker:
         release_running(self.settings, self.db)
 
 
-def make_service(settings: Settings, db: Database) -> EmbeddedWorker | None:
-    """`hotline serve`'s transcription worker; None with HOTLINE_TRANSCRIPTION_WORKERS=0."""
-    if settings.transcription_workers == 0:
+#: What a Vosk model folder holds (the layout of the official models, e.g. the small
+#: Russian one): the acoustic model, its features' config, and a decoding graph.
+MODEL_FILES = ("am/final.mdl", "conf/mfcc.conf")
+MODEL_GRAPHS = (("graph/HCLG.fst",), ("graph/HCLr.fst", "graph/Gr.fst"))
+
+
+def model_folder_problem(path: Path) -> str | None:
+    """Why `path` is not a Vosk model folder, at a glance (nothing loaded); None if it is one."""
+    from hotline.transcription.recognizer import model_hint
+
+    if not path.exists():
+        return model_hint(path)
+    if not path.is_dir():
+        return f"HOTLINE_VOSK_MODEL {path} is not a folder: give the folder of a Vosk model"
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
+    if not any(all((path / f).is_file() for f in graph) for graph in MODEL_GRAPHS):
+        missing.append(" or ".join("+".join(graph) for graph in MODEL_GRAPHS))
+    if not missing:
         return None
+    name = path.name if path.name.startswith("vosk-model") else "NAME"
+    return (
+        f"{path} is not a valid Vosk model folder: {', '.join(missing)} missing (an unfinished copy?); "
+        f"fetch it again with `hotline models fetch {name} --force` or copy the whole model folder"
+    )
+
+
+def _model_missing(settings: Settings) -> str | None:
+    """Why the configured model cannot be used, at a glance; None if it may be (or no model is needed)."""
+    from hotline.transcription import recognizer
+
+    # A recognizer put in place for this process (tests, demos) needs no model folder.
+    if settings.asr_engine != "vosk" or getattr(recognizer, "_override", None) is not None:
+        return None
+    return model_folder_problem(settings.vosk_model)
+
+
+def make_service(settings: Settings, db: Database) -> EmbeddedWorker | QueueWatch | None:
+    """`hotline serve`'s transcription worker; with HOTLINE_TRANSCRIPTION_WORKERS=0 only
+    the watch of a Redis queue (this process still queues recordings), or nothing."""
+    if settings.transcription_workers == 0:
+        return QueueWatch(settings) if settings.queue_url else None
     return EmbeddedWorker(settings, db, settings.transcription_workers)
 
 
 def huey_for(settings: Settings, name: str) -> Huey:
     """A queue named `name` on the configured storage (another area's queue, e.g. call-backs)."""
     if settings.queue_url:
-        return RedisHuey(name, url=settings.queue_url, results=False)
+        return _redis_huey(settings, name)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(name, filename=str(settings.data_dir / "queue.sqlite3"), results=False)
 

@@ -1,8 +1,10 @@
 """Every setting of the hotline, read from the environment in one place.
 
 `load_settings()` reads the variables (and a `.env` file in the working directory,
-if there is one) into a frozen `Settings`. A missing or malformed value raises
-`SettingsError` with one line that names the variable. Secrets have no defaults.
+if there is one, or the file HOTLINE_ENV_FILE names) into a frozen `Settings`. A
+missing or malformed value raises `SettingsError` with one line that names the
+variable, and so does a data dir that cannot be written: a configuration error that
+waiting does not cure. Secrets have no defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import datetime as dt
 import importlib.util
 import os
 import secrets
+import socket
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +121,9 @@ class Settings:
     withheld_lookups_per_hour: int
     # Prompt audio (voice_models.prompt_audio): the RHVoice voice, when RHVoice is installed.
     prompt_voice: str = "anna"
+    # False: HOTLINE_AMI_URL only enables call-backs here (queued for the one host with the
+    # AMI listener, README "Scaling out"); `serve` keeps no AMI connection of its own.
+    ami_listener: bool = True
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     # The dashboard: how long a request of each kind may wait for an engineer's answer.
     # (compare=False: a dict cannot be hashed, and settings are; the dashboard alone reads it.)
@@ -125,12 +132,32 @@ class Settings:
     )
 
     @property
+    def run_dir(self) -> Path:
+        """This machine's runtime files (sockets, health flags): see `host_run_dir`."""
+        return host_run_dir(self.data_dir)
+
+    @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
 
     @property
     def attachments_dir(self) -> Path:
         return self.data_dir / "attachments"
+
+
+def host_name() -> str:
+    """This machine's name as a folder name (letters, digits, '.', '-', '_'; at most 40)."""
+    name = "".join(c if c.isalnum() or c in ".-_" else "_" for c in socket.gethostname())
+    return name.strip(".")[:40] or "localhost"
+
+
+def host_run_dir(data_dir: Path) -> Path:
+    """`<data dir>/run/<host>`: files of the processes of this machine alone (the Twilio
+    call-log writer's and the warm CLI helper's sockets, `/healthz` problems). The data dir
+    may be shared by several hosts (README, "Scaling out"); these must not be: one host's
+    start would unlink another's sockets and clear its problems. hotline.warmstart finds
+    the same folder without importing this module."""
+    return data_dir / "run" / host_name()
 
 
 # --- parsers: each takes the raw string and raises ValueError with a reason ---
@@ -165,10 +192,17 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+#: The database URLs the hotline ships drivers for (SQLite in the standard library, psycopg 3).
+_DATABASE_SCHEMES = {"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"}
+
+
 def _database_url(raw: str) -> str:
     if "://" not in raw:
-        raise ValueError("must be an SQLAlchemy URL such as postgresql+psycopg://user@host/db")
-    if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+        raise ValueError("must be an SQLAlchemy URL such as postgresql://user@host/db")
+    scheme = raw.split("://", 1)[0].lower()
+    if scheme not in _DATABASE_SCHEMES:
+        raise ValueError("only sqlite:///path and postgresql://user:password@host/db are supported")
+    if scheme in {"postgresql", "postgres"}:
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
         raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
     return raw
@@ -187,7 +221,8 @@ def _dial_target(raw: str) -> str:
 
 
 def _hours(raw: str) -> tuple[frozenset[int], dt.time, dt.time]:
-    """'mon-fri 09:00-18:00' or 'mon,wed,fri 08:30-17:00'."""
+    """'mon-fri 09:00-18:00', 'mon,wed,fri 08:30-17:00'; '24:00' ends at midnight
+    (`dt.time.max`): 'mon-sun 00:00-24:00' is round the clock."""
     try:
         days_part, time_part = raw.strip().lower().split()
         days: set[int] = set()
@@ -198,9 +233,10 @@ def _hours(raw: str) -> tuple[frozenset[int], dt.time, dt.time]:
             else:
                 days.add(WEEKDAYS.index(chunk))
         start_s, end_s = time_part.split("-")
-        start, end = dt.time.fromisoformat(start_s), dt.time.fromisoformat(end_s)
+        start = dt.time.fromisoformat(start_s)
+        end = dt.time.max if end_s == "24:00" else dt.time.fromisoformat(end_s)
     except ValueError:
-        raise ValueError("must look like 'mon-fri 09:00-18:00'") from None
+        raise ValueError("must look like 'mon-fri 09:00-18:00' (24:00 for midnight)") from None
     if start >= end or not days:
         raise ValueError("must name at least one day and a start before the end")
     return frozenset(days), start, end
@@ -286,13 +322,36 @@ def _secret_key(data_dir: Path, configured: str | None) -> str:
     if configured:
         return configured
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(key)
+    try:
+        if path.exists():
+            return path.read_text().strip()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+    except OSError as exc:  # made by another user (root): the service cannot read it
+        raise SettingsError(
+            f"cannot use the session key {path}: {exc.strerror or exc}; it must belong to the user "
+            "the hotline runs as (chown it, or run hotline commands as that user)"
+        ) from None
     return key
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """SettingsError with one line unless `data_dir` is (or can be made) a folder to write in.
+
+    A real write, not os.access(): root passes every permission check, not a read-only
+    file system or an immutable folder."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".writable-", dir=data_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file is in the way (a path under a file, or the path is a file)"
+        raise SettingsError(f"HOTLINE_DATA_DIR {data_dir} is not a writable folder: {reason}") from None
 
 
 DEFAULT_VOSK_MODEL = "vosk-model-small-ru-0.22"
@@ -308,12 +367,26 @@ def default_model_path() -> Path:
     return root / "models" / DEFAULT_VOSK_MODEL
 
 
+def _env_file(named: str | None) -> dict[str, str]:
+    """The variables of HOTLINE_ENV_FILE (e.g. the service's /etc/hotline/hotline.env, so
+    that commands an operator runs see what the service sees), else of ./.env if present."""
+    from dotenv import dotenv_values
+
+    if named:
+        try:
+            with open(named, encoding="utf-8") as f:
+                values = dotenv_values(stream=f)
+        except OSError as exc:
+            raise SettingsError(f"HOTLINE_ENV_FILE={named!r} cannot be read: {exc.strerror or exc}") from None
+    else:
+        values = dotenv_values(".env")
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read every setting from `env` (default: the process environment and `.env`)."""
     if env is None:
-        from dotenv import dotenv_values
-
-        env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+        env = {**_env_file(os.environ.get("HOTLINE_ENV_FILE")), **os.environ}
     r = _Reader(env)
     data_dir = Path(r.get("HOTLINE_DATA_DIR", str, "./var")).resolve()
     days, start, end = r.get("HOTLINE_BUSINESS_HOURS", _hours, _hours("mon-fri 09:00-18:00"))
@@ -376,6 +449,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         agi_sounds_prefix=r.get("HOTLINE_AGI_SOUNDS_PREFIX", _sounds_prefix, "hotline/ru"),
         ami_callback_context=r.get("HOTLINE_AMI_CALLBACK_CONTEXT", _word, "hotline-callback"),
         prompt_voice=r.get("HOTLINE_PROMPT_VOICE", _word, "anna"),
+        ami_listener=r.get("HOTLINE_AMI_LISTENER", _bool, True),
         agi_max_sessions=r.get("HOTLINE_AGI_MAX_SESSIONS", _int(1, 10000), 500),
         agi_processes=r.get("HOTLINE_AGI_PROCESSES", _int(0, 64), 0),
         agi_drain_seconds=r.get("HOTLINE_AGI_DRAIN_SECONDS", _int(0, 3600), 20),
@@ -393,6 +467,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         withheld_lookups_per_hour=r.get("HOTLINE_WITHHELD_LOOKUPS_PER_HOUR", _int(1, 100000), 60),
     )
     values.update(overrides)
+    check_data_dir(values["data_dir"])
     if values["secure_cookies"] is None:
         # Cookies only over HTTPS when the service is reached over HTTPS.
         values["secure_cookies"] = (values["public_url"] or "").startswith("https://")

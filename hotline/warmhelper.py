@@ -128,6 +128,9 @@ def _listen(path: str) -> socket.socket | None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # 0600 from the start: no moment when others may connect
     try:
+        os.umask(0o027)
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # this host's run folder
+        os.umask(0o177)
         listener.bind(path)
     except OSError as exc:  # a path too long for a socket (108 bytes), a read-only data dir
         listener.close()
@@ -355,7 +358,12 @@ def make_service(settings: Settings, db: Database) -> WarmHelper | None:
     """The warm helper of `serve`'s data dir (the `hotline.services` entry point)."""
     if not sys.platform.startswith("linux"):  # SO_PEERCRED, the parent-death signal
         return None
-    return WarmHelper(str(settings.data_dir / SOCKET_NAME))
+    try:
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"hotline: команды будут запускаться без помощника: {settings.run_dir}: {exc}", file=sys.stderr)
+        return None
+    return WarmHelper(str(settings.run_dir / SOCKET_NAME))
 
 
 if __name__ == "__main__":

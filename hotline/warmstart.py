@@ -5,12 +5,12 @@ under 0.3 s (`import sqlalchemy.orm` alone takes about that; docs/performance.md
 So, as nailgun, dmypy and multiprocessing's forkserver do, `hotline serve` runs a
 small single-threaded helper (`hotline.warmhelper`) that has imported the CLI and the
 warm commands' modules but opened no database, listening on `cli.sock` in the data
-dir (mode 0600). This module (the `hotline` executable) imports only os, socket, sys
-and signal. For a warm command it connects and sends its argv, cwd, environment,
-stdio encodings and its stdin/stdout/stderr (SCM_RIGHTS), then waits. The helper
-checks the peer's uid (SO_PEERCRED), the code version and that both see the same
-socket, working directory and pids, and forks
-a child that runs `hotline.cli.main` on the passed descriptors, in the client's cwd
+dir's folder of this host, `run/<host>/` (mode 0600). This module (the `hotline`
+executable) imports only os, socket, sys and signal. For a warm command it connects
+and sends its argv, cwd, environment, stdio encodings and its stdin/stdout/stderr
+(SCM_RIGHTS), then waits. The helper checks the peer's uid (SO_PEERCRED), the code
+version and that both see the same socket, working directory and pids, and forks a
+child that runs `hotline.cli.main` on the passed descriptors, in the client's cwd
 and environment and in a session of its own (no controlling terminal: a password
 prompt reads the passed terminal as an in-process one reads /dev/tty). In every
 other case (no socket, a stale one, a refusal, another code version) the command
@@ -138,13 +138,20 @@ def socket_path(env: os._Environ[str] | dict[str, str], cwd: str) -> str | None:
     """Where the helper of this data dir listens (as `load_settings` finds the data dir)."""
     data_dir = env.get("HOTLINE_DATA_DIR")
     if data_dir is None:
-        data_dir = _dotenv_data_dir(os.path.join(cwd, ".env"))
+        named = env.get("HOTLINE_ENV_FILE")  # as load_settings: that file instead of ./.env
+        data_dir = _dotenv_data_dir(os.path.join(cwd, named or ".env"), named is not None)
     if data_dir is None:
         return None
-    return os.path.join(cwd, data_dir, SOCKET_NAME)
+    return os.path.join(cwd, data_dir, "run", _host_name(), SOCKET_NAME)
 
 
-def _dotenv_data_dir(path: str) -> str | None:
+def _host_name() -> str:
+    """hotline.settings.host_name, without importing the settings (a test keeps them equal)."""
+    name = "".join(c if c.isalnum() or c in ".-_" else "_" for c in socket.gethostname())
+    return name.strip(".")[:40] or "localhost"
+
+
+def _dotenv_data_dir(path: str, named: bool = False) -> str | None:
     """HOTLINE_DATA_DIR from a `.env` file when it is written plainly; `./var` without one.
 
     A value this cannot read for sure (quotes, expansions) gives None: the command then
@@ -154,7 +161,7 @@ def _dotenv_data_dir(path: str) -> str | None:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        return "var"
+        return None if named else "var"  # a named file that is not there: in-process says so
     except (OSError, UnicodeDecodeError):
         return None
     found = "var"
@@ -162,6 +169,8 @@ def _dotenv_data_dir(path: str) -> str | None:
         name, sep, value = line.strip().removeprefix("export ").partition("=")
         if sep and name.strip() == "HOTLINE_DATA_DIR":
             value = value.strip()
+            if len(value) > 2 and value[0] == value[-1] == '"':  # "…" as in hotline.env.example
+                value = value[1:-1]
             if not value or any(c in value for c in "\"'$#\\ "):
                 return None
             found = value

@@ -8,6 +8,7 @@ either a whole model or absent, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -50,19 +51,45 @@ def fetch_model(
     target = dest_dir / name
     if target.exists() and not force:
         raise FetchError(f"{target} already exists (use --force to replace it)")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=dest_dir) as tmp:
-        archive = Path(tmp) / "model.zip"
-        actual = _download(url or info.url, archive, progress)
-        if actual != expected:
-            raise FetchError(
-                f"sha256 mismatch for {name}: expected {expected}, got {actual}; nothing installed"
-            )
-        unpacked = _unpack(archive, Path(tmp) / "unpacked")
-        if target.exists():
-            shutil.rmtree(target)
-        unpacked.rename(target)
+    made = _missing_folders(dest_dir)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        # The scratch folder is made before the download: a folder that cannot be written
+        # is told at once, not after a 45 MB download.
+        with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=dest_dir) as tmp:
+            archive = Path(tmp) / "model.zip"
+            actual = _download(url or info.url, archive, progress)
+            if actual != expected:
+                raise FetchError(
+                    f"sha256 mismatch for {name}: expected {expected}, got {actual}; nothing installed"
+                )
+            unpacked = _unpack(archive, Path(tmp) / "unpacked")
+            if target.exists():
+                shutil.rmtree(target)
+            unpacked.rename(target)
+    except (OSError, FetchError) as exc:
+        for folder in reversed(made):  # nothing left behind: the folders this call made go too
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, FetchError):
+            raise
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file is in the way"
+        if exc.filename and str(exc.filename) != str(dest_dir):
+            reason = f"{exc.filename}: {reason}"
+        raise FetchError(f"cannot install {name} into {dest_dir}: {reason}; nothing installed") from None
     return target
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its parents that do not exist yet, outermost first."""
+    missing: list[Path] = []
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing[::-1]
 
 
 def _download(url: str, path: Path, progress: Callable[[int, int | None], None] | None) -> str:

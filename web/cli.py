@@ -21,18 +21,23 @@ creates files readable by its owner and group only (umask 027).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from hotline.cli import Context, pass_context
 from hotline.services import Service, load_services, settle_process, usable_cores
 from hotline.storage import remove_temporary_files
+
+if TYPE_CHECKING:
+    from hotline.settings import Settings
 
 #: Few threads per worker answer webhooks faster than many: they wait less on each
 #: other for the interpreter lock (docs/performance.md).
@@ -47,10 +52,18 @@ UMASK = 0o027  # nothing the service writes (recordings, e-mail, the database) i
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def service_settings(settings: Settings) -> Settings:
+    """The settings the background services get: with HOTLINE_AMI_LISTENER=false they see
+    no AMI URL, so this host keeps no AMI connection (only one per PBX may log its events
+    and place the call-backs), while the dashboard and `hotline callback` still queue
+    call-backs with the URL set (README, "Scaling out")."""
+    return settings if settings.ami_listener else dataclasses.replace(settings, ami_url=None)
+
+
 def start_services(ctx: Context) -> list[Service]:
     """Start the background services; one that cannot start (a port in use) stops them all."""
     started: list[Service] = []
-    for service in load_services(ctx.settings, ctx.db):
+    for service in load_services(service_settings(ctx.settings), ctx.db):
         try:
             service.start()
         except OSError as exc:
@@ -58,7 +71,11 @@ def start_services(ctx: Context) -> list[Service]:
                 other.stop()
             raise click.ClickException(f"{service.name} cannot start: {exc}") from exc
         started.append(service)
-        click.echo(f"hotline: {service.name} started")
+        # A service may say something else than "started" (transcription disabled), or nothing.
+        line = getattr(service, "started_line", None)
+        line = f"{service.name} started" if line is None else line
+        if line:
+            click.echo(f"hotline: {line}")
     return started
 
 

@@ -20,12 +20,14 @@ def worker(ctx: Context, workers: int) -> None:
     """Run transcription workers until stopped (Ctrl-C / SIGTERM)."""
     import logging
 
-    from hotline.jobs import run_worker
+    from hotline.jobs import QueueUnavailable, queue_location, queue_problem, run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ctx.db.upgrade()
-    queue = ctx.settings.queue_url or f"embedded ({ctx.settings.data_dir / 'queue.sqlite3'})"
-    click.echo(f"hotline worker: {workers} thread(s), queue {queue}", err=True)
+    if problem := queue_problem(ctx.settings):  # one line and status 3, as a database that is down
+        raise QueueUnavailable(problem)
+    # Logging from here on: the migrations above are not the worker's news.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    click.echo(f"hotline worker: {workers} thread(s), queue {queue_location(ctx.settings)}", err=True)
     run_worker(ctx.settings, workers)
 
 

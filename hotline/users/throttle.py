@@ -12,12 +12,18 @@ Three counters stand between a guesser and the password check (see docs/auth.md)
 Every attempt is counted *before* the password is checked, in one atomic step (a row
 lock in the database, a Lua script in Redis), so concurrent attempts cannot slip past
 the limit; a success then resets the pair and gives back its count to the others.
+
+When Redis cannot be reached, each process counts in its own memory for a while
+(`FallbackStore`, one warning in the log) rather than refusing every login.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +33,8 @@ from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hotline.models import LoginAttempts, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -285,10 +293,134 @@ class RedisAttemptStore:
         return out
 
 
+# --- in this process's memory (Redis unreachable) ---
+
+
+class MemoryAttemptStore:
+    """Counts in a dict of this process: what the Lua script does, under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, list[Any]] = {}  # key -> [failures, window start, locked until, login]
+
+    def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
+        with self._lock:
+            failures, start, locked, _ = self._rows.get(key, [0, now, None, login])
+            if locked and locked > now:
+                return Attempt((locked - now).total_seconds(), failures)
+            if start <= now - policy.window:
+                failures, start = 0, now
+            failures += 1
+            lock = policy.lock_after(failures)
+            self._rows[key] = [failures, start, now + lock if lock else None, login]
+            if len(self._rows) > 10_000:  # guessed logins must not fill the memory
+                day_ago = now - dt.timedelta(days=1)
+                for old in [k for k, row in self._rows.items() if row[1] < day_ago]:
+                    del self._rows[old]
+            return Attempt(0.0, failures)
+
+    def succeeded(self, key: str, policy: Policy) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                return
+            if policy is PAIR:
+                del self._rows[key]
+            elif row[0] > 0:
+                row[0] -= 1
+                row[2] = None
+
+    def clear_login(self, login: str) -> None:
+        login = normal_login(login)
+        with self._lock:
+            for key in [k for k, row in self._rows.items() if row[3] == login]:
+                del self._rows[key]
+
+    def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        out: dict[str, dt.datetime] = {}
+        with self._lock:
+            for key, (_, _, locked, login) in self._rows.items():
+                if key.startswith("pair:") and login and locked and locked > now:
+                    out[login] = max(out.get(login, locked), locked)
+        return out
+
+
+#: Seconds the memory store stands in before Redis is tried again.
+RETRY_REDIS_SECONDS = 30.0
+
+
+class FallbackStore:
+    """Redis, and this process's memory while Redis cannot be reached.
+
+    Logins must not fail because the queue's Redis is down: the counts then hold per
+    process only (a guesser spread over N processes gets N times the tries) until Redis
+    answers again; the log says so once per outage.
+    """
+
+    def __init__(self, primary: AttemptStore, errors: tuple[type[BaseException], ...], where: str):
+        self.primary = primary
+        self.memory = MemoryAttemptStore()
+        self._errors = errors
+        self._where = where
+        self._down_until = 0.0
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if time.monotonic() >= self._down_until:
+            try:
+                result = getattr(self.primary, method)(*args)
+            except self._errors as exc:
+                if not self._down_until:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    log.warning(
+                        "login throttle: Redis %s unreachable (%s); counting login attempts "
+                        "in this process's memory until it answers",
+                        self._where,
+                        first,
+                    )
+                self._down_until = time.monotonic() + RETRY_REDIS_SECONDS
+            else:
+                if self._down_until:
+                    log.warning("login throttle: Redis %s answers again; counting there", self._where)
+                    self._down_until = 0.0
+                return result
+        return getattr(self.memory, method)(*args)
+
+    def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
+        return self._call("attempt", key, login, policy, now)  # type: ignore[no-any-return]
+
+    def succeeded(self, key: str, policy: Policy) -> None:
+        self._call("succeeded", key, policy)
+        if self._down_until == 0.0:  # a lock counted in memory while Redis was away ends too
+            self.memory.succeeded(key, policy)
+
+    def clear_login(self, login: str) -> None:
+        self.memory.clear_login(login)
+        self._call("clear_login", login)
+
+    def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        return {**self.memory.locked_logins(now), **self._call("locked_logins", now)}
+
+
+#: Seconds a login waits for Redis before counting in memory (connect and each answer).
+REDIS_TIMEOUT = 2.0
+
+
 def make_store(engine: Engine, queue_url: str | None) -> AttemptStore:
     """Redis when the queue is on Redis (shared by every host), the database otherwise."""
     if queue_url and queue_url.split(":", 1)[0] in {"redis", "rediss", "unix"}:
         import redis
 
-        return RedisAttemptStore(redis.Redis.from_url(queue_url))
+        client = redis.Redis.from_url(
+            queue_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+        )
+        errors = (redis.ConnectionError, redis.TimeoutError)
+        return FallbackStore(RedisAttemptStore(client), errors, _redis_location(queue_url))
     return SqlAttemptStore(engine)
+
+
+def _redis_location(url: str) -> str:
+    """Where Redis is, without a password: `redis-host:6379`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"

@@ -61,7 +61,9 @@ def callback(ctx: Context, number: str, extension: str, wait: bool) -> None:
 
     The call-back is queued; `hotline serve` with HOTLINE_AMI_URL places it.
     """
+    from hotline import calllog
     from ivr.asterisk import callback as callbacks
+    from ivr.asterisk.amilog import BACKEND
 
     ctx.db.upgrade()
     with ctx.db.session() as session:
@@ -69,21 +71,35 @@ def callback(ctx: Context, number: str, extension: str, wait: bool) -> None:
     click.echo(f"заявка {job.request_number}: обратный звонок с {extension} поставлен в очередь")
     if not wait:
         return
-    # Started within EXPIRES or never; then it waits for AMI and rings for the dial timeout.
-    ringing = callbacks.CONNECT_WAIT + ctx.settings.dial_timeout + callbacks.ANSWER_MARGIN
-    deadline = time.monotonic() + callbacks.EXPIRES + ringing + 5
-    while time.monotonic() < deadline:
+    # A runner takes it within EXPIRES or refuses it, and waits at most CONNECT_WAIT for
+    # the AMI connection before it rings: nothing started by then never starts (README:
+    # "within 60 s"). Once started, the engineer's phone rings for the dial timeout.
+    start_within = callbacks.EXPIRES + callbacks.CONNECT_WAIT
+    start_deadline = time.monotonic() + start_within
+    ring_deadline: float | None = None
+    while True:
         with ctx.db.session() as session:
             result = callbacks.call_back_result(session, job)
+            started = calllog.find_call(session, BACKEND, job.callback_id) is not None
         if result is not None:
             if not result.answered:
                 raise click.ClickException(result.text)
             click.echo(result.text)
             return
+        now = time.monotonic()
+        if started and ring_deadline is None:
+            ring_deadline = now + ctx.settings.dial_timeout + callbacks.ANSWER_MARGIN + 5
+        if ring_deadline is None and now > start_deadline:
+            raise click.ClickException(
+                f"обратный звонок не начат за {start_within:.0f} с: его выполняет "
+                "AMI-сервис `hotline serve` с HOTLINE_AMI_URL (и HOTLINE_AMI_LISTENER не false); "
+                "он не запущен или не связан с Asterisk"
+            )
+        if ring_deadline is not None and now > ring_deadline:
+            raise click.ClickException(
+                "обратный звонок начат, но его исход не известен: смотрите журнал звонков"
+            )
         time.sleep(0.5)
-    raise click.ClickException(
-        "обратный звонок никто не выполнил: его выполняет `hotline serve` с HOTLINE_AMI_URL"
-    )
 
 
 def register(group: click.Group) -> None:

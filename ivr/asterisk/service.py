@@ -48,7 +48,8 @@ def warn_if_recordings_unwritable(settings: Settings) -> None:
             f"hotline: warning: HOTLINE_AGI_RECORDINGS_DIR {folder} is not writable from here ({problem}); "
             "voice messages cannot be recorded or stored until it is"
         )
-        log.warning("%s", message)
+        if log.hasHandlers():  # else logging's last resort prints it: the same line twice
+            log.warning("%s", message)
         click.echo(message, err=True)
 
 

@@ -42,7 +42,8 @@ webhook reads the row (`usable`), since a media stream may move the call on betw
 two webhooks. Without the writer (no `hotline serve`, or it is being restarted) every
 webhook runs on the row, as before.
 
-The socket is `twilio-log.sock` in the data dir, mode 0600: only the service's own
+The socket is `twilio-log.sock` in the data dir's folder of this host (`run/<host>/`,
+`Settings.run_dir`), mode 0600: only the service's own
 user can queue (who can write the socket can write the database file as well).
 """
 
@@ -61,6 +62,7 @@ import selectors
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -108,8 +110,14 @@ _WRITE, _FLUSH, _STOP = b"W", b"F", b"S"
 Queued = tuple[str, str | None, str | None, bool, int, bytes]
 
 
+#: The longest path of a Unix socket (sun_path is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 107
+
+
 def socket_path(settings: Settings) -> Path:
-    return settings.data_dir / SOCKET_NAME
+    """The writer's socket, in this host's run folder: hosts sharing the data dir each run
+    their own writer, and one's start must not unlink the other's socket."""
+    return settings.run_dir / SOCKET_NAME
 
 
 # --- the state in the action URL ------------------------------------------------------
@@ -634,9 +642,21 @@ def stop_writer(path: Path) -> bool:
 def usable(settings: Settings) -> bool:
     """True if webhooks may queue: Twilio configured, no live speech, a socket path that fits."""
     twilio = bool(settings.twilio_auth_token or settings.twilio_insecure)
-    return twilio and not settings.live_speech and len(os.fsencode(socket_path(settings))) <= 107
+    return twilio and not settings.live_speech and len(os.fsencode(socket_path(settings))) <= MAX_SOCKET_PATH
 
 
 def make_service(settings: Settings, db: Database) -> LogQueueService | None:
     """The `twilio-log` entry of `hotline.services`."""
-    return LogQueueService(db.url, socket_path(settings)) if usable(settings) else None
+    path = socket_path(settings)
+    if not usable(settings):
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH and (
+            settings.twilio_auth_token or settings.twilio_insecure
+        ):
+            # Webhooks still work, writing the call log themselves (slower under load).
+            sys.stderr.write(
+                f"hotline: warning: no Twilio call-log writer: its socket path {path} is longer than "
+                f"{MAX_SOCKET_PATH} bytes; use a shorter HOTLINE_DATA_DIR\n"
+            )
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return LogQueueService(db.url, path)

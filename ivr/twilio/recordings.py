@@ -43,6 +43,17 @@ class FetchError(Exception):
     """The recording could not be fetched now (the message says why)."""
 
 
+class FetchRefused(FetchError):
+    """Twilio refused the credentials (401, 403): a configuration error, not tried again.
+
+    The row keeps the recording's URL (the file stays at Twilio), the request's history
+    and the call's timeline say it was not fetched."""
+
+
+#: What a refusal says in the request's history and the call's timeline.
+REFUSED = "Twilio отказал в доступе ({status}): проверьте TWILIO_ACCOUNT_SID и TWILIO_AUTH_TOKEN"
+
+
 UNKNOWN_CALL = "звонок с таким CallSid неизвестен: запись не скачана"
 
 
@@ -104,6 +115,16 @@ def fetch(settings: Settings, db: Database, store: CallStore, fetch_id: int) -> 
                 store.save_recording(call_sid, flow.Recording(sid, duration, path, speech=_has_speech(path)))
             finally:
                 os.unlink(path)
+    except FetchRefused as exc:
+        log.error(
+            "recording %s not fetched: Twilio refused the credentials (%s) at %s; check TWILIO_ACCOUNT_SID "
+            "and TWILIO_AUTH_TOKEN (not tried again; the recording stays at Twilio)",
+            sid,
+            exc.args[1],
+            url,
+        )
+        _failed_try(settings, db, store, fetch_id, attempts, str(exc), final=True)
+        return False
     except FetchError as exc:
         _failed_try(settings, db, store, fetch_id, attempts, str(exc))
         return False
@@ -147,6 +168,8 @@ def download(settings: Settings, url: str) -> str:
             os.fdopen(fd, "wb") as out,
             httpx.stream("GET", url, auth=auth, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False) as response,
         ):
+            if response.status_code in (401, 403):
+                raise FetchRefused(REFUSED.format(status=response.status_code), response.status_code)
             if response.status_code != 200:
                 raise FetchError(f"Twilio ответил {response.status_code}")
             for chunk in response.iter_bytes():
@@ -171,9 +194,17 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 
 def _failed_try(
-    settings: Settings, db: Database, store: CallStore, fetch_id: int, attempts: int, error: str
+    settings: Settings,
+    db: Database,
+    store: CallStore,
+    fetch_id: int,
+    attempts: int,
+    error: str,
+    *,
+    final: bool = False,
 ) -> None:
-    final = attempts >= settings.recording_fetch_tries
+    refused = final  # told already, in one line that names the settings to check
+    final = final or attempts >= settings.recording_fetch_tries
     with db.session() as session:
         row = session.get(RecordingFetch, fetch_id)
         if row is None:
@@ -184,7 +215,8 @@ def _failed_try(
             log.warning("recording %s not fetched (try %s): %s", sid, attempts, error)
             return
         row.state = "failed"
-        log.error("recording %s lost after %s tries: %s", sid, attempts, error)
+        if not refused:
+            log.error("recording %s lost after %s tries: %s", sid, attempts, error)
         request = session.scalars(
             select(Request)
             .join(Call, Call.request_id == Request.id)
@@ -196,7 +228,9 @@ def _failed_try(
                 request,
                 actor="system",
                 action="attachment",
-                text=f"запись звонка не получена от Twilio после {attempts} попыток: {error}",
+                text=f"запись звонка не получена от Twilio: {error}"
+                if refused
+                else f"запись звонка не получена от Twilio после {attempts} попыток: {error}",
             )
     if final and store.known(call_sid):
         store.log(call_sid, "recording_lost", error, recording=sid)

@@ -104,7 +104,13 @@ def check_signature() -> Response | None:
         log.warning("Twilio webhook without a signature: %s", request.path)
         return _plain("invalid Twilio signature", 403)
     if not _signed(_validator(settings.twilio_auth_token), url, signature):
-        log.warning("Twilio webhook with a missing or wrong signature: %s", request.path)
+        # The usual causes are ours: a token of another account, or a public URL other than
+        # the one in the Twilio console. Say which URL was checked (never the token).
+        log.warning(
+            "Twilio webhook with a wrong signature, checked against %s: if Twilio sent it, "
+            "TWILIO_AUTH_TOKEN or HOTLINE_PUBLIC_URL does not match the Twilio console",
+            url,
+        )
         return _plain("invalid Twilio signature", 403)
     return None
 

@@ -99,3 +99,32 @@ def test_database_down_is_one_line(run):
     assert result.returncode == 3
     assert result.stderr.startswith("error: database unavailable")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "agi", "db"])
+def test_an_unwritable_data_dir_is_one_line_and_status_1(run, tmp_path, command):
+    # Status 1, not 3: systemd must not restart a configuration error forever.
+    (tmp_path / "file").write_text("")
+    args = ["db", "upgrade"] if command == "db" else [command]
+    done = run(*args, HOTLINE_DATA_DIR=str(tmp_path / "file" / "var"), HOTLINE_SECRET_KEY="k")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: HOTLINE_DATA_DIR ") and "not a writable folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_db_upgrade_says_what_it_did(run):
+    first = run("db", "upgrade")
+    assert first.returncode == 0 and first.stdout.startswith("database upgraded from an empty database to ")
+    again = run("db", "upgrade")
+    assert again.returncode == 0 and again.stdout.startswith("database is up to date (nothing to do)")
+
+
+def test_request_times_are_the_plants_with_the_zone_named(run):
+    number = run("request", "open", "--kind", "incident", "--text", "x").stdout.strip()
+    listed = run("request", "list").stdout
+    shown = run("request", "show", number).stdout
+    zoned = run("request", "list", HOTLINE_TIMEZONE="UTC").stdout
+    # Asia/Yekaterinburg by default, whose abbreviation is its offset; list and show alike.
+    assert "\t" in listed and " +05\t" in listed and "UTC" not in listed
+    assert "создана: " in shown and shown.count(" +05") >= 3 and "UTC" not in shown
+    assert " UTC\t" in zoned

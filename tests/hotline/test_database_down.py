@@ -170,3 +170,33 @@ def test_services_started_while_the_database_is_down_say_so_in_one_line(pg_via_p
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("error: database unavailable: ")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"username": "no_such_role_here"}, 'role "no_such_role_here" does not exist'),
+        ({"database": "no_such_database_here"}, 'database "no_such_database_here" does not exist'),
+    ],
+)
+def test_a_refusal_for_good_is_status_1_not_3(_postgres_database, tmp_path, change, says):
+    # systemd restarts on 3 (down for now) and must not restart forever on a wrong role or name.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    url = make_url(_postgres_database).set(**change).render_as_string(hide_password=False)
+    env = {**clean, "HOTLINE_DATA_DIR": str(tmp_path / "data"), "HOTLINE_DATABASE_URL": url}
+    done = subprocess.run(HOTLINE + ["db", "upgrade"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: database refused the connection: ") and says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_refusals_and_outages_are_told_apart():
+    from hotline.db import DatabaseMisconfigured, database_error
+
+    prefix = 'connection failed: connection to server at "10.0.0.5", port 5432 failed: '
+    refused = database_error(prefix + 'FATAL:  password authentication failed for user "hotline"')
+    assert isinstance(refused, DatabaseMisconfigured) and refused.exit_status == 1
+    assert "HOTLINE_DATABASE_URL" in str(refused)
+    down = database_error(prefix + "Connection refused\n\tIs the server running?")
+    assert not isinstance(down, DatabaseMisconfigured) and down.exit_status == 3
+    assert str(down).startswith("database unavailable: ") and "\n" not in str(down)

@@ -55,6 +55,8 @@ def test_values_are_typed(tmp_path):
         ("HOTLINE_HTTP_PORT", "70000"),
         ("HOTLINE_AGI_PORT", "-1"),
         ("HOTLINE_DATABASE_URL", "hotline.db"),
+        ("HOTLINE_DATABASE_URL", "mysql://hotline@db/hotline"),  # no driver shipped
+        ("HOTLINE_DATABASE_URL", "postgresql+psycopg2://hotline@db/hotline"),
         ("HOTLINE_PUBLIC_URL", "hotline.example.ru"),
         ("HOTLINE_TWILIO_API_BASE", "ftp://api.twilio.com"),
         ("HOTLINE_AMI_URL", "http://127.0.0.1:5038"),
@@ -93,3 +95,59 @@ def test_business_hours(tmp_path):
     assert not hours.is_open(dt.datetime(2026, 12, 31, 12, 0, tzinfo=ekb))  # holiday
     # 04:30 UTC is 09:30 in Yekaterinburg (UTC+5).
     assert hours.is_open(dt.datetime(2026, 11, 24, 4, 30, tzinfo=dt.UTC))
+
+
+def test_business_hours_round_the_clock_end_at_midnight(tmp_path):
+    s = load_settings({"HOTLINE_DATA_DIR": str(tmp_path), "HOTLINE_BUSINESS_HOURS": "mon-sun 00:00-24:00"})
+    ekb = ZoneInfo("Asia/Yekaterinburg")
+    hours = s.business_hours
+    assert (hours.start, hours.end) == (dt.time(0), dt.time.max)
+    assert hours.is_open(dt.datetime(2026, 11, 29, 0, 0, tzinfo=ekb))
+    assert hours.is_open(dt.datetime(2026, 11, 29, 23, 59, 59, tzinfo=ekb))
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file"])
+def test_a_data_dir_that_cannot_be_written_is_one_line(tmp_path, where):
+    # chmod cannot stop root (the tests may run as root): a file in the way can.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    data_dir = blocker / "var" if where == "under a file" else blocker
+    with pytest.raises(SettingsError) as err:
+        load_settings({"HOTLINE_DATA_DIR": str(data_dir), "HOTLINE_SECRET_KEY": "k"})
+    assert str(err.value).startswith(f"HOTLINE_DATA_DIR {data_dir} is not a writable folder: ")
+    assert "\n" not in str(err.value)
+
+
+def test_a_session_key_the_service_cannot_read_is_one_line(tmp_path):
+    (tmp_path / "secret_key").mkdir()  # unreadable as a file, for root too
+    with pytest.raises(SettingsError) as err:
+        load_settings({"HOTLINE_DATA_DIR": str(tmp_path)})
+    assert "session key" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_env_file_named_is_read(tmp_path, monkeypatch):
+    env_file = tmp_path / "hotline.env"
+    # Quoted as in deploy/systemd/hotline.env.example: systemd and sh read it the same way.
+    env_file.write_text(f'HOTLINE_DATA_DIR="{tmp_path}/data"\nHOTLINE_BUSINESS_HOURS="mon-fri 08:00-17:00"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOTLINE_ENV_FILE", str(env_file))
+    for name in ("HOTLINE_DATA_DIR", "HOTLINE_BUSINESS_HOURS"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert s.data_dir == tmp_path / "data" and s.business_hours.start == dt.time(8)
+    monkeypatch.setenv("HOTLINE_ENV_FILE", str(tmp_path / "missing.env"))
+    with pytest.raises(SettingsError, match="HOTLINE_ENV_FILE"):
+        load_settings()
+
+
+def test_the_ami_listener_may_be_left_to_another_host(tmp_path, db):
+    # Every web host needs HOTLINE_AMI_URL for «Перезвонить»; only one per PBX listens.
+    from ivr.asterisk.service import make_ami
+    from web.cli import service_settings
+
+    env = {"HOTLINE_DATA_DIR": str(tmp_path), "HOTLINE_AMI_URL": "ami://hotline:s@127.0.0.1:5038"}
+    listener = load_settings(env)
+    assert listener.ami_listener and make_ami(service_settings(listener), db) is not None
+    other = load_settings({**env, "HOTLINE_AMI_LISTENER": "false"})
+    assert other.ami_url and not other.ami_listener
+    assert make_ami(service_settings(other), db) is None

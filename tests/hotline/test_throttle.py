@@ -112,4 +112,37 @@ def test_concurrent_tries_cannot_slip_past_the_limit(store):
 
 def test_the_store_follows_the_queue(db, redis_url):
     assert isinstance(throttle.make_store(db.engine, None), SqlAttemptStore)
-    assert isinstance(throttle.make_store(db.engine, redis_url), throttle.RedisAttemptStore)
+    on_redis = throttle.make_store(db.engine, redis_url)
+    assert isinstance(on_redis, throttle.FallbackStore)
+    assert isinstance(on_redis.primary, throttle.RedisAttemptStore)
+
+
+def test_redis_unreachable_counts_in_memory_with_one_warning(db, caplog):
+    # The queue's Redis is down: logins must still be counted (and go through), not fail.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = throttle.make_store(db.engine, f"redis://127.0.0.1:{port}/0")
+    t = Throttle(store)
+    for _ in range(PAIR.limit):
+        assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
+    assert t.before_check("ivanov", "10.0.0.1", NOW).pair_wait > 0  # the lock holds in memory
+    assert store.locked_logins(NOW).keys() == {"ivanov"}
+    store.clear_login("ivanov")
+    assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
+    warnings = [r for r in caplog.records if r.name == "hotline.users.throttle"]
+    assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+
+
+def test_the_memory_store_keeps_the_contract():
+    t = Throttle(throttle.MemoryAttemptStore())
+    for i in range(ADDRESS.limit):
+        assert not t.before_check(f"guess{i}", "10.0.0.9", NOW).refused
+    assert t.before_check("ivanov", "10.0.0.9", NOW).address_wait > 0
+    for _ in range(PAIR.limit - 1):
+        t.before_check("petrov", "10.0.0.1", NOW)
+    t.succeeded("petrov", "10.0.0.1")
+    for _ in range(PAIR.limit):
+        assert not t.before_check("petrov", "10.0.0.1", NOW).refused

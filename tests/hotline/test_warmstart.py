@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hotline.settings import host_name, host_run_dir
 from hotline.warmhelper import Refused, _decode, peer_allowed
 from hotline.warmstart import SOCKET_NAME, code_version, encode_request, socket_path
 from tests.helpers import free_port, process_running
@@ -52,7 +53,8 @@ def run(program: str, env: dict[str, str], *args: str, stdin: str = "") -> tuple
 
 
 def start_helper(env: dict[str, str], parent: int | None = None) -> subprocess.Popen[bytes]:
-    path = Path(env["HOTLINE_DATA_DIR"]) / SOCKET_NAME
+    path = host_run_dir(Path(env["HOTLINE_DATA_DIR"])) / SOCKET_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
     helper = subprocess.Popen(
         [sys.executable, "-m", "hotline.warmhelper", str(path), str(parent or os.getpid())], env=env
     )
@@ -92,7 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     yield env, out.strip()
     helper.terminate()
     helper.wait(timeout=30)
-    assert not (Path(env["HOTLINE_DATA_DIR"]) / SOCKET_NAME).exists()  # removed when it stops
+    assert not (host_run_dir(Path(env["HOTLINE_DATA_DIR"])) / SOCKET_NAME).exists()  # removed when it stops
 
 
 @pytest.mark.parametrize(
@@ -136,7 +138,7 @@ def test_a_command_not_served_warm_runs_in_process(served):
 
 def test_the_socket_is_private_to_the_user_and_other_users_are_refused(served):
     env, _ = served
-    path = Path(env["HOTLINE_DATA_DIR"]) / SOCKET_NAME
+    path = host_run_dir(Path(env["HOTLINE_DATA_DIR"])) / SOCKET_NAME
     assert path.stat().st_mode & 0o777 == 0o600
     assert peer_allowed((1234, os.getuid(), os.getgid()))
     assert not peer_allowed((1234, os.getuid() + 1, os.getgid()))
@@ -152,7 +154,8 @@ def test_a_stale_socket_runs_in_process(tmp_path):
     env = environment(tmp_path / "data")
     assert run(COLD, env, "db", "upgrade")[0] == 0
     stale = socket.socket(socket.AF_UNIX)
-    stale.bind(str(tmp_path / "data" / SOCKET_NAME))  # its helper was killed: nobody listens
+    (host_run_dir(tmp_path / "data")).mkdir(parents=True)
+    stale.bind(str(host_run_dir(tmp_path / "data") / SOCKET_NAME))  # its helper was killed: nobody listens
     stale.close()
     assert run(WARM, env, "request", "list")[0] == NOT_WARM
     assert run(ENTRY, env, "request", "list") == run(COLD, env, "request", "list")
@@ -168,7 +171,7 @@ def test_the_helper_ends_with_serve_and_removes_its_socket(tmp_path):
             "import os, subprocess, sys, time\n"
             "helper = [sys.executable, '-m', 'hotline.warmhelper', sys.argv[1], str(os.getpid())]\n"
             "print(subprocess.Popen(helper).pid, flush=True); time.sleep(600)",
-            str(tmp_path / "data" / SOCKET_NAME),
+            str(host_run_dir(tmp_path / "data") / SOCKET_NAME),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -176,11 +179,11 @@ def test_the_helper_ends_with_serve_and_removes_its_socket(tmp_path):
     )
     assert launcher.stdout is not None
     helper = int(launcher.stdout.readline())
-    wait_for(lambda: (tmp_path / "data" / SOCKET_NAME).exists(), launcher)
+    wait_for(lambda: (host_run_dir(tmp_path / "data") / SOCKET_NAME).exists(), launcher)
     launcher.kill()  # `serve` killed with SIGKILL: the kernel's parent-death signal still comes
     launcher.wait()
     launcher.stdout.close()
-    wait_for(lambda: not (tmp_path / "data" / SOCKET_NAME).exists(), timeout=30)
+    wait_for(lambda: not (host_run_dir(tmp_path / "data") / SOCKET_NAME).exists(), timeout=30)
     wait_for(lambda: not process_running(helper), timeout=30)
 
 
@@ -252,19 +255,30 @@ def test_a_signal_that_kills_the_child_ends_the_client_the_same_way(served):
 
 
 def test_socket_path_follows_the_data_dir_as_settings_do(tmp_path):
-    assert socket_path({"HOTLINE_DATA_DIR": "/srv/hotline"}, str(tmp_path)) == f"/srv/hotline/{SOCKET_NAME}"
-    assert socket_path({}, str(tmp_path)) == f"{tmp_path}/var/{SOCKET_NAME}"
+    # In this host's run folder, found as the settings find it (hosts may share the data dir).
+    host = f"run/{host_name()}"
+    assert host_run_dir(Path("/srv/hotline")) == Path(f"/srv/hotline/{host}")
+    assert (
+        socket_path({"HOTLINE_DATA_DIR": "/srv/hotline"}, str(tmp_path))
+        == f"/srv/hotline/{host}/{SOCKET_NAME}"
+    )
+    assert socket_path({}, str(tmp_path)) == f"{tmp_path}/var/{host}/{SOCKET_NAME}"
     (tmp_path / ".env").write_text("HOTLINE_SECRET_KEY=x\nexport HOTLINE_DATA_DIR=data\n")
-    assert socket_path({}, str(tmp_path)) == f"{tmp_path}/data/{SOCKET_NAME}"
+    assert socket_path({}, str(tmp_path)) == f"{tmp_path}/data/{host}/{SOCKET_NAME}"
     (tmp_path / ".env").write_text('HOTLINE_DATA_DIR="${HOME}/data"\n')
     assert socket_path({}, str(tmp_path)) is None  # python-dotenv's to read: in-process
+    # HOTLINE_ENV_FILE instead of ./.env, as load_settings reads it; quoted as the example is.
+    (tmp_path / "hotline.env").write_text('HOTLINE_DATA_DIR="/var/lib/hotline"\n')
+    named = {"HOTLINE_ENV_FILE": str(tmp_path / "hotline.env")}
+    assert socket_path(named, str(tmp_path)) == f"/var/lib/hotline/{host}/{SOCKET_NAME}"
+    assert socket_path({"HOTLINE_ENV_FILE": str(tmp_path / "missing.env")}, str(tmp_path)) is None
 
 
 @pytest.mark.slow
 def test_serve_runs_the_helper_and_removes_its_socket_when_it_stops(tmp_path):
     env = environment(tmp_path / "data")
     env.update(HOTLINE_HTTP_PORT=str(free_port()), HOTLINE_AGI_PORT=str(free_port()))
-    path = tmp_path / "data" / SOCKET_NAME
+    path = host_run_dir(tmp_path / "data") / SOCKET_NAME
     serve = subprocess.Popen(
         [sys.executable, "-c", ENTRY, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

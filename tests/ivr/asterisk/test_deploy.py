@@ -99,3 +99,13 @@ def test_install_prompts_refuses_a_folder_without_prompts(tmp_path: Path) -> Non
         timeout=60,
     )
     assert result.returncode == 1 and "no .wav files" in result.stderr
+
+
+def test_several_fastagi_hosts_are_reached_as_asterisk_can() -> None:
+    # AGI() takes one URL; hagi:// (DNS SRV _agi._tcp.<name>, res_agi.c) spreads calls.
+    dialplan = (DEPLOY / "extensions.conf").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for text in (dialplan, readme):
+        assert "hagi://hotline.example.ru/hotline" in text and "_agi._tcp.hotline.example.ru." in text
+        assert "several `AGI()`" not in text and "agi://hotline-a`" not in text
+    assert "is not supported by\n; AGI()" not in dialplan

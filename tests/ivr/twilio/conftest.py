@@ -35,7 +35,7 @@ def log_writer() -> Iterator[Callable[[object], None]]:
         settings, db = app.extensions["hotline.settings"], app.extensions["hotline.db"]
         assert behind.usable(settings)
         path = behind.socket_path(settings)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         writer = behind._Writer(callrows.CallRowStore(db.engine), str(path))
         thread = threading.Thread(target=writer.run, name="test call-log writer", daemon=True)
         thread.start()

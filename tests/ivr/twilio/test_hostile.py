@@ -205,3 +205,36 @@ def test_a_recording_that_never_comes_is_shown_as_lost(call: TwilioCall, api, ma
         history = s.scalars(select(RequestEvent.text).join(Request)).all()
         assert any("запись звонка не получена" in h for h in history)
     assert "recording_lost" in event_kinds(db)
+
+
+def test_a_recording_refused_for_its_credentials_is_not_tried_again(call: TwilioCall, api, app, db, caplog):
+    # A wrong TWILIO_AUTH_TOKEN or account SID: 401 the first time and every time after.
+    settings = app.extensions["hotline.settings"]
+    api.credentials = "Basic bm90OnRoaXM="  # Twilio knows other credentials than ours
+    call.start()
+    call.press("2")
+    call.press("1")
+    record = call.waiting.verb
+    sid = "RE" + "4" * 32
+    url = api.add(sid, make_wav(3))
+    params = {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": "3"}
+    call.post(record.get("action"), params)
+    call.post(record.get("recordingStatusCallback"), {**params, "RecordingStatus": "completed"})
+    store = CallStore(db, settings, "twilio")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    assert recordings.sweep(settings, db, store, now=later) == 0
+    with db.session() as s:
+        fetch = s.scalars(select(RecordingFetch)).one()
+        assert (fetch.state, fetch.attempts) == ("failed", 1) and fetch.url == url  # kept, not lost
+        assert "TWILIO_AUTH_TOKEN" in (fetch.last_error or "")
+        history = s.scalars(select(RequestEvent.text).join(Request)).all()
+        assert any("запись звонка не получена" in h and "TWILIO_AUTH_TOKEN" in h for h in history)
+    refused = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
+    assert len(refused) == 1 and "\n" not in refused[0].getMessage() and TOKEN not in caplog.text
+
+
+def test_a_wrong_signature_names_the_url_and_the_settings_never_the_token(call: TwilioCall, caplog):
+    assert call.post(call.url("/twilio/voice"), {"CallSid": "CA9"}, signature="forged").status_code == 403
+    [line] = [r.getMessage() for r in caplog.records if "signature" in r.getMessage()]
+    assert "https://hotline.example.com/twilio/voice" in line
+    assert "TWILIO_AUTH_TOKEN" in line and "HOTLINE_PUBLIC_URL" in line and TOKEN not in line

@@ -140,21 +140,17 @@ def store_attachment(
 
 
 def remove_temporary_files(data_dir: Path, older_than: float = 300.0) -> int:
-    """Remove what a crash left half-written: data_dir/tmp/* and `*.part` files; how many.
-
-    data_dir/tmp holds only `hotline serve`'s downloads, so it is emptied at its start;
-    `*.part` files younger than `older_than` seconds are left alone, since another
-    process (a worker, the mail poller) may be writing them now.
+    """Remove what a crash left half-written, data_dir/tmp/* and `*.part` files, unless
+    younger than `older_than` seconds: another process (a worker, the mail poller,
+    `serve` on another host sharing the data dir) may be writing them now. How many.
     """
     if not data_dir.is_dir():
         return 0
     cutoff = time.time() - older_than
-    candidates = [(p, 0.0) for p in (data_dir / "tmp").glob("*")]
-    candidates += [(p, cutoff) for p in data_dir.glob("*/**/*.part")]
     removed = 0
-    for path, before in candidates:
+    for path in [*(data_dir / "tmp").glob("*"), *data_dir.glob("*/**/*.part")]:
         try:
-            if path.is_file() and not path.is_symlink() and (not before or path.stat().st_mtime < before):
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
         except OSError:

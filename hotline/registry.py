@@ -61,14 +61,16 @@ KIND_KEYWORDS: dict[RequestKind, tuple[str, ...]] = {
     ),
     RequestKind.SERVICE: (
         "настро", "установ", "обнов", "замен", "добав", "подключ", "консультац", "обучен",
-        "доступ", "обслуживан", "пароль", "учетн", "лиценз", "калибров", "прошу", "нужно сделать", "планов",
+        "доступ", "обслуживан", "перенастро", "пароль", "учетн", "лиценз", "калибров", "прошу",
+        "нужно сделать", "планов",
     ),
 }  # fmt: skip
 
 
 def suggest_kind(text: str) -> RequestKind | None:
     """The request kind Russian keywords in `text` point at, None if none do."""
-    folded = " " + re.sub(r"\s+", " ", text.lower().replace("ё", "е")) + " "
+    # Words after quotes, brackets or a colon count too: «Не работает», (ошибка).
+    folded = " " + re.sub(r"[\W_]+", " ", text.lower().replace("ё", "е")) + " "
     scores = {kind: sum(folded.count(" " + stem) for stem in stems) for kind, stems in KIND_KEYWORDS.items()}
     best = max(scores.values())
     if best == 0:

@@ -290,7 +290,7 @@ _OUTCOME_RANK: dict[str, int] = {
     Outcome.ABANDONED: 0,
     Outcome.NO_INPUT: 0,
     Outcome.TOO_MANY_ATTEMPTS: 0,
-    Outcome.LOOKUP_LIMIT: 0,
+    Outcome.LOOKUP_LIMIT: 1,  # not lost to a silence in the menu after it
     Outcome.DUTY_UNAVAILABLE: 1,
     Outcome.STATUS_HEARD: 2,
     Outcome.TRANSFERRED: 3,

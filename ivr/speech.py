@@ -67,7 +67,8 @@ class Text:
     """Free text with no audio file, said after the phrase `intro`.
 
     Where it cannot be synthesised, the `fallback` phrases are played instead of the
-    whole segment (the intro included).
+    whole segment (the intro included); where Asterisk cannot play the synthesised file
+    (a folder it does not see), they follow the intro.
     """
 
     text: str

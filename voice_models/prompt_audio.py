@@ -345,6 +345,8 @@ def speak_cached(text: str, cache_dir: Path, voice: str | None = None) -> Path |
         digest = hashlib.sha256(f"{PROCESSING}|{engine.name}|{engine.voice}|{text}".encode()).hexdigest()
         target = cache_dir / f"{digest[:24]}.wav"
         if is_prompt_audio(target):
+            if target.stat().st_mode & 0o044 != 0o044:  # made 0600 before December 2026
+                target.chmod(0o644)
             return target
         cache_dir.mkdir(parents=True, exist_ok=True)
         synthesise(text, target, engine)

@@ -170,7 +170,7 @@ def me() -> Engineer:
 
 def _safe_next(target: str | None) -> str:
     # Only a path on this site: never follow ?next= to another host («//host», «/\\host» too).
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable():
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target

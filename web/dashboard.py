@@ -39,12 +39,14 @@ CSP = "; ".join(
 #: The error page's title and text by HTTP status, instead of Werkzeug's English.
 ERRORS = {
     400: ("Неверный запрос", "Сервер не понял запрос. Обновите страницу и повторите действие."),
-    403: ("Нет доступа", "Этот раздел доступен только администраторам."),
+    403: (
+        "Нет доступа",
+        "У вашей учётной записи нет прав на это действие. Если они нужны, обратитесь к администратору.",
+    ),
     404: ("Не найдено", "Такой страницы нет."),
     405: (
         "Действие не выполнено",
-        "Этот адрес принимает только отправленную форму. "
-        "Вернитесь на предыдущую страницу и повторите действие.",
+        "Так эту страницу открыть нельзя. Вернитесь на предыдущую страницу и повторите действие.",
     ),
     413: (
         "Слишком большой объём",
@@ -118,6 +120,10 @@ def init_app(app: Flask) -> None:
         code = exc.code or 500
         if _for_programs():
             return exc
+        if code >= 500:
+            # The failed view's session may need a rollback (a write that failed): the
+            # page below reads the database through a fresh one.
+            close_session(None)
         title, message = ERRORS.get(code) or ERRORS[500 if code >= 500 else 400]
         return render_template("error.html", title=title, message=message), code
 
@@ -133,7 +139,8 @@ def init_app(app: Flask) -> None:
 
 def _for_programs() -> bool:
     """Twilio's webhooks, the health check and the pages' poll: their errors stay as Werkzeug writes them."""
-    return request.path.startswith("/twilio/") or request.path in ("/healthz", "/live")
+    path = request.path
+    return path.startswith("/twilio/") or path in ("/healthz", "/live") or path.endswith("/live")
 
 
 def security_headers(response: Response) -> Response:

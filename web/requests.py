@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.wrappers import Response
 
 from hotline import registry, reports, search
+from hotline.cleaning import clean_text
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
 from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
 from hotline.registry import STATUS_LABELS, TRANSITIONS
@@ -173,7 +174,9 @@ def _act(number: str, action: Callable[[Session, Request], str | None]) -> Respo
 
 
 def _form(name: str, limit: int = 10000) -> str:
-    return request.form.get(name, "").strip()[:limit]
+    """A form field as it is stored: cleaned (hotline.cleaning), so that control
+    characters alone are the page's «пусто», not the registry's own refusal."""
+    return clean_text(request.form.get(name, "")).strip()[:limit]
 
 
 @bp.post("/requests/<number>/status")

@@ -172,6 +172,18 @@ def test_lookups_per_hour_cap(port: FakeCallPort):
     assert c.state.outcome == "request_created"
 
 
+def test_the_lookup_limit_stays_the_outcome_after_a_silence(port: FakeCallPort):
+    number = port.add_request("incident", "new")
+    port.lookups = 2
+    c = Caller(port, flow.FlowConfig(lookups_per_hour=2))
+    c.send(flow.CallStarted("+79001234567"))
+    c.press("1")
+    c.press(number)
+    for _ in range(3):
+        c.send(NoInput())
+    assert c.actions[-1] == HangUp() and c.state.outcome == "lookup_limit"
+
+
 @pytest.mark.parametrize("keys", ["*", "12*", "*1", "*#*"])
 def test_star_in_number_returns_to_menu(caller: Caller, port: FakeCallPort, keys: str):
     caller.press("1")
@@ -417,7 +429,7 @@ def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
         in text
     )
     speak = next(a for a in c.actions if isinstance(a, Speak))
-    assert render_keys(speak.segments)[:7] == [
+    assert render_keys(speak.segments)[:8] == [
         "duty_closed",
         "duty_hours",
         "weekday_0",
@@ -425,6 +437,7 @@ def test_hours_with_minutes_and_chosen_days(port: FakeCallPort):
         "and",
         "weekday_5",
         "from_8",
+        "minute_30",
     ]
 
 

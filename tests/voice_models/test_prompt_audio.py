@@ -186,6 +186,9 @@ def test_free_text_is_synthesised_once_into_the_cache(tmp_path: Path) -> None:
     assert path is not None and path.parent == tmp_path / "speech" and is_prompt_audio(path)
     assert abs(measure(path).rms_db - LEVEL_DB) <= 1.0
     assert path.stat().st_mode & 0o777 == 0o644  # Asterisk, another user, plays it
+    path.chmod(0o600)  # as files were made before: readable again at their next use
+    assert speak_cached("Какая версия прошивки на сканере?", tmp_path / "speech") == path
+    assert path.stat().st_mode & 0o777 == 0o644
     made = path.stat().st_mtime_ns
     assert speak_cached("Какая версия прошивки на сканере?", tmp_path / "speech") == path
     assert path.stat().st_mtime_ns == made

@@ -185,6 +185,7 @@ def test_login_redirects_only_within_the_site(app, accounts):
         ("/calls?outcome=abandoned", "/calls?outcome=abandoned"),
         ("//evil.example/", "/"),
         ("https://evil.example/", "/"),
+        ("/calls%0D%0ASet-Cookie:%20x=1", "/"),  # a line break in a header would be a 500
     ]:
         client = app.test_client()
         token = csrf_token(client)

@@ -97,6 +97,10 @@ def test_kind_keywords_and_subject_helpers():
     # A fault after an update is a fault: a tie goes to the more urgent kind.
     assert guess_kind("Не работает сканер на линии 5 после обновления") == "incident"
     assert guess_kind("Запрос на обслуживание") == "service_request"
+    # Words after quotes, brackets and colons count.
+    assert guess_kind("Сканер «Не работает» после обновления") == "incident"
+    assert guess_kind("Тема: (ошибка) при печати") == "incident"
+    assert guess_kind("Просьба:перенастроить камеру") == "service_request"
     assert base_subject("RE: Fwd: [Заявка 10008] Сканер") == "Сканер"
     assert international_phone("+73435674530") == "+7 343 567-45-30"
 

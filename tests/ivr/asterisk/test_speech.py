@@ -52,15 +52,17 @@ def test_the_question_is_synthesised_and_played(settings: Settings, db: Database
 def test_a_question_file_asterisk_cannot_read_is_replaced_by_the_generic_prompt(
     settings: Settings, db: Database
 ) -> None:
-    # The fake plays an absolute path only if others may read it, as Asterisk (its own
-    # user) does; a folder on another host is the same "does not exist in any format".
+    # A folder Asterisk does not see (on another host) or cannot read: "does not exist
+    # in any format". The intro has been played by then: the generic sentence follows it.
     if not (shutil.which("RHVoice-test") or shutil.which("espeak-ng")) or not shutil.which("sox"):
         missing_service("espeak-ng (or RHVoice) and sox are not installed (scripts/test-services)")
     number = request_with_question(db, "Какая линия?")
     [trace] = serve(settings, db, {"script": ["1", number + "#", "*"]})
     [question] = (settings.data_dir / "speech").glob("*.wav")
-    question.chmod(0o600)
-    [again] = serve(settings, db, {"script": ["1", number + "#", "*"], "uniqueid": "1700000001.0"})
+    elsewhere = {str(question.with_suffix(""))}
+    [again] = serve(
+        settings, db, {"script": ["1", number + "#", "*"], "uniqueid": "1700000001.0", "missing": elsewhere}
+    )
     heard = prompts(again)
     at = heard.index("clarification_asked")
     assert heard[at + 1 : at + 3] == ["info_awaited", "info_offer"]

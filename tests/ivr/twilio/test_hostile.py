@@ -8,6 +8,7 @@ recovered by a sweep; never a 500, never a "technical error" for a caller.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from hotline import calllog
 from hotline.models import Attachment, Call, CallEvent, RecordingFetch, Request, RequestEvent
 from ivr.store import CallStore
-from ivr.twilio import recordings
+from ivr.twilio import recordings, webhooks
 from ivr.twilio.client import TwilioCall, make_wav
 from tests.ivr.twilio.test_webhooks import (  # noqa: F401 - fixtures
     PUBLIC,
@@ -79,6 +80,30 @@ def test_oversized_body_is_refused_before_it_is_read(call: TwilioCall, db):
     response = call.post(call.url("/twilio/voice"), {"From": "+79001234567", "Junk": "x" * 20_000})
     assert response.status_code == 413
     assert count(db, Call) == 0
+
+
+class _Counted(io.BytesIO):
+    """A request body that counts what the server read of it."""
+
+    taken = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_a_chunked_unsigned_body_is_read_no_further_than_the_webhook_limit(app, db):
+    body = _Counted(b"From=%2B79001234567&Junk=" + b"x" * 100_000)
+    response = app.test_client().post(
+        "/twilio/voice",
+        input_stream=body,
+        content_type="application/x-www-form-urlencoded",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn and waitress say
+    )
+    assert response.status_code == 403 and count(db, Call) == 0
+    assert body.taken <= webhooks.MAX_BODY + 1024  # not the dashboard's 256 KB
 
 
 def test_unsigned_and_forged_posts_write_nothing(call: TwilioCall, client, db):

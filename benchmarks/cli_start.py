@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hotline.warmstart import socket_path
+
 
 def timed(command: list[str], env: dict[str, str], helper: int | None = None) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of one run of `command`, with its warm child's."""
@@ -120,7 +122,8 @@ def main() -> None:
 
 def start_helper(python: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """The warm helper `hotline serve` starts, on `env`'s data dir; returns once it listens."""
-    path = os.path.join(env["HOTLINE_DATA_DIR"], "cli.sock")
+    path = socket_path(env, os.getcwd())  # <data dir>/run/<host>/cli.sock, as `serve` puts it
+    assert path is not None  # the helper makes its folder
     helper = subprocess.Popen([python, "-m", "hotline.warmhelper", path, str(os.getpid())], env=env)
     deadline = time.monotonic() + 60
     while not os.path.exists(path):

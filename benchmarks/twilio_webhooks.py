@@ -63,6 +63,7 @@ from urllib.parse import urlencode, urlsplit
 from procs import tree_cpu, wait_idle
 
 from hotline.db import scratch_postgres
+from hotline.settings import host_run_dir
 from ivr.twilio import behind
 from web.cli import gunicorn_command
 
@@ -377,7 +378,10 @@ def bench(args: argparse.Namespace, database_url: str | None) -> None:
                 measure(hotline, hot_port, public, 4, 1.0)  # warm up both
                 measure(bare, bare_port, public, 4, 1.0)
                 turn = args.seconds / args.rounds
-                logged = written(behind.LogQueue(data_dir / behind.SOCKET_NAME))
+                sock = host_run_dir(data_dir) / behind.SOCKET_NAME
+                if not sock.exists():  # else every wait for the call log would pass at once
+                    raise SystemExit(f"no call-log writer socket at {sock}")
+                logged = written(behind.LogQueue(sock))
 
                 def both(rate: float | None) -> tuple[dict[str, float], dict[str, float]]:
                     return alternate(

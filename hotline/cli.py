@@ -2,7 +2,9 @@
 
 Domain commands live here; the call (`ivr`) and the web service (`web`) add theirs
 through the `hotline.commands` entry-point group, so that this package never imports
-them. Errors a person can fix end the command with one line and a non-zero status.
+them. Errors a person can fix end the command with one line and a non-zero status:
+the error's `exit_status` (hotline.errors: 1 failed, 3 a server is down for now, 78 a
+configuration error that systemd does not restart), 2 for a wrong option or argument.
 """
 
 from __future__ import annotations
@@ -341,9 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except HotlineError as exc:
-        # 3: down for now (the database, the queue), systemd starts it again; 1: fix something.
+        # 3: down for now (the database, the queue), systemd starts it again; 78: a setting,
+        # a password, a file's owner, which systemd does not restart; 1: any other failure.
         click.echo(f"error: {exc}", err=True)
-        sys.exit(getattr(exc, "exit_status", 1))
+        sys.exit(exc.exit_status)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:

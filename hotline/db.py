@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline import search  # noqa: F401 - registers the search index's flush hook on every Session
-from hotline.errors import HotlineError
+from hotline.errors import EX_CONFIG, Unavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,10 +35,9 @@ __all__ = [
 ]
 
 
-class DatabaseUnavailable(HotlineError):
-    """The database server cannot be reached (down, restarting, wrong URL)."""
-
-    exit_status = 3  # for now: systemd starts the command again
+class DatabaseUnavailable(Unavailable):
+    """The database server cannot be reached (down, restarting, wrong URL): exit status 3,
+    systemd starts the command again."""
 
 
 class DatabaseMisconfigured(DatabaseUnavailable):
@@ -46,7 +45,7 @@ class DatabaseMisconfigured(DatabaseUnavailable):
     database): waiting does not help, a person must fix the URL or the server. Still a
     DatabaseUnavailable, so a running service answers 503 as when the server is down."""
 
-    exit_status = 1  # a configuration error: systemd must not restart it forever
+    exit_status = EX_CONFIG  # 78: systemd does not restart it (RestartPreventExitStatus)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

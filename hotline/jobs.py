@@ -15,6 +15,9 @@ A Redis queue that cannot be reached is one line, not a traceback: `hotline work
 exits with status 3 (`QueueUnavailable`, as when the database is down); `hotline serve`
 says so at start, keeps answering calls (recordings wait as pending and are queued by
 the sweep once Redis answers) and `/healthz` reports it (`QueueWatch`, hotline.health).
+A Redis that answers but refuses us (a wrong password or user, an ACL, a database
+index it does not have) is `QueueMisconfigured`: `hotline worker` exits with status 78,
+which systemd does not restart; `serve` says it the same way and goes on.
 
 `run_worker` is `hotline worker`; `make_service` is the worker inside `hotline serve`
 (entry point group `hotline.services`).
@@ -38,7 +41,7 @@ from sqlalchemy import update
 
 from hotline import health
 from hotline.db import Database, DatabaseUnavailable
-from hotline.errors import HotlineError
+from hotline.errors import EX_CONFIG, Unavailable
 from hotline.models import Attachment, TranscriptionState
 from hotline.settings import Settings
 
@@ -56,10 +59,23 @@ QUEUE_CHECK = "queue_unreachable"
 QUEUE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
-class QueueUnavailable(HotlineError):
-    """The Redis queue cannot be reached (down, restarting, wrong URL): try again later."""
+class QueueUnavailable(Unavailable):
+    """The Redis queue cannot be reached (down, restarting, wrong host): exit status 3,
+    like a database that is down: systemd starts the worker again."""
 
-    exit_status = 3  # like a database that is down: systemd starts the worker again
+
+class QueueMisconfigured(QueueUnavailable):
+    """Redis answers but refuses us for good (wrong password or user, an ACL, no such
+    database index): a person must fix HOTLINE_QUEUE_URL or the server. Still a
+    QueueUnavailable, so a running `serve` reports it as when Redis is down."""
+
+    exit_status = EX_CONFIG  # 78: systemd does not restart it (RestartPreventExitStatus)
+
+
+#: What Redis says at connection time when it refuses us for good. AuthenticationError
+#: and AuthorizationError are ConnectionErrors in redis-py, so they are told apart first;
+#: ResponseError is e.g. "DB index is out of range" or an ACL's NOPERM.
+QUEUE_REFUSALS = (redis.AuthenticationError, redis.exceptions.AuthorizationError, redis.ResponseError)
 
 
 def _redis_huey(settings: Settings, name: str) -> Huey:
@@ -83,9 +99,10 @@ def queue_location(settings: Settings) -> str:
     return settings.queue_url
 
 
-def queue_problem(settings: Settings) -> str | None:
-    """None if the queue answers; else one line saying why not (Redis only: the
-    embedded queue is a file in the data dir)."""
+def queue_problem(settings: Settings) -> QueueUnavailable | None:
+    """None if the queue answers; else why not, in one line: QueueMisconfigured if Redis
+    refuses us, QueueUnavailable if it cannot be reached (Redis only: the embedded queue
+    is a file in the data dir)."""
     if not settings.queue_url:
         return None
     client = redis.Redis.from_url(
@@ -93,8 +110,13 @@ def queue_problem(settings: Settings) -> str | None:
     )
     try:
         client.ping()
+    except QUEUE_REFUSALS as exc:
+        return QueueMisconfigured(
+            f"queue refused the connection: {queue_location(settings)}: {_first_line(exc)}; "
+            "fix the password, user or database number in HOTLINE_QUEUE_URL, or the server's ACL"
+        )
     except redis.RedisError as exc:
-        return f"queue unavailable: {queue_location(settings)}: {_first_line(exc)}"
+        return QueueUnavailable(f"queue unavailable: {queue_location(settings)}: {_first_line(exc)}")
     finally:
         client.close()
     return None
@@ -262,7 +284,7 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     from hotline.transcription.recognizer import ModelMissing, recognizer_for
 
     if problem := queue_problem(settings):
-        raise QueueUnavailable(problem)
+        raise problem
     if missing := _model_missing(settings):
         raise ModelMissing(missing)
     recognizer_for(settings)  # load the model once, before any job, and fail fast
@@ -292,7 +314,8 @@ class QueueWatch:
 
     def check(self, *, quiet: bool = False) -> str | None:
         """Check once, report or clear the health problem; the problem's line, if any."""
-        problem = queue_problem(self.settings)
+        error = queue_problem(self.settings)
+        problem = None if error is None else str(error)
         if problem and not self._down:
             if not quiet:
                 log.warning("transcription %s", problem)

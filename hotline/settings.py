@@ -3,13 +3,17 @@
 `load_settings()` reads the variables (and a `.env` file in the working directory,
 if there is one, or the file HOTLINE_ENV_FILE names) into a frozen `Settings`. A
 missing or malformed value raises `SettingsError` with one line that names the
-variable, and so does a data dir that cannot be written: a configuration error that
-waiting does not cure. Secrets have no defaults.
+variable, and so does a data dir that cannot be written for good (permissions, a
+read-only file system, a file in the way): a configuration error that waiting does not
+cure (exit status 78). A data dir whose file system fails for now (a stale NFS handle,
+an I/O error, a mount that is not there yet) raises `Unavailable` instead (exit status
+3: systemd tries again). Secrets have no defaults.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import importlib.util
 import os
 import secrets
@@ -22,7 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hotline.errors import SettingsError
+from hotline.errors import HotlineError, SettingsError, Unavailable
 from hotline.phones import parse_phone  # the one parser of phone numbers
 
 T = TypeVar("T")
@@ -330,15 +334,42 @@ def _secret_key(data_dir: Path, configured: str | None) -> str:
         path.touch(mode=0o600)
         path.write_text(key)
     except OSError as exc:  # made by another user (root): the service cannot read it
-        raise SettingsError(
+        raise file_error(
+            exc,
             f"cannot use the session key {path}: {exc.strerror or exc}; it must belong to the user "
-            "the hotline runs as (chown it, or run hotline commands as that user)"
+            "the hotline runs as (chown it, or run hotline commands as that user)",
         ) from None
     return key
 
 
+#: Errors of a file operation that a person must fix (an owner, a mode, a read-only
+#: mount, a file where a folder should be): waiting does not cure them. Any other
+#: (ESTALE of NFS, EIO, ENOENT of a mount not there yet, ENOSPC) may pass by itself.
+CONFIGURATION_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.ENAMETOOLONG,
+    }
+)
+
+
+def file_error(exc: OSError, message: str) -> HotlineError:
+    """SettingsError (exit 78) with `message` if `exc` is one a person must fix, else
+    Unavailable (exit 3, systemd tries again)."""
+    if exc.errno in CONFIGURATION_ERRNOS:
+        return SettingsError(message)
+    return Unavailable(f"{message} (a file system error that may pass: tried again)")
+
+
 def check_data_dir(data_dir: Path) -> None:
-    """SettingsError with one line unless `data_dir` is (or can be made) a folder to write in.
+    """SettingsError with one line unless `data_dir` is (or can be made) a folder to write
+    in; Unavailable if its file system fails for now (see `file_error`).
 
     A real write, not os.access(): root passes every permission check, not a read-only
     file system or an immutable folder."""
@@ -351,7 +382,7 @@ def check_data_dir(data_dir: Path) -> None:
         reason = exc.strerror or str(exc)
         if isinstance(exc, FileExistsError | NotADirectoryError):
             reason = "a file is in the way (a path under a file, or the path is a file)"
-        raise SettingsError(f"HOTLINE_DATA_DIR {data_dir} is not a writable folder: {reason}") from None
+        raise file_error(exc, f"HOTLINE_DATA_DIR {data_dir} is not a writable folder: {reason}") from None
 
 
 DEFAULT_VOSK_MODEL = "vosk-model-small-ru-0.22"

@@ -20,11 +20,12 @@ def worker(ctx: Context, workers: int) -> None:
     """Run transcription workers until stopped (Ctrl-C / SIGTERM)."""
     import logging
 
-    from hotline.jobs import QueueUnavailable, queue_location, queue_problem, run_worker
+    from hotline.jobs import queue_location, queue_problem, run_worker
 
     ctx.db.upgrade()
-    if problem := queue_problem(ctx.settings):  # one line and status 3, as a database that is down
-        raise QueueUnavailable(problem)
+    # One line: status 3 if Redis is down (as a database that is down), 78 if it refuses us.
+    if problem := queue_problem(ctx.settings):
+        raise problem
     # Logging from here on: the migrations above are not the worker's news.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     click.echo(f"hotline worker: {workers} thread(s), queue {queue_location(ctx.settings)}", err=True)

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from hotline.errors import HotlineError
+from hotline.errors import EX_CONFIG, HotlineError
 from hotline.settings import Settings
 from hotline.transcription.audio import TARGET_RATE
 
@@ -29,7 +29,10 @@ BYTES_PER_SECOND = TARGET_RATE * 2
 
 
 class ModelMissing(HotlineError):
-    """The Vosk model folder is not there or is not a model."""
+    """The Vosk model folder is not there or is not a model: `hotline models fetch`,
+    not a restart, cures it."""
+
+    exit_status = EX_CONFIG
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The `hotline` command as an operator runs it: a real process, real exit codes."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,9 +89,10 @@ def test_illegal_transition_is_one_line(run):
     assert "статус: новая" in run("request", "show", number).stdout  # nothing changed
 
 
-def test_bad_setting_is_one_line(run):
+def test_bad_setting_is_one_line_and_status_78(run):
+    # 78 (EX_CONFIG): the units do not restart it; 1 is a crash, which they do.
     result = run("request", "list", HOTLINE_HTTP_PORT="eighty")
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert result.stderr.startswith("error: HOTLINE_HTTP_PORT='eighty' is not valid")
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -102,12 +105,12 @@ def test_database_down_is_one_line(run):
 
 
 @pytest.mark.parametrize("command", ["serve", "worker", "agi", "db"])
-def test_an_unwritable_data_dir_is_one_line_and_status_1(run, tmp_path, command):
-    # Status 1, not 3: systemd must not restart a configuration error forever.
+def test_an_unwritable_data_dir_is_one_line_and_status_78(run, tmp_path, command):
+    # 78 (EX_CONFIG), not 3 or 1: systemd must not restart a configuration error forever.
     (tmp_path / "file").write_text("")
     args = ["db", "upgrade"] if command == "db" else [command]
     done = run(*args, HOTLINE_DATA_DIR=str(tmp_path / "file" / "var"), HOTLINE_SECRET_KEY="k")
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 78, done.stderr
     assert done.stderr.startswith("error: HOTLINE_DATA_DIR ") and "not a writable folder" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -128,3 +131,63 @@ def test_request_times_are_the_plants_with_the_zone_named(run):
     assert "\t" in listed and " +05\t" in listed and "UTC" not in listed
     assert "создана: " in shown and shown.count(" +05") >= 3 and "UTC" not in shown
     assert " UTC\t" in zoned
+
+
+def _unit_prevents_restart_on() -> set[int]:
+    """The exit statuses deploy/systemd/hotline.service does not restart on."""
+    unit = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "hotline.service"
+    [line] = [
+        x for x in unit.read_text(encoding="utf-8").splitlines() if x.startswith("RestartPreventExitStatus=")
+    ]
+    return {int(status) for status in line.split("=", 1)[1].split()}
+
+
+def _gunicorn_child(pid: int) -> int | None:
+    """The pid of `serve`'s gunicorn arbiter, a child of `pid`, if it runs yet."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for child in (task / "children").read_text().split():
+                if b"gunicorn" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+        except OSError:  # a thread or a process that ended meanwhile
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_serve_whose_gunicorn_is_killed_exits_with_a_status_systemd_restarts(tmp_path):
+    # The OOM killer's SIGKILL to gunicorn: `serve` must end with a status the unit
+    # restarts on (a crash), not the configuration error's, or the hotline stays down.
+    from tests.helpers import free_port
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env = {
+        **clean,
+        "HOTLINE_DATA_DIR": str(tmp_path / "data"),
+        "HOTLINE_HTTP_PORT": str(free_port()),
+        "HOTLINE_AGI_PORT": str(free_port()),
+        "HOTLINE_ASR": "fake",
+    }
+    proc = subprocess.Popen(
+        HOTLINE + ["serve", "--workers", "1", "--threads", "1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (child := _gunicorn_child(proc.pid)) is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert child is not None
+        os.kill(child, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "error: gunicorn exited with status -9" in err, err
+    assert proc.returncode not in (0, 78), err
+    assert proc.returncode not in _unit_prevents_restart_on(), err

@@ -179,13 +179,17 @@ def test_services_started_while_the_database_is_down_say_so_in_one_line(pg_via_p
         ({"database": "no_such_database_here"}, 'database "no_such_database_here" does not exist'),
     ],
 )
-def test_a_refusal_for_good_is_status_1_not_3(_postgres_database, tmp_path, change, says):
-    # systemd restarts on 3 (down for now) and must not restart forever on a wrong role or name.
+@pytest.mark.parametrize("command", ["db", "serve", "worker"])
+def test_a_refusal_for_good_is_status_78_not_3(_postgres_database, tmp_path, change, says, command):
+    # systemd restarts on 3 (down for now) and on 1 (a crash), and must not restart forever
+    # on a wrong role or name: 78, EX_CONFIG, the units' RestartPreventExitStatus.
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     url = make_url(_postgres_database).set(**change).render_as_string(hide_password=False)
     env = {**clean, "HOTLINE_DATA_DIR": str(tmp_path / "data"), "HOTLINE_DATABASE_URL": url}
-    done = subprocess.run(HOTLINE + ["db", "upgrade"], capture_output=True, text=True, env=env, timeout=60)
-    assert done.returncode == 1, done.stderr
+    env.update(HOTLINE_SECRET_KEY="k", HOTLINE_ASR="fake", HOTLINE_HTTP_PORT="1", HOTLINE_AGI_PORT="1")
+    args = ["db", "upgrade"] if command == "db" else [command]
+    done = subprocess.run(HOTLINE + args, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 78, done.stderr
     assert done.stderr.startswith("error: database refused the connection: ") and says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -195,7 +199,7 @@ def test_refusals_and_outages_are_told_apart():
 
     prefix = 'connection failed: connection to server at "10.0.0.5", port 5432 failed: '
     refused = database_error(prefix + 'FATAL:  password authentication failed for user "hotline"')
-    assert isinstance(refused, DatabaseMisconfigured) and refused.exit_status == 1
+    assert isinstance(refused, DatabaseMisconfigured) and refused.exit_status == 78
     assert "HOTLINE_DATABASE_URL" in str(refused)
     down = database_error(prefix + "Connection refused\n\tIs the server running?")
     assert not isinstance(down, DatabaseMisconfigured) and down.exit_status == 3

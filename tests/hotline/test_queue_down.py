@@ -33,6 +33,40 @@ def test_the_worker_says_the_queue_is_down_and_exits_3(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        # Redis without a password takes any password for its default user; a user it
+        # does not have is refused (redis-py's AuthenticationError, a ConnectionError).
+        ({"netloc": "no_such_user:wrong@"}, "invalid username-password pair"),
+        ({"path": "/99"}, "DB index is out of range"),  # redis-py's ResponseError
+    ],
+)
+def test_a_redis_that_refuses_the_worker_is_status_78_not_3(redis_url, tmp_path, change, says):
+    # 3 is restarted by systemd (Redis comes back); a wrong password or database number
+    # does not pass by itself: 78, EX_CONFIG, which the units do not restart.
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(redis_url)
+    if "netloc" in change:
+        parts = parts._replace(netloc=change["netloc"] + (parts.hostname or "") + f":{parts.port or 6379}")
+    else:
+        parts = parts._replace(path=change["path"])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env = {
+        **clean,
+        "HOTLINE_DATA_DIR": str(tmp_path / "data"),
+        "HOTLINE_QUEUE_URL": parts.geturl(),
+        "HOTLINE_SECRET_KEY": "k",
+        "HOTLINE_ASR": "fake",
+    }
+    done = subprocess.run(HOTLINE + ["worker"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 78, done.stderr
+    assert done.stderr.startswith("error: queue refused the connection: redis://"), done.stderr
+    assert says in done.stderr and "HOTLINE_QUEUE_URL" in done.stderr and "wrong@" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_serve_says_it_once_and_healthz_reports_it(make_settings, db, capsys):
     settings = make_settings(HOTLINE_QUEUE_URL=closed_url(), HOTLINE_ASR="fake")
     worker = jobs.make_service(settings, db)

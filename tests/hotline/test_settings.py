@@ -1,10 +1,12 @@
 import datetime as dt
+import errno
+import os
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from hotline.errors import SettingsError
-from hotline.settings import load_settings
+from hotline.errors import EX_CONFIG, SettingsError, Unavailable
+from hotline.settings import check_data_dir, load_settings
 
 
 def test_defaults(tmp_path):
@@ -118,11 +120,40 @@ def test_a_data_dir_that_cannot_be_written_is_one_line(tmp_path, where):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (errno.EACCES, EX_CONFIG),
+        (errno.EPERM, EX_CONFIG),
+        (errno.EROFS, EX_CONFIG),
+        (errno.ENOTDIR, EX_CONFIG),
+        (errno.EEXIST, EX_CONFIG),
+        (errno.ESTALE, 3),  # NFS: the server exported the folder again
+        (errno.EIO, 3),
+        (errno.ENOENT, 3),  # a parent mount that went away
+    ],
+)
+def test_a_data_dir_error_is_configuration_or_for_now_by_its_errno(tmp_path, monkeypatch, error, status):
+    # 78 is not restarted by systemd; 3 is: a file system that fails for now comes back.
+    def fail(*_args, **_kwargs):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr("tempfile.mkstemp", fail)
+    with pytest.raises((SettingsError, Unavailable)) as err:
+        check_data_dir(tmp_path / "data")
+    assert err.value.exit_status == status
+    assert isinstance(err.value, SettingsError) == (status == EX_CONFIG)
+    assert str(err.value).startswith(f"HOTLINE_DATA_DIR {tmp_path / 'data'} is not a writable folder: ")
+    assert os.strerror(error) in str(err.value) or "a file is in the way" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_a_session_key_the_service_cannot_read_is_one_line(tmp_path):
     (tmp_path / "secret_key").mkdir()  # unreadable as a file, for root too
     with pytest.raises(SettingsError) as err:
         load_settings({"HOTLINE_DATA_DIR": str(tmp_path)})
     assert "session key" in str(err.value) and "\n" not in str(err.value)
+    assert err.value.exit_status == EX_CONFIG
 
 
 def test_the_env_file_named_is_read(tmp_path, monkeypatch):

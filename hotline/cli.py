@@ -152,7 +152,14 @@ def db_upgrade(ctx: Context) -> None:
 
 
 @db.command("copy")
-@click.option("--to", "target", required=True, metavar="URL", help="The empty database to copy into.")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="The empty database to copy into; leave the password out of it (it would show in ps and "
+    "the shell's history) and give it by PGPASSWORD or ~/.pgpass.",
+)
 @click.option(
     "--from", "source", metavar="URL", help="The database to copy from [default: HOTLINE_DATABASE_URL]."
 )

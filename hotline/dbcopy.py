@@ -4,8 +4,15 @@ The target is brought to the current schema by the migrations, then every table 
 the models is copied in foreign-key order, in batches, in one transaction on the
 target: a copy that fails leaves the target as empty as it was. The source is read
 in one transaction too (a snapshot, also while the service writes to it). Afterwards
-PostgreSQL's id sequences continue after the highest copied id, and the request
-counter after the highest copied number, so no number a customer holds is issued again.
+PostgreSQL's id sequences continue after the highest copied id, or after the source's
+own sequence when the source is PostgreSQL too and has given out more (rows deleted at
+the end: their ids, in old /requests/<id> links, must not name another row), and the
+request counter after the highest copied number, so no number a customer holds is
+issued again.
+
+Passwords: a URL with a password on the command line shows in `ps` and the shell's
+history. Leave it out (`postgresql://hotline@db-host/hotline`): psycopg connects
+through libpq, which then reads PGPASSWORD or ~/.pgpass (mode 0600).
 """
 
 from __future__ import annotations
@@ -17,7 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -72,7 +91,7 @@ def copy_database(source_url: str, target_url: str, *, batch: int = BATCH) -> Co
                 rows = {table.name: _copy_table(reader, writer, table, batch) for table in _tables()}
                 _verify(reader, writer, rows)
                 next_number = _continue_numbers(writer)
-                _continue_ids(writer)
+                _continue_ids(writer, _next_ids(reader))
                 if writer.dialect.name == "sqlite":
                     search.rebuild_index(writer)  # SQLite's word index is a table outside the models
     finally:
@@ -193,20 +212,39 @@ def _continue_numbers(writer: Connection) -> str:
     return make_request_number(value + 1)
 
 
-def _continue_ids(writer: Connection) -> None:
-    """PostgreSQL: each id sequence continues after the highest copied id."""
-    if writer.dialect.name != "postgresql":
-        return  # SQLite gives max(rowid) + 1 by itself
-    quote = writer.dialect.identifier_preparer
+def _serial_sequences(conn: Connection) -> Iterator[tuple[Table, Any, str]]:
+    """PostgreSQL: each table with an id sequence, its id column and the sequence's name."""
+    quote = conn.dialect.identifier_preparer
     for table in _tables():
         column = table.autoincrement_column
         if column is None:
             continue
-        sequence = writer.execute(
+        sequence = conn.execute(
             select(func.pg_get_serial_sequence(quote.format_table(table), column.name))
         ).scalar()
         if sequence is not None:
-            writer.execute(select(func.setval(sequence, func.coalesce(func.max(column), 0) + 1, False)))
+            yield table, column, sequence
+
+
+def _next_ids(reader: Connection) -> dict[str, int]:
+    """The id each of a PostgreSQL source's sequences would give next, by table (SQLite: none)."""
+    if reader.dialect.name != "postgresql":
+        return {}  # SQLite's tables have no AUTOINCREMENT: max(rowid) + 1 is all it remembers
+    out: dict[str, int] = {}
+    for table, _, sequence in _serial_sequences(reader):
+        # The name comes from pg_get_serial_sequence, quoted; a sequence is read like a table.
+        last, called = reader.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
+        out[table.name] = last + 1 if called else last
+    return out
+
+
+def _continue_ids(writer: Connection, source_next: dict[str, int]) -> None:
+    """PostgreSQL: each id sequence continues after the highest copied id and the source's."""
+    if writer.dialect.name != "postgresql":
+        return  # SQLite gives max(rowid) + 1 by itself
+    for table, column, sequence in list(_serial_sequences(writer)):
+        copied_next = writer.execute(select(func.coalesce(func.max(column), 0) + 1)).scalar_one()
+        writer.execute(select(func.setval(sequence, max(copied_next, source_next.get(table.name, 1)), False)))
 
 
 def _shown(conn: Connection | Engine) -> str:

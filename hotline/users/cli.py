@@ -2,6 +2,10 @@
 
 Passwords are read from a prompt (or stdin with --password-stdin), never from the
 command line, where they would land in the shell history and the process list.
+
+Login locks are read and lifted in the shared store only (Redis or the database),
+never in this process's memory: when Redis cannot be reached, `list` and `passwd`
+say so in one line and end with status 3 (hotline.users.throttle.LockStoreUnavailable).
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ def user_add(ctx: Context, login: str, name: str, role: str, password_stdin: boo
 def user_list(ctx: Context) -> None:
     """List the accounts."""
     ctx.db.upgrade()
-    locked = throttle.make_store(ctx.db.engine, ctx.settings.queue_url).locked_logins(utcnow())
+    locked = throttle.make_store(ctx.db.engine, ctx.settings.queue_url, fallback=False).locked_logins(
+        utcnow()
+    )
     with ctx.db.session() as session:
         for user in users.list_users(session):
             state = "active" if user.active else "disabled"
@@ -69,7 +75,9 @@ def user_passwd(ctx: Context, login: str, password_stdin: bool) -> None:
         user = users.get_user(session, login)
         users.set_password(user, _read_password(password_stdin))
         click.echo(f"password of {user.login} changed")
-    throttle.make_store(ctx.db.engine, ctx.settings.queue_url).clear_login(login)
+    # After the password: a new password must not wait for Redis; the locks then stay
+    # (the error says so, status 3) and a second `passwd`, or the admin page, lifts them.
+    throttle.make_store(ctx.db.engine, ctx.settings.queue_url, fallback=False).clear_login(login)
 
 
 def register(group: click.Group) -> None:

@@ -14,7 +14,11 @@ lock in the database, a Lua script in Redis), so concurrent attempts cannot slip
 the limit; a success then resets the pair and gives back its count to the others.
 
 When Redis cannot be reached, each process counts in its own memory for a while
-(`FallbackStore`, one warning in the log) rather than refusing every login.
+(`FallbackStore`, one warning in the log) rather than refusing every login; a lock
+counted there holds until it expires, also after Redis is back. When Redis refuses our
+password, logins are counted in memory too, but that is a configuration error: an
+error line every RETRY_REDIS_SECONDS until it is fixed. The operator's commands (`hotline
+user list`, `passwd`) never count in memory: they stop with LockStoreUnavailable.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +37,20 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from hotline.errors import EX_CONFIG, Unavailable
 from hotline.models import LoginAttempts, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class LockStoreUnavailable(Unavailable):
+    """The store of login locks (Redis) cannot be reached now (exit status 3)."""
+
+
+class LockStoreMisconfigured(LockStoreUnavailable):
+    """Redis refused our credentials (HOTLINE_QUEUE_URL): fixed by a person, not by time."""
+
+    exit_status = EX_CONFIG
 
 
 @dataclass(frozen=True)
@@ -296,28 +312,78 @@ class RedisAttemptStore:
 # --- in this process's memory (Redis unreachable) ---
 
 
-class MemoryAttemptStore:
-    """Counts in a dict of this process: what the Lua script does, under one lock."""
+#: The most keys the memory store holds; beyond it the least recently tried are dropped
+#: (a spray of guessed logins from many addresses must not fill the process's memory).
+MEMORY_MAX_KEYS = 10_000
 
-    def __init__(self) -> None:
+
+@dataclass
+class _Row:
+    failures: int
+    start: dt.datetime
+    locked: dt.datetime | None
+    login: str | None
+    expires: dt.datetime  # both the window and the lock are over: the row says nothing more
+
+
+class MemoryAttemptStore:
+    """Counts in a dict of this process: what the Lua script does, under one lock.
+
+    Keys are kept in the order they were last tried: expired ones are dropped from the
+    front on every attempt, and the oldest beyond MEMORY_MAX_KEYS, so each attempt costs
+    O(1) (amortized) and the memory is bounded.
+    """
+
+    def __init__(self, max_keys: int = MEMORY_MAX_KEYS) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[str, list[Any]] = {}  # key -> [failures, window start, locked until, login]
+        self._rows: OrderedDict[str, _Row] = OrderedDict()
+        self._max_keys = max_keys
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
         with self._lock:
-            failures, start, locked, _ = self._rows.get(key, [0, now, None, login])
-            if locked and locked > now:
-                return Attempt((locked - now).total_seconds(), failures)
+            self._prune(now)
+            row = self._rows.get(key)
+            if row and row.locked and row.locked > now:
+                return Attempt((row.locked - now).total_seconds(), row.failures)
+            failures, start = (row.failures, row.start) if row else (0, now)
             if start <= now - policy.window:
                 failures, start = 0, now
             failures += 1
             lock = policy.lock_after(failures)
-            self._rows[key] = [failures, start, now + lock if lock else None, login]
-            if len(self._rows) > 10_000:  # guessed logins must not fill the memory
-                day_ago = now - dt.timedelta(days=1)
-                for old in [k for k, row in self._rows.items() if row[1] < day_ago]:
-                    del self._rows[old]
+            locked = now + lock if lock else None
+            self._rows[key] = _Row(
+                failures, start, locked, login, max(start + policy.window, locked or start)
+            )
+            self._rows.move_to_end(key)
+            while len(self._rows) > self._max_keys:
+                self._rows.popitem(last=False)
             return Attempt(0.0, failures)
+
+    def lock_left(self, key: str, now: dt.datetime) -> Attempt | None:
+        """The live lock of `key` counted here, if any (no try is counted)."""
+        with self._lock:
+            row = self._rows.get(key)
+            if row and row.locked and row.locked > now:
+                return Attempt((row.locked - now).total_seconds(), row.failures)
+            return None
+
+    def has_locks(self, now: dt.datetime) -> bool:
+        """Whether any lock counted here still holds (after dropping what expired)."""
+        with self._lock:
+            self._prune(now)
+            return any(row.locked and row.locked > now for row in self._rows.values())
+
+    def _prune(self, now: dt.datetime) -> None:
+        # The front is the least recently tried; a long-lived row there (a pair's day)
+        # stops the pruning until the next attempt, and MEMORY_MAX_KEYS bounds the rest.
+        while self._rows:
+            row = next(iter(self._rows.values()))
+            if row.expires > now:
+                return
+            self._rows.popitem(last=False)
 
     def succeeded(self, key: str, policy: Policy) -> None:
         with self._lock:
@@ -326,22 +392,22 @@ class MemoryAttemptStore:
                 return
             if policy is PAIR:
                 del self._rows[key]
-            elif row[0] > 0:
-                row[0] -= 1
-                row[2] = None
+            elif row.failures > 0:
+                row.failures -= 1
+                row.locked = None
 
     def clear_login(self, login: str) -> None:
         login = normal_login(login)
         with self._lock:
-            for key in [k for k, row in self._rows.items() if row[3] == login]:
+            for key in [k for k, row in self._rows.items() if row.login == login]:
                 del self._rows[key]
 
     def locked_logins(self, now: dt.datetime) -> dict[str, dt.datetime]:
         out: dict[str, dt.datetime] = {}
         with self._lock:
-            for key, (_, _, locked, login) in self._rows.items():
-                if key.startswith("pair:") and login and locked and locked > now:
-                    out[login] = max(out.get(login, locked), locked)
+            for key, row in self._rows.items():
+                if key.startswith("pair:") and row.login and row.locked and row.locked > now:
+                    out[row.login] = max(out.get(row.login, row.locked), row.locked)
         return out
 
 
@@ -354,14 +420,33 @@ class FallbackStore:
 
     Logins must not fail because the queue's Redis is down: the counts then hold per
     process only (a guesser spread over N processes gets N times the tries) until Redis
-    answers again; the log says so once per outage.
+    answers again; the log says so once per outage. A lock counted in memory meanwhile
+    is still enforced after Redis is back, until it expires.
+
+    Redis refusing our password (`refusals`) is a configuration error that time will not
+    cure: logins are still counted in memory (refusing every login would lock out the
+    engineers who must fix it), and an error line is logged every RETRY_REDIS_SECONDS
+    until the password in HOTLINE_QUEUE_URL is right.
+
+    With `fallback=False` (the operator's commands) nothing is counted in memory:
+    LockStoreUnavailable (or LockStoreMisconfigured) says Redis did not answer.
     """
 
-    def __init__(self, primary: AttemptStore, errors: tuple[type[BaseException], ...], where: str):
+    def __init__(
+        self,
+        primary: AttemptStore,
+        errors: tuple[type[BaseException], ...],
+        where: str,
+        *,
+        refusals: tuple[type[BaseException], ...] = (),
+        fallback: bool = True,
+    ):
         self.primary = primary
         self.memory = MemoryAttemptStore()
-        self._errors = errors
+        self._errors = errors + refusals
+        self._refusals = refusals
         self._where = where
+        self._fallback = fallback
         self._down_until = 0.0
 
     def _call(self, method: str, *args: Any) -> Any:
@@ -369,15 +454,7 @@ class FallbackStore:
             try:
                 result = getattr(self.primary, method)(*args)
             except self._errors as exc:
-                if not self._down_until:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    log.warning(
-                        "login throttle: Redis %s unreachable (%s); counting login attempts "
-                        "in this process's memory until it answers",
-                        self._where,
-                        first,
-                    )
-                self._down_until = time.monotonic() + RETRY_REDIS_SECONDS
+                self._failed(exc)
             else:
                 if self._down_until:
                     log.warning("login throttle: Redis %s answers again; counting there", self._where)
@@ -385,12 +462,45 @@ class FallbackStore:
                 return result
         return getattr(self.memory, method)(*args)
 
+    def _failed(self, exc: BaseException) -> None:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        refused = isinstance(exc, self._refusals)
+        if not self._fallback:
+            if refused:
+                raise LockStoreMisconfigured(
+                    f"Redis {self._where} refused the credentials of HOTLINE_QUEUE_URL ({first}): "
+                    "login locks not read or changed"
+                ) from exc
+            raise LockStoreUnavailable(
+                f"the store of login locks, Redis {self._where}, is unreachable ({first}): "
+                "login locks not read or changed"
+            ) from exc
+        if refused:  # every retry window: a password to fix, not an outage to wait out
+            log.error(
+                "login throttle: Redis %s refused the credentials (%s); check the password in "
+                "HOTLINE_QUEUE_URL; counting login attempts in this process's memory meanwhile",
+                self._where,
+                first,
+            )
+        elif not self._down_until:
+            log.warning(
+                "login throttle: Redis %s unreachable (%s); counting login attempts "
+                "in this process's memory until it answers",
+                self._where,
+                first,
+            )
+        self._down_until = time.monotonic() + RETRY_REDIS_SECONDS
+
     def attempt(self, key: str, login: str | None, policy: Policy, now: dt.datetime) -> Attempt:
+        held = self.memory.lock_left(key, now)  # counted while Redis was away: still holds
+        if held is not None:
+            return held
         return self._call("attempt", key, login, policy, now)  # type: ignore[no-any-return]
 
     def succeeded(self, key: str, policy: Policy) -> None:
         self._call("succeeded", key, policy)
-        if self._down_until == 0.0:  # a lock counted in memory while Redis was away ends too
+        if self._down_until == 0.0:  # a count kept in memory while Redis was away ends too
             self.memory.succeeded(key, policy)
 
     def clear_login(self, login: str) -> None:
@@ -405,16 +515,27 @@ class FallbackStore:
 REDIS_TIMEOUT = 2.0
 
 
-def make_store(engine: Engine, queue_url: str | None) -> AttemptStore:
-    """Redis when the queue is on Redis (shared by every host), the database otherwise."""
+def make_store(engine: Engine, queue_url: str | None, *, fallback: bool = True) -> AttemptStore:
+    """Redis when the queue is on Redis (shared by every host), the database otherwise.
+
+    `fallback=False`: never count in this process's memory (the operator's commands,
+    whose memory nobody else sees); LockStoreUnavailable when Redis does not answer."""
     if queue_url and queue_url.split(":", 1)[0] in {"redis", "rediss", "unix"}:
         import redis
 
         client = redis.Redis.from_url(
             queue_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
+        # AuthenticationError is a ConnectionError: listed apart, it is told apart.
+        refusals = (redis.AuthenticationError, redis.exceptions.NoPermissionError)
         errors = (redis.ConnectionError, redis.TimeoutError)
-        return FallbackStore(RedisAttemptStore(client), errors, _redis_location(queue_url))
+        return FallbackStore(
+            RedisAttemptStore(client),
+            errors,
+            _redis_location(queue_url),
+            refusals=refusals,
+            fallback=fallback,
+        )
     return SqlAttemptStore(engine)
 
 

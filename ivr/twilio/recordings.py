@@ -8,6 +8,12 @@ or an outage anywhere in between leaves the row pending: the sweep of `hotline
 serve` fetches it again with backoff (30 s, 1, 2, 4 … minutes, at most an hour apart) and,
 after HOTLINE_RECORDING_FETCH_TRIES tries, marks it failed, says so in the call's
 timeline and the request's history, and lists it on the dashboard's intake page.
+
+A 401 or 403 (our TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN are wrong, typically during a
+token rotation) is not a try of the recording: the row stays pending and is asked for
+again every REFUSED_BACKOFF, each refusal logged as one error line naming the settings,
+for REFUSED_FOR after the recording was made; once the token is fixed the next sweep
+fetches it. Only a refusal that outlasts REFUSED_FOR marks the row failed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ log = logging.getLogger(__name__)
 BACKEND = "twilio"
 DOWNLOAD_TIMEOUT = httpx.Timeout(10.0, connect=3.0)  # Twilio gives the whole exchange 15 s
 MAX_BACKOFF = dt.timedelta(hours=1)
+# A refused download waits for a person to fix the token: asking hourly costs Twilio 24
+# requests a day and fetches the recording at most an hour after the fix; four days
+# outlast a long weekend (a rotation gone wrong on Friday evening, fixed on Tuesday).
+# Twilio keeps a recording until it is deleted, so even then the row keeps its URL.
+REFUSED_BACKOFF = dt.timedelta(hours=1)
+REFUSED_FOR = dt.timedelta(days=4)
 SWEEP_SECONDS = 30.0
 
 
@@ -44,10 +56,10 @@ class FetchError(Exception):
 
 
 class FetchRefused(FetchError):
-    """Twilio refused the credentials (401, 403): a configuration error, not tried again.
+    """Twilio refused the credentials (401, 403): a configuration error.
 
-    The row keeps the recording's URL (the file stays at Twilio), the request's history
-    and the call's timeline say it was not fetched."""
+    The row stays pending and is asked for again every REFUSED_BACKOFF until the
+    credentials are fixed (or REFUSED_FOR has passed); a refusal is not counted as a try."""
 
 
 #: What a refusal says in the request's history and the call's timeline.
@@ -116,14 +128,7 @@ def fetch(settings: Settings, db: Database, store: CallStore, fetch_id: int) -> 
             finally:
                 os.unlink(path)
     except FetchRefused as exc:
-        log.error(
-            "recording %s not fetched: Twilio refused the credentials (%s) at %s; check TWILIO_ACCOUNT_SID "
-            "and TWILIO_AUTH_TOKEN (not tried again; the recording stays at Twilio)",
-            sid,
-            exc.args[1],
-            url,
-        )
-        _failed_try(settings, db, store, fetch_id, attempts, str(exc), final=True)
+        _refused(settings, db, store, fetch_id, url, exc)
         return False
     except FetchError as exc:
         _failed_try(settings, db, store, fetch_id, attempts, str(exc))
@@ -193,6 +198,42 @@ def _backoff(attempts: int) -> dt.timedelta:
     return min(dt.timedelta(seconds=30 * 2 ** max(0, attempts - 1)), MAX_BACKOFF)
 
 
+def _refused(
+    settings: Settings, db: Database, store: CallStore, fetch_id: int, url: str, exc: FetchRefused
+) -> None:
+    """A 401/403: the row waits, pending, for the credentials to be fixed (not a try)."""
+    with db.session() as session:
+        row = session.get(RecordingFetch, fetch_id)
+        if row is None:
+            return
+        row.attempts -= 1  # the recording was not tried, our credentials were
+        give_up_at = row.created_at + REFUSED_FOR
+        now = utcnow()
+        sid, attempts = row.recording_ref.split(":", 1)[1], row.attempts
+        if now < give_up_at:
+            row.last_error = str(exc)
+            row.next_attempt_at = now + REFUSED_BACKOFF
+            log.error(
+                "recording %s not fetched: Twilio refused the credentials (%s) at %s; check "
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (kept pending, asked again every %s until %s)",
+                sid,
+                exc.args[1],
+                url,
+                REFUSED_BACKOFF,
+                give_up_at.isoformat(timespec="minutes"),
+            )
+            return
+    log.error(
+        "recording %s not fetched: Twilio refused the credentials (%s) at %s for %s; check "
+        "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (marked failed; the recording stays at Twilio)",
+        sid,
+        exc.args[1],
+        url,
+        REFUSED_FOR,
+    )
+    _failed_try(settings, db, store, fetch_id, attempts, str(exc), final=True)
+
+
 def _failed_try(
     settings: Settings,
     db: Database,
@@ -203,7 +244,7 @@ def _failed_try(
     *,
     final: bool = False,
 ) -> None:
-    refused = final  # told already, in one line that names the settings to check
+    refused = final  # refused for REFUSED_FOR: told already, in a line that names the settings
     final = final or attempts >= settings.recording_fetch_tries
     with db.session() as session:
         row = session.get(RecordingFetch, fetch_id)

@@ -315,3 +315,51 @@ def test_the_operator_moves_to_postgres_from_the_command_line(tmp_path, fresh_po
     assert again.returncode == 1
     assert again.stderr.startswith("error: the target database already holds data")
     assert len(again.stderr.splitlines()) == 1 and "postgres@" in again.stderr
+
+
+def test_postgres_to_postgres_ids_continue_after_the_source_sequence(db, tmp_path, target_url, request):
+    from hotline.models import RequestEvent
+
+    fill(db, tmp_path / "data")
+    copy_database(db.url, target_url)  # the source of this test: PostgreSQL, 5 requests
+    source = Database(target_url)
+    try:
+        with source.session() as s:  # two requests opened last, then deleted: their ids were given out
+            gone = [
+                registry.open_request(s, kind="incident", channel="web", actor="cli", subject=f"удалю {i}")
+                for i in range(2)
+            ]
+            s.flush()
+            gone_ids = [r.id for r in gone]
+        with source.session() as s:
+            s.execute(RequestEvent.__table__.delete().where(RequestEvent.request_id.in_(gone_ids)))
+            s.execute(Request.__table__.delete().where(Request.id.in_(gone_ids)))
+            assert s.scalar(select(func.max(Request.id))) < min(gone_ids)
+    finally:
+        source.dispose()
+    target_of_pg = request.getfixturevalue("fresh_postgres")
+
+    copy_database(target_url, target_of_pg)
+
+    target = Database(target_of_pg)
+    try:
+        with target.session() as s:
+            new = registry.open_request(
+                s, kind="incident", channel="web", actor="cli", subject="после переноса"
+            )
+            s.flush()
+            assert new.id == max(gone_ids) + 1  # not an id an old /requests/<id> link names
+            user = users.create_user(s, "petrov", password=PASSWORD)
+            assert user.id == 2  # a sequence the source did not run ahead: after the highest id
+    finally:
+        target.dispose()
+
+
+def test_a_postgres_url_without_a_password_leaves_it_to_libpq():
+    # No password in the URL: psycopg is given none, so libpq reads PGPASSWORD or ~/.pgpass.
+    engine = create_engine(dbcopy._normal_url("postgresql://hotline@db-host:5432/hotline"))
+    try:
+        _, params = engine.dialect.create_connect_args(engine.url)
+        assert "password" not in params and params["user"] == "hotline"
+    finally:
+        engine.dispose()

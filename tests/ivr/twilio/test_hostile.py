@@ -232,10 +232,9 @@ def test_a_recording_that_never_comes_is_shown_as_lost(call: TwilioCall, api, ma
     assert "recording_lost" in event_kinds(db)
 
 
-def test_a_recording_refused_for_its_credentials_is_not_tried_again(call: TwilioCall, api, app, db, caplog):
-    # A wrong TWILIO_AUTH_TOKEN or account SID: 401 the first time and every time after.
-    settings = app.extensions["hotline.settings"]
-    api.credentials = "Basic bm90OnRoaXM="  # Twilio knows other credentials than ours
+def _record_with_wrong_credentials(call: TwilioCall, api) -> str:
+    """A recording made while Twilio knows other credentials than ours (a token rotation)."""
+    api.credentials = "Basic bm90OnRoaXM="
     call.start()
     call.press("2")
     call.press("1")
@@ -245,17 +244,56 @@ def test_a_recording_refused_for_its_credentials_is_not_tried_again(call: Twilio
     params = {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": "3"}
     call.post(record.get("action"), params)
     call.post(record.get("recordingStatusCallback"), {**params, "RecordingStatus": "completed"})
+    return url
+
+
+def test_a_recording_refused_for_its_credentials_is_fetched_once_they_are_fixed(
+    call: TwilioCall, api, app, db, caplog
+):
+    settings = app.extensions["hotline.settings"]
     store = CallStore(db, settings, "twilio")
+    ours = api.credentials
+    url = _record_with_wrong_credentials(call, api)  # 401 on the status callback itself
+    start = dt.datetime.now(dt.UTC)
+    for hours in (2, 4, 30):  # hours of refusals: more than HOTLINE_RECORDING_FETCH_TRIES (8) would allow
+        assert recordings.sweep(settings, db, store, now=start + dt.timedelta(hours=hours)) == 0
+    with db.session() as s:
+        fetch = s.scalars(select(RecordingFetch)).one()
+        assert (fetch.state, fetch.attempts, fetch.url) == ("pending", 0, url)  # kept, not lost
+        assert "TWILIO_AUTH_TOKEN" in (fetch.last_error or "")
+        assert fetch.next_attempt_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=50)  # an hour apart
+    assert count(db, Attachment) == 0 and api.downloads == []
+    refused = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
+    assert len(refused) == 4  # the callback's try and one a sweep, each an hour after the last
+    assert all(r.levelname == "ERROR" and "\n" not in r.getMessage() for r in refused)
+    assert "TWILIO_ACCOUNT_SID" in refused[0].getMessage() and TOKEN not in caplog.text
+
+    api.credentials = ours  # the token is fixed
+    assert recordings.sweep(settings, db, store, now=start + dt.timedelta(minutes=30)) == 0  # not due yet
+    assert recordings.sweep(settings, db, store, now=start + dt.timedelta(hours=3)) == 1
+    assert count(db, Attachment) == 1 and len(api.downloads) == 1
+    with db.session() as s:
+        fetch = s.scalars(select(RecordingFetch)).one()
+        assert (fetch.state, fetch.last_error) == ("done", None)
+        history = s.scalars(select(RequestEvent.text).join(Request)).all()
+        assert not any("запись звонка не получена" in h for h in history)
+
+
+def test_a_refusal_that_outlasts_the_wait_is_shown_as_failed(call: TwilioCall, api, app, db):
+    settings = app.extensions["hotline.settings"]
+    store = CallStore(db, settings, "twilio")
+    url = _record_with_wrong_credentials(call, api)
+    with db.session() as s:  # made longer ago than the wait for fixed credentials
+        fetch = s.scalars(select(RecordingFetch)).one()
+        fetch.created_at -= recordings.REFUSED_FOR + dt.timedelta(minutes=1)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     assert recordings.sweep(settings, db, store, now=later) == 0
     with db.session() as s:
         fetch = s.scalars(select(RecordingFetch)).one()
-        assert (fetch.state, fetch.attempts) == ("failed", 1) and fetch.url == url  # kept, not lost
-        assert "TWILIO_AUTH_TOKEN" in (fetch.last_error or "")
+        assert (fetch.state, fetch.url) == ("failed", url) and "TWILIO_AUTH_TOKEN" in (fetch.last_error or "")
         history = s.scalars(select(RequestEvent.text).join(Request)).all()
         assert any("запись звонка не получена" in h and "TWILIO_AUTH_TOKEN" in h for h in history)
-    refused = [r for r in caplog.records if "refused the credentials" in r.getMessage()]
-    assert len(refused) == 1 and "\n" not in refused[0].getMessage() and TOKEN not in caplog.text
+    assert "recording_lost" in event_kinds(db)
 
 
 def test_a_wrong_signature_names_the_url_and_the_settings_never_the_token(call: TwilioCall, caplog):

@@ -152,7 +152,7 @@ def test_worker_without_a_model_says_how_to_fetch_it(tmp_path):
     proc = subprocess.run(
         [hotline, "worker"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 78  # EX_CONFIG: the units do not restart it every 5 s; fetching cures it
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: Vosk model not found")
     assert "hotline models fetch vosk-model-small-ru-0.22" in last

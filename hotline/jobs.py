@@ -38,6 +38,7 @@ import redis
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 
 from hotline import health
 from hotline.db import Database, DatabaseUnavailable
@@ -88,15 +89,7 @@ def queue_location(settings: Settings) -> str:
     """The queue's URL without its password, or the embedded queue's file."""
     if not settings.queue_url:
         return f"embedded ({settings.data_dir / 'queue.sqlite3'})"
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(settings.queue_url)
-    if parts.password:
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        return parts._replace(
-            netloc=user + (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        ).geturl()
-    return settings.queue_url
+    return make_url(settings.queue_url).render_as_string(hide_password=True)  # as `hotline db` shows its URL
 
 
 def queue_problem(settings: Settings) -> QueueUnavailable | None:

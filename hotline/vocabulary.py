@@ -22,12 +22,14 @@ __all__ = [
     "CallEventKind",
     "Channel",
     "HistoryAction",
+    "MONTHS_GENITIVE",
     "NotificationKind",
     "NotificationState",
     "NotifyChannel",
     "Outcome",
     "RequestKind",
     "RequestStatus",
+    "file_size",
     "label_of",
     "labels",
     "plural",
@@ -253,7 +255,23 @@ class BackendStatus(Labelled):
     CONGESTION = "congestion", "перегрузка сети"
 
 
-# --- Russian numbers ---------------------------------------------------------------
+# --- Russian numbers and dates -----------------------------------------------------
+
+#: «7 декабря»: the months after a day (the spoken date's audio keys, the dashboard).
+MONTHS_GENITIVE = (
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+)
 
 
 def plural(n: int, one: str, few: str, many: str) -> str:

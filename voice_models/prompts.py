@@ -23,6 +23,7 @@ from num2words import num2words
 
 from hotline.models import RequestKind, RequestStatus
 from hotline.registry import STATUS_LABELS
+from hotline.vocabulary import MONTHS_GENITIVE
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts" / "ru"
 FIRST_YEAR, LAST_YEAR = 2020, 2050
@@ -114,20 +115,6 @@ _WEEKDAYS = (
 )
 
 _DIGITS = ("ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять")
-_MONTHS = (
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-)
 
 
 @cache
@@ -136,7 +123,7 @@ def catalogue() -> dict[str, str]:
     texts = dict(PHRASES)
     texts.update({f"digit_{d}": word for d, word in enumerate(_DIGITS)})
     texts.update({f"day_{d}": num2words(d, lang="ru", to="ordinal", gender="n") for d in range(1, 32)})
-    texts.update({f"month_{m}": name for m, name in enumerate(_MONTHS, start=1)})
+    texts.update({f"month_{m}": name for m, name in enumerate(MONTHS_GENITIVE, start=1)})
     texts.update(
         {
             f"year_{y}": num2words(y, lang="ru", to="ordinal", case="genitive") + " года"

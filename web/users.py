@@ -12,26 +12,12 @@ from hotline.errors import UserError
 from hotline.models import Role, User, utcnow
 from hotline.users import ROLE_LABELS
 from hotline.users.throttle import Throttle
+from hotline.vocabulary import MONTHS_GENITIVE
 from web.auth import me, require_admin
 from web.db import session, settings
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 require_admin(bp)
-
-MONTHS = (
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-)
 
 
 def _throttle() -> Throttle:
@@ -51,7 +37,7 @@ def _until(moment: dt.datetime, now: dt.datetime) -> str:
     local = moment.astimezone(zone)
     if local.date() == now.astimezone(zone).date():
         return f"{local:%H:%M}"
-    return f"{local.day} {MONTHS[local.month - 1]}, {local:%H:%M}"
+    return f"{local.day} {MONTHS_GENITIVE[local.month - 1]}, {local:%H:%M}"
 
 
 @bp.get("")

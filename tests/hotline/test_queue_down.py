@@ -106,3 +106,13 @@ def test_serve_says_one_thing_about_a_missing_model(make_settings, db, tmp_path)
         assert (worker.started_line or "").startswith("transcription disabled: Vosk model not found at ")
     finally:
         worker.stop()
+
+
+def test_the_queue_is_named_without_its_password(tmp_path):
+    from hotline.settings import load_settings
+
+    settings = load_settings(
+        {"HOTLINE_DATA_DIR": str(tmp_path), "HOTLINE_QUEUE_URL": "redis://hl:s3cret@h:6379/1"}
+    )
+    assert jobs.queue_location(settings) == "redis://hl:***@h:6379/1"
+    assert jobs.queue_location(load_settings({"HOTLINE_DATA_DIR": str(tmp_path)})).startswith("embedded (")

@@ -154,13 +154,18 @@ def test_three_wrong_numbers_say_goodbye(caller: Caller, port: FakeCallPort):
     assert caller.state.outcome == "too_many_attempts"
 
 
-def test_lookups_per_hour_cap(port: FakeCallPort):
+def _over_the_lookup_limit(port: FakeCallPort) -> tuple[Caller, str]:
+    """A caller who asks for a status with the hour's two lookups made; what they hear."""
     number = port.add_request("incident", "new")
     port.lookups = 2
     c = Caller(port, flow.FlowConfig(lookups_per_hour=2))
     c.send(flow.CallStarted("+79001234567"))
     c.press("1")
-    text = c.press(number)
+    return c, c.press(number)
+
+
+def test_lookups_per_hour_cap(port: FakeCallPort):
+    c, text = _over_the_lookup_limit(port)
     assert "Узнать статус можно будет позже. Главное меню." in text
     assert "Заявка номер" not in text
     assert port.lookups == 2 and c.state.outcome == "lookup_limit"
@@ -173,12 +178,7 @@ def test_lookups_per_hour_cap(port: FakeCallPort):
 
 
 def test_the_lookup_limit_stays_the_outcome_after_a_silence(port: FakeCallPort):
-    number = port.add_request("incident", "new")
-    port.lookups = 2
-    c = Caller(port, flow.FlowConfig(lookups_per_hour=2))
-    c.send(flow.CallStarted("+79001234567"))
-    c.press("1")
-    c.press(number)
+    c, _ = _over_the_lookup_limit(port)
     for _ in range(3):
         c.send(NoInput())
     assert c.actions[-1] == HangUp() and c.state.outcome == "lookup_limit"

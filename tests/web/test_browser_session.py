@@ -7,6 +7,7 @@ import pytest
 from tests.web.conftest import PASSWORD
 from tests.web.test_browser import WAIT_MS, browser, server  # noqa: F401 - fixtures
 from tests.web.test_errors import _end_sessions
+from tests.web.test_phone_and_live import PHONE
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +16,7 @@ NOTE = "Линия 3 снова не читает коды после замен
 
 def _page(browser, app, console: list[str]):  # noqa: F811 - the fixture
     app.config["LIVE_POLL_MS"] = 300
-    context = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844})  # a phone
+    context = browser.new_context(locale="ru-RU", viewport=PHONE)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -36,14 +37,8 @@ def _notes(app, voicemail) -> list[str]:
         return [e.text for e in req.events if e.action == "note"]
 
 
-def test_text_sent_after_the_session_ended_comes_back_after_login(
-    server,  # noqa: F811
-    browser,  # noqa: F811
-    app,
-    accounts,
-    voicemail,
-):
-    console: list[str] = []
+def _typing_when_the_session_ends(server, browser, app, voicemail, console: list[str]):  # noqa: F811
+    """An engineer logged in on a request's page, a note typed: then the session ends."""
     context, page = _page(browser, app, console)
     request_page = f"{server}/requests/{voicemail.number}"
     page.goto(request_page)
@@ -52,6 +47,19 @@ def test_text_sent_after_the_session_ended_comes_back_after_login(
     note = page.locator(f"form[action$='/{voicemail.number}/note'] textarea[name=text]")
     note.fill(NOTE)
     _end_sessions(app)
+    return context, page, note
+
+
+def test_text_sent_after_the_session_ended_comes_back_after_login(
+    server,  # noqa: F811
+    browser,  # noqa: F811
+    app,
+    accounts,
+    voicemail,
+):
+    console: list[str] = []
+    context, page, note = _typing_when_the_session_ends(server, browser, app, voicemail, console)
+    request_page = f"{server}/requests/{voicemail.number}"
     page.click("text=Добавить заметку")
     page.wait_for_url(f"{server}/login?**")
     assert page.locator(".flash", has_text="Войдите, чтобы продолжить.").count() == 1
@@ -78,14 +86,8 @@ def test_the_page_says_the_session_ended_and_keeps_the_text_while_logging_in_els
     voicemail,
 ):
     console: list[str] = []
-    context, page = _page(browser, app, console)
+    context, page, note = _typing_when_the_session_ends(server, browser, app, voicemail, console)
     request_page = f"{server}/requests/{voicemail.number}"
-    page.goto(request_page)
-    _log_in(page)
-    page.wait_for_url(request_page)
-    note = page.locator(f"form[action$='/{voicemail.number}/note'] textarea[name=text]")
-    note.fill(NOTE)
-    _end_sessions(app)
     banner = page.locator("#session-ended")
     banner.wait_for()
     assert banner.inner_text().startswith("Сеанс завершён. Войдите снова, чтобы не потерять введённый текст.")

@@ -9,11 +9,10 @@ import pytest
 
 from hotline import calllog, registry
 from tests.web.test_browser import WAIT_MS, _shot, browser, server  # noqa: F401 - fixtures
-from tests.web.test_phone_and_live import _login
+from tests.web.test_phone_and_live import PHONE, _login
 
 pytestmark = pytest.mark.slow
 
-PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 768}
 LOG_LINE = "ERROR:reader.scan.decode:" + "0xDEADBEEF" * 28  # 305 characters, no space
 URL = "https://psr-qr.example/support/logs?line=" + "a1b2c3d4" * 20

@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import os
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -186,17 +187,24 @@ def test_calls_whose_end_never_came_are_closed_by_the_sweep(call: TwilioCall, db
     assert "closed_unreported" in event_kinds(db)
 
 
-def _record_with_api_down(call: TwilioCall, api) -> tuple[str, dict[str, str]]:
+def _record(call: TwilioCall, url: str, sid: str) -> tuple[dict[str, str], httpx.Response]:
+    """A caller leaves a voice request; Twilio posts its action, then the recording
+    status callback (its answer is returned)."""
     call.start()
     call.press("2")
     call.press("1")
     record = call.waiting.verb
+    params = {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": "3"}
+    call.post(record.get("action"), params)
+    done = call.post(record.get("recordingStatusCallback"), {**params, "RecordingStatus": "completed"})
+    return params, done
+
+
+def _record_with_api_down(call: TwilioCall, api) -> tuple[str, dict[str, str]]:
     sid = "RE" + "3" * 32
     url = api.add(sid, make_wav(3))
     api.files.pop(sid)  # Twilio's API does not serve it (yet)
-    params = {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": "3"}
-    call.post(record.get("action"), params)
-    response = call.post(record.get("recordingStatusCallback"), {**params, "RecordingStatus": "completed"})
+    params, response = _record(call, url, sid)
     assert response.status_code == 502
     return sid, params
 
@@ -235,15 +243,9 @@ def test_a_recording_that_never_comes_is_shown_as_lost(call: TwilioCall, api, ma
 def _record_with_wrong_credentials(call: TwilioCall, api) -> str:
     """A recording made while Twilio knows other credentials than ours (a token rotation)."""
     api.credentials = "Basic bm90OnRoaXM="
-    call.start()
-    call.press("2")
-    call.press("1")
-    record = call.waiting.verb
     sid = "RE" + "4" * 32
     url = api.add(sid, make_wav(3))
-    params = {"RecordingUrl": url, "RecordingSid": sid, "RecordingDuration": "3"}
-    call.post(record.get("action"), params)
-    call.post(record.get("recordingStatusCallback"), {**params, "RecordingStatus": "completed"})
+    _record(call, url, sid)
     return url
 
 

@@ -487,6 +487,9 @@ def test_service_logs_calls_over_a_real_connection(
     try:
         service.connection.wait_connected(WAIT)
         ami_server.emit(*incoming_call_events("1700000000.9"))
+        # Logged before the restart: a server that closes with our bytes unread resets the
+        # connection, and the client may lose what it had not read yet (once on a busy CI).
+        assert eventually(lambda: len([c for c in calls(db) if c.ended_at and c.duration_seconds]) == 1)
         ami_server.restart()
         assert ami_server.wait_logins(2)
         service.connection.wait_connected(WAIT)

@@ -248,11 +248,24 @@ def reply(session: Session, request: Request, *, actor: str, text: str) -> Reque
     return _record(session, request, actor, HistoryAction.REPLY, text=text)
 
 
+_RESUMED_BY_CUSTOMER = {
+    S.AWAITING_INFO: "получена информация от заказчика",
+    S.PROCESSED: "заказчик написал по обработанной заявке: она снова в работе",
+}
+
+
 def add_information(session: Session, request: Request, *, actor: str, text: str) -> RequestEvent:
-    """The customer sent more information (a call, an e-mail); work on it resumes."""
+    """The customer sent more information (a call, an e-mail); work on it resumes.
+
+    On a processed request too: the customer answers «Если вопрос не решён, ответьте на
+    это письмо» (hotline.mail.compose), and a processed request is in the archive, where
+    no engineer would see the answer. It is reopened, as a help desk reopens a solved
+    ticket on a reply; an engineer closes it again if it was only thanks.
+    """
     event = _record(session, request, actor, HistoryAction.INFORMATION_ADDED, text=text)
-    if request.status == S.AWAITING_INFO:
-        change_status(session, request, S.IN_PROGRESS, actor=actor, note="получена информация от заказчика")
+    if request.status in _RESUMED_BY_CUSTOMER:
+        note = _RESUMED_BY_CUSTOMER[RequestStatus(request.status)]
+        change_status(session, request, S.IN_PROGRESS, actor=actor, note=note)
     request.updated_at = utcnow()
     return event
 

@@ -121,6 +121,7 @@ class HistoryAction(Labelled):
     CALL = "call", "звонок"
     CALLBACK = "callback", "обратный звонок"
     REPLY = "reply", "ответ заказчику"
+    MENTIONED = "mentioned", "упоминание в другой заявке"
 
 
 # --- notifications to the customer -------------------------------------------------

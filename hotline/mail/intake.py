@@ -30,6 +30,7 @@ from hotline.mail.parse import InboundAttachment, InboundMail, parse_message
 from hotline.mail.transport import Mailbox
 from hotline.models import Channel, EmailMessage, Request, RequestKind
 from hotline.numbers import find_request_numbers
+from hotline.phones import stored_phone
 from hotline.settings import Settings
 from hotline.storage import store_attachment
 from hotline.vocabulary import file_size
@@ -106,6 +107,9 @@ def clean_mail(mail: InboundMail) -> InboundMail:
     mail.text = body.text
     mail.in_reply_to = clean_line(mail.in_reply_to, 998) or None if mail.in_reply_to else None
     mail.references = [clean_line(r, 998) for r in mail.references if clean_line(r)]
+    if mail.pbx_caller is not None:
+        mail.pbx_caller = clean_line(mail.pbx_caller, 200)
+        mail.pbx_caller_name = line(mail.pbx_caller_name, 200, "имя звонившего")
     for item in mail.attachments:
         item.filename = clean_line(item.filename, 300) or "file"
         item.content_type = clean_line(item.content_type, 120) or "application/octet-stream"
@@ -118,8 +122,12 @@ def _file(
 ) -> IntakeResult:
     actor = f"email:{mail.from_addr or 'unknown'}"
     notes = mail.notes
-    request = _find_request(session, mail)
-    if request is None:
+    request = None if mail.pbx_caller is not None else _find_request(session, mail)
+    if mail.pbx_caller is not None:
+        actor = f"caller:{stored_phone(mail.pbx_caller) or 'unknown'}"
+        request = _voicemail(session, mail, actor)
+        outcome = "created"
+    elif request is None:
         kind = registry.suggest_kind(f"{mail.subject}\n{mail.text}")
         first_line = next((line.strip() for line in mail.text.splitlines() if line.strip()), "")
         request = registry.open_request(
@@ -171,6 +179,12 @@ def _file(
         if attachment.is_audio:
             to_transcribe.append(attachment.id)
     summary = f"письмо от {mail.from_addr or 'неизвестного отправителя'}: «{mail.subject or 'без темы'}»"
+    if mail.pbx_caller is not None:
+        caller = f"с номера {request.contact_phone}" if request.contact_phone else "со скрытого номера"
+        summary = (
+            f"голосовое сообщение {caller}, оставленное на резервном автоответчике Asterisk "
+            f"(горячая линия не могла принять звонок); пришло письмом от {mail.from_addr or 'АТС'}"
+        )
     registry.record(
         session,
         request,
@@ -181,6 +195,23 @@ def _file(
     session.add(_email_row(mail, request.id, "\n".join(notes) or None))
     log.info("mail %s → request %s (%s)", mail.message_id, request.number, outcome)
     return IntakeResult(outcome, mail.message_id, request.number, notes)
+
+
+def _voicemail(session: Session, mail: InboundMail, actor: str) -> Request:
+    """A voice message of Asterisk's fallback: a new phone request, as the call would have
+    made had the hotline taken it (the caller never chose a kind: an engineer confirms it
+    once the transcript suggests one). Never matched to a request by numbers in the mail:
+    the body holds the caller's number, not a request's."""
+    return registry.open_request(
+        session,
+        kind=DEFAULT_KIND,
+        channel=Channel.PHONE,
+        actor=actor,
+        subject=registry.VOICE_SUBJECT,
+        phone=mail.pbx_caller,
+        name=mail.pbx_caller_name or None,
+        kind_confirmed=False,
+    )
 
 
 def _find_request(session: Session, mail: InboundMail) -> Request | None:

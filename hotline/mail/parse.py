@@ -58,6 +58,10 @@ class InboundMail:
     #: Why the message must get neither a request nor a reply (a bounce, an autoresponder).
     automatic: str | None = None
     malformed: bool = False
+    #: A voice message from Asterisk's VoiceMail() (`asterisk_voicemail`): the caller id
+    #: Asterisk had ("" when withheld) and its name; None for any other message.
+    pbx_caller: str | None = None
+    pbx_caller_name: str = ""
 
     @property
     def synthetic_id(self) -> bool:
@@ -177,6 +181,8 @@ def parse_message(raw: bytes) -> InboundMail:
     elif html:
         mail.text = "\n\n".join(html_to_text(h) for h in html).strip()
         notes.append("письмо только в HTML: сохранён его текст без разметки и скриптов")
+    if (voicemail := asterisk_voicemail(msg, mail)) is not None:
+        mail.pbx_caller, mail.pbx_caller_name = voicemail
     if len(mail.text) > MAX_TEXT:
         mail.text = mail.text[:MAX_TEXT]
         notes.append(f"текст письма обрезан до {MAX_TEXT} символов")
@@ -247,6 +253,27 @@ def _filename(part: Message, default: str | None) -> str | None:
 def _default_name(ctype: str) -> str:
     ext = {"text/plain": ".txt", "text/html": ".html", "image/png": ".png", "image/jpeg": ".jpg"}
     return "attachment" + ext.get(ctype, "." + ctype.split("/")[-1].split("+")[0][:10])
+
+
+# app_voicemail.c (make_email): `Message-ID: <Asterisk-<msgnum>-<random>-<mailbox>-<pid>@<host>>`.
+_ASTERISK_MESSAGE_ID = re.compile(r"^<Asterisk-\d+-\d+-")
+
+
+def asterisk_voicemail(msg: Message, mail: InboundMail) -> tuple[str, str] | None:
+    """(caller id, caller name) if the message is a voice message Asterisk's VoiceMail()
+    e-mailed (the dialplan's fallback, deploy/asterisk/voicemail.conf), else None.
+
+    Asterisk marks it only by its Message-ID and the recording attached (`audio/x-wav`,
+    `msg0000.wav`); the caller id is in `X-Asterisk-CallerID` and `X-Asterisk-CallerIDName`,
+    each left out when empty (a withheld number). The X-Asterisk-VM-* headers are written
+    only with IMAP storage, so they are not relied on. Like a caller id on the line, these
+    headers are the sender's word: the request is a phone request, as a call would make."""
+    if not _ASTERISK_MESSAGE_ID.match(mail.message_id):
+        return None
+    if not any(a.content_type.startswith("audio/") for a in mail.attachments):
+        return None
+    caller = header_text(msg, "X-Asterisk-CallerID").strip()
+    return caller, header_text(msg, "X-Asterisk-CallerIDName").strip()
 
 
 def automatic_reason(msg: Message, from_addr: str) -> str | None:

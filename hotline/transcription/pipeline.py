@@ -12,7 +12,9 @@ When the transcript is ready the request gets: the text as its description if it
 none, a suggested kind from Russian keywords (the engineer confirms it), and a
 history entry (actor "system", action "transcript") that names the existing requests
 the caller mentioned. Those links are recomputed by `linked_requests` from the
-transcript's normalized text, which is what the dashboard calls.
+transcript's normalized text, which is what the dashboard calls; each request
+mentioned gets a history entry pointing back (`mention_back`), so that the engineer
+working on it sees the follow-up.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hotline.storage import resolve
 from hotline.transcription.audio import AudioError, pcm16_chunks
 from hotline.transcription.recognizer import Recognizer, recognizer_for
 from hotline.transcription.russian_numbers import normalize_numbers
+from hotline.vocabulary import HistoryAction
 
 log = logging.getLogger("hotline.transcription.pipeline")
 
@@ -249,7 +252,20 @@ def _history_text(session: Session, transcript: Transcript, kind: RequestKind | 
     links = linked_requests(session, transcript)
     if links:
         lines.append("Упомянуты заявки: " + ", ".join(r.number for r in links))
+        mention_back(session, transcript, links)
     return "\n".join(lines)
+
+
+def mention_back(session: Session, transcript: Transcript, links: Collection[Request]) -> None:
+    """A history entry on each request the recording names, pointing at the recording's
+    request; once per pair, however often the recording is transcribed or corrected."""
+    request = transcript.attachment.request if transcript.attachment else None
+    if request is None:
+        return
+    text = f"упомянута в голосовом сообщении заявки {request.number}"
+    for linked in links:
+        if not any(e.action == HistoryAction.MENTIONED and e.text == text for e in linked.events):
+            registry.record(session, linked, actor="system", action=HistoryAction.MENTIONED, text=text)
 
 
 def stalled_recordings(session: Session, lease_seconds: int, queued: Collection[int] = ()) -> list[int]:

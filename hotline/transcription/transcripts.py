@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from hotline import registry
 from hotline.errors import UserError
 from hotline.models import Transcript, utcnow
+from hotline.transcription.pipeline import linked_requests, mention_back
 
 
 def correct_transcript(session: Session, transcript: Transcript, text: str, *, login: str) -> None:
@@ -40,3 +41,5 @@ def correct_transcript(session: Session, transcript: Transcript, text: str, *, l
             action="transcript_corrected",
             text=f"исправлена расшифровка записи {transcript.attachment.filename}",
         )
+        # A number heard wrong and corrected now points at the request it names.
+        mention_back(session, transcript, linked_requests(session, transcript))

@@ -263,3 +263,8 @@ def test_request_page_links_the_requests_the_caller_named(engineer, app, voicema
     post(engineer, url, {"text": f"это опять по заявке {spoken}"})
     page = engineer.get(f"/requests/{voicemail.number}").get_data(as_text=True)
     assert f'href="/requests/{earlier}"' in page
+    # The request named links back to the voicemail, in its history.
+    page = engineer.get(f"/requests/{earlier}").get_data(as_text=True)
+    assert "упоминание в другой заявке" in page
+    link = f'<a class="mono" href="/requests/{voicemail.number}">'
+    assert f"упомянута в голосовом сообщении заявки {link}" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -125,6 +126,35 @@ def test_a_reply_without_the_number_still_finds_its_thread(mail_settings, db, do
     [result] = poll(settings)
     assert result.outcome == "added"
     assert len(requests_of(db)) == 1
+
+
+def test_an_answer_to_the_processed_mail_reopens_the_request(mail_settings, db, dovecot, folder, smtp):
+    # The «обработана» mail says «Если вопрос не решён, ответьте на это письмо»: the
+    # answer must reach an engineer, not sit in the archive.
+    settings = mail_settings()
+    first = customer_mail("Сканер не читает коды", "Линия 2 стоит.")
+    deliver(dovecot, folder, first)
+    poll(settings)
+    with db.session() as session:
+        [request] = session.scalars(select(Request)).all()
+        registry.change_status(session, request, "in_progress", actor="engineer:anna")
+        registry.change_status(session, request, "processed", actor="engineer:anna", note="заменён кабель")
+    drain(settings, db)
+    processed = smtp.messages[-1]
+    assert "ответьте на это письмо" in processed.get_content()
+    answer = customer_mail("Re: сканер", "Не помогло, снова не читает.")
+    answer["In-Reply-To"] = processed["Message-ID"]
+    deliver(dovecot, folder, answer)
+
+    [result] = poll(settings)
+    assert result.outcome == "added"
+    [request] = requests_of(db)
+    assert (request.status, request.archived) == (RequestStatus.IN_PROGRESS, False)
+    with db.session() as session:
+        last = registry.get_request(session, request.number).events[-3:]
+        assert [e.action for e in last][:2] == ["information_added", "status"]
+        assert "Не помогло" in last[0].text
+        assert last[1].text == "заказчик написал по обработанной заявке: она снова в работе"
 
 
 def test_the_same_message_twice_makes_one_request(mail_settings, db, dovecot, folder, smtp):
@@ -363,6 +393,68 @@ def test_a_voice_attachment_is_queued_for_transcription(mail_settings, db, dovec
     assert huey.pending_count() == before + 1
     [task] = huey.pending()[-1:]
     assert task.args == (attachment.id,)
+
+
+def asterisk_voicemail(cidnum: str, cidname: str, wav: bytes) -> bytes:
+    """A voice message as Asterisk 22's app_voicemail.c (make_email, add_email_attachment)
+    e-mails it with deploy/asterisk/voicemail.conf: CRLF lines, the caller id in
+    X-Asterisk-CallerID/-CallerIDName only when not empty, no X-Asterisk-VM-* headers
+    (those come with IMAP storage only), the recording as audio/x-wav msg0000.wav."""
+    bound = "----voicemail_1hotline41731904238"
+    caller = f"X-Asterisk-CallerID: {cidnum}\r\n" if cidnum else ""
+    caller += f"X-Asterisk-CallerIDName: {cidname}\r\n" if cidname else ""
+    heard = f"{cidname} <{cidnum}>" if cidnum else "an unknown caller"
+    body = f"Звонок 07.12.2026 22:40, 0:12, номер {heard}. Запись во вложении."
+    audio = base64.encodebytes(wav).decode().replace("\n", "\r\n")
+    return (
+        "Date: Mon, 07 Dec 2026 22:40:11 +0500\r\n"
+        "From: =?UTF-8?B?0JPQvtGA0Y/Rh9Cw0Y8g0LvQuNC90LjRjyDQn9Ch0KAgUVI=?= <hotline-pbx@axon.system>\r\n"
+        "To: =?UTF-8?B?0JPQvtGA0Y/Rh9Cw0Y8g0LvQuNC90LjRjyDQn9Ch0KAgUVI=?= <support@axon.system>\r\n"
+        "Subject: =?UTF-8?Q?Voice?=\r\n"
+        f"Message-ID: <Asterisk-1-1804289383-hotline-41731@pbx.axon.system>\r\n{caller}"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="{bound}"\r\n\r\n\r\n'
+        f"This is a multi-part message in MIME format.\r\n\r\n--{bound}\r\n"
+        "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        f"{body}\r\n\r\n--{bound}\r\n"
+        'Content-Type: audio/x-wav; name="msg0000.wav"\r\n'
+        "Content-Transfer-Encoding: base64\r\nContent-Description: Voicemail sound attachment.\r\n"
+        'Content-Disposition: attachment; filename="msg0000.wav"\r\n\r\n'
+        f"{audio}\r\n\r\n--{bound}--\r\n.\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(("cidnum", "phone"), [("89001234567", "+79001234567"), ("", None)])
+def test_asterisks_fallback_voicemail_is_a_phone_request_of_the_caller(
+    mail_settings, db, dovecot, folder, smtp, cidnum, phone
+):
+    # The dialplan's fallback (the hotline could not take the call) e-mails the voice
+    # message from the PBX's address: the request is the caller's, as a call makes it.
+    settings = mail_settings()
+    with db.session() as session:  # the caller's number must not be read as a request's
+        registry.open_request(session, kind="incident", channel="email", actor="email:a@plant.example")
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64)
+    deliver(dovecot, folder, asterisk_voicemail(cidnum, "Petrov" if cidnum else "", wav))
+
+    [result] = poll(settings)
+    assert result.outcome == "created"
+    [_, request] = requests_of(db)
+    assert (request.channel, request.status, request.kind_confirmed) == ("phone", "new", False)
+    assert (request.contact_phone, request.contact_email) == (phone, None)
+    assert request.contact_name == ("Petrov" if cidnum else None)
+    assert request.subject == registry.VOICE_SUBJECT and request.description == ""
+    with db.session() as session:
+        request = registry.get_request(session, request.number)
+        [attachment] = request.attachments
+        assert (attachment.filename, attachment.transcription_state) == ("msg0000.wav", "pending")
+        assert resolve(settings.data_dir, attachment.path).read_bytes() == wav
+        [email_in] = [e for e in request.events if e.action == "email_in"]
+        caller = f"с номера {phone}" if phone else "со скрытого номера"
+        assert email_in.text.startswith(f"голосовое сообщение {caller}, оставленное на резервном")
+        assert {e.actor for e in request.events} == {f"caller:{phone or 'unknown'}"}
+    # No automatic reply to the PBX's address; a caller's mobile gets the number by SMS.
+    drain(settings, db)
+    assert smtp.messages == []
 
 
 def test_a_message_without_message_id_is_still_taken_once(mail_settings, db, dovecot, folder):

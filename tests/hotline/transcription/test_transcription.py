@@ -58,6 +58,13 @@ def test_transcript_goes_into_the_request(settings, db, wav):
     (entry,) = events(db, number)
     assert "Упомянуты заявки: " + mentioned in entry
     assert "инцидент" in entry
+    # The request named points back, once, however often the recording is transcribed.
+    back = [f"упомянута в голосовом сообщении заявки {number}"]
+    assert events(db, mentioned, "mentioned") == back
+    with db.session() as s:
+        s.execute(update(Attachment).where(Attachment.id == att).values(transcription_state="pending"))
+    assert run_transcription_job(settings, att, db=db, recognizer=FakeRecognizer(text)) == "done"
+    assert events(db, mentioned, "mentioned") == back
 
 
 def test_running_twice_does_the_work_once(settings, db, wav):

@@ -44,3 +44,13 @@ def test_an_engineers_own_description_is_kept(db, tmp_path):
         assert t.attachment.request.description == "Сканер на линии 3, см. звонок"
         with pytest.raises(UserError):
             correct_transcript(s, t, "   ", login="ivanov")
+
+
+def test_a_corrected_number_points_at_the_request_it_names(db, tmp_path):
+    with db.session() as s:
+        named = registry.open_request(s, kind="incident", channel="email", actor="email:a@plant.example")
+        t = _voicemail(s, tmp_path, "линия три не читает коды")
+        correct_transcript(s, t, f"Линия 3 не читает коды, как в заявке {named.number}", login="ivanov")
+        voicemail = t.attachment.request.number
+        [entry] = [e for e in named.events if e.action == "mentioned"]
+        assert entry.text == f"упомянута в голосовом сообщении заявки {voicemail}"

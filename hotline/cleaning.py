@@ -82,3 +82,13 @@ def clean_line(raw: str | None, limit: int | None = None) -> str:
 def printable(raw: str | None) -> str:
     """Stored text for a terminal: one line, nothing a terminal would obey."""
     return clean_line(raw)
+
+
+def email_address(raw: str | None) -> str | None:
+    """An e-mail address a person typed, cleaned; None if it cannot be one (no local part,
+    no dot in the domain, over 254 characters, or spaces, brackets, quotes or separators)."""
+    address = clean_line(raw)
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or len(address) > 254 or any(c in address for c in " <>,;\"'"):
+        return None
+    return address

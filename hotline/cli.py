@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from hotline import registry
-from hotline.cleaning import clean_line, clean_text, printable
+from hotline.cleaning import clean_line, clean_text, email_address, printable
 from hotline.errors import HotlineError, UserError
 from hotline.models import Request, RequestStatus
 from hotline.phones import display_phone, require_phone
@@ -324,10 +324,9 @@ def _safe(text: str) -> str:
 
 def _email(raw: str) -> str:
     """An e-mail address a person typed; UserError with one line if it is not one."""
-    address = clean_line(raw)
-    local, _, domain = address.rpartition("@")
-    if not local or "." not in domain or len(address) > 254 or any(c in address for c in " <>,;\"'"):
-        raise UserError(f"not an e-mail address: {address[:60]!r}")
+    address = email_address(raw)
+    if address is None:
+        raise UserError(f"not an e-mail address: {clean_line(raw)[:60]!r}")
     return address
 
 

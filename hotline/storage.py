@@ -16,7 +16,7 @@ import time
 import uuid
 import wave
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ def resolve(data_dir: Path, relative: str) -> Path:
     return path
 
 
-def write_file(data_dir: Path, area: str, filename: str, source: BinaryIO | bytes) -> tuple[str, int, str]:
+def write_file(data_dir: Path, area: str, filename: str, source: IO[bytes] | bytes) -> tuple[str, int, str]:
     """Store bytes under data_dir/area/YYYY/MM; returns (relative path, size, sha256)."""
     now = utcnow()
     relative = f"{area}/{now:%Y/%m}/{uuid.uuid4().hex}-{safe_filename(filename)}"
@@ -107,7 +107,7 @@ def store_attachment(
     session: Session,
     data_dir: Path,
     *,
-    source: BinaryIO | bytes,
+    source: IO[bytes] | bytes,
     filename: str,
     content_type: str,
     origin: str,

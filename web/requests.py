@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
+from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
 from hotline import registry, reports, search
-from hotline.cleaning import clean_text
+from hotline.cleaning import clean_line, clean_text, email_address
 from hotline.errors import IllegalTransition, InvalidRequestNumber, UnknownRequest, UserError
+from hotline.jobs import enqueue_transcription
 from hotline.models import Attachment, Call, Channel, Request, RequestKind, RequestStatus, Transcript, User
+from hotline.phones import parse_phone
 from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests, suggest_numbers
+from hotline.storage import store_attachment
 from hotline.transcription.pipeline import linked_requests
 from hotline.transcription.transcripts import correct_transcript
+from hotline.vocabulary import file_size
 from web import customer
 from web.asr import asr_problem
 from web.auth import me, require_login
-from web.boundary import int_arg
+from web.boundary import accepts_uploads, int_arg
 from web.db import session, settings
 
 bp = Blueprint("requests", __name__)
@@ -177,6 +183,115 @@ def _form(name: str, limit: int = 10000) -> str:
     """A form field as it is stored: cleaned (hotline.cleaning), so that control
     characters alone are the page's «пусто», not the registry's own refusal."""
     return clean_text(request.form.get(name, "")).strip()[:limit]
+
+
+MAX_FILES = 20  # in one form; the body as a whole is held to HOTLINE_ATTACHMENT_MAX_BYTES
+#: The new-request form's fields, and what each may hold.
+ENTRY_FIELDS = {"kind": 20, "subject": 300, "description": 10000, "name": 200, "organisation": 200,
+                "phone": 60, "email": 254}  # fmt: skip
+
+
+@bp.get("/requests/new")
+def new() -> str:
+    """An engineer enters a request taken by other means (their own phone, a visit, a
+    letter): channel «вручную» (web), with the customer's contacts and files."""
+    return _entry_page(dict.fromkeys(ENTRY_FIELDS, ""))
+
+
+def _entry_page(values: dict[str, str]) -> str:
+    return render_template("requests/new.html", values=values, limit=settings().attachment_max_bytes)
+
+
+@bp.post("/requests/new")
+@accepts_uploads
+def create() -> Response | tuple[str, int]:
+    values = {name: _form(name, limit) for name, limit in ENTRY_FIELDS.items()}
+    phone = parse_phone(values["phone"]) if values["phone"] else None
+    problems = [
+        problem
+        for problem, wrong in (
+            ("Выберите вид заявки.", values["kind"] not in set(RequestKind)),
+            ("Опишите, что случилось.", not values["description"]),
+            ("Телефон не распознан: наберите его полностью, например +7 343 567-45-30.",
+             bool(values["phone"]) and (phone is None or not phone.is_number)),
+            ("Адрес e-mail не распознан.", bool(values["email"]) and email_address(values["email"]) is None),
+            (f"Не больше {MAX_FILES} файлов за раз.", len(_uploads()) > MAX_FILES),
+        )
+        if wrong
+    ]  # fmt: skip
+    if problems:
+        for problem in problems:
+            flash(problem, "error")
+        if _uploads():
+            flash("Файлы не сохранены: выберите их снова.", "warn")
+        return _entry_page(values), 400
+    db = session()
+    req = registry.open_request(
+        db,
+        kind=values["kind"],
+        channel=Channel.WEB,
+        actor=me().actor,
+        subject=values["subject"] or values["description"].splitlines()[0][:120],
+        description=values["description"],
+        phone=phone.stored if phone else None,
+        email=email_address(values["email"]),
+        name=values["name"] or None,
+        organisation=values["organisation"] or None,
+    )
+    audio = _store_uploads(db, req)
+    number = req.number
+    db.commit()
+    _transcribe(audio)
+    flash(f"Заявка {number} зарегистрирована.", "ok")
+    return redirect(url_for(".show", number=number))
+
+
+@bp.post("/requests/<number>/files")
+@accepts_uploads
+def add_files(number: str) -> Response:
+    """Files for a request (a log, a screenshot, an HTML packet brought on a USB stick)."""
+    audio: list[int] = []
+
+    def act(db: Session, req: Request) -> str:
+        if not _uploads():
+            raise UserError("выберите файлы")
+        if len(_uploads()) > MAX_FILES:
+            raise UserError(f"не больше {MAX_FILES} файлов за раз")
+        audio.extend(_store_uploads(db, req))
+        return f"Вложено файлов: {len(_uploads())}."
+
+    response = _act(number, act)
+    _transcribe(audio)
+    return response
+
+
+def _uploads() -> list[FileStorage]:
+    """The form's files, those chosen (an empty file input sends a part with no name)."""
+    return [f for f in request.files.getlist("files") if f.filename]
+
+
+def _store_uploads(db: Session, req: Request) -> list[int]:
+    """Each uploaded file into the data dir and the request's history; the ids of audio
+    files, to be transcribed once committed. The type comes from the file's name, not
+    from what the browser declared."""
+    audio = []
+    for upload in _uploads():
+        name = clean_line(upload.filename, 300) or "file"
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        attachment = store_attachment(
+            db, settings().data_dir, source=upload.stream, filename=name, content_type=content_type,
+            origin="web", request_id=req.id,
+        )  # fmt: skip
+        stored = f"{attachment.filename} ({file_size(attachment.size)})"
+        registry.record(db, req, actor=me().actor, action="attachment", text=stored)
+        if attachment.is_audio:
+            audio.append(attachment.id)
+    return audio
+
+
+def _transcribe(attachment_ids: list[int]) -> None:
+    for attachment_id in attachment_ids:
+        enqueue_transcription(settings(), attachment_id)  # a queue that is down: one log line
 
 
 @bp.post("/requests/<number>/status")

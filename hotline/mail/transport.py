@@ -9,6 +9,9 @@ HotlineError
 Plaintext (no TLS) connections are refused unless the server is on the loopback
 interface or HOTLINE_MAIL_ALLOW_PLAINTEXT is set: imap:// and smtp:// upgrade with
 STARTTLS whenever the server offers it.
+
+What the hotline has taken in is marked by the hotline itself, not by \\Seen alone: see
+`Mailbox.new_messages` and docs/intake.md ("E-mail: which messages are new").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -32,6 +36,13 @@ from hotline.notify.channel import DeliveryError
 log = logging.getLogger("hotline.mail")
 
 IDLE_RENEW_SECONDS = 300  # RFC 2177 asks clients to renew IDLE at least every 29 minutes
+
+# The private IMAP keyword mark_done() sets on a message the hotline has taken in.
+TAKEN_KEYWORD = "$HotlineTaken"
+# A message someone already read (\Seen) that the hotline has not taken is taken only if
+# it arrived within this many days: that covers the hotline being down for a long weekend,
+# and a first start against a mailbox full of old read mail takes none of the old mail.
+READ_MAIL_WINDOW_DAYS = 7
 
 
 class MailboxError(HotlineError):
@@ -94,6 +105,7 @@ class Mailbox:
         self.processed_folder = processed_folder
         self.allow_plaintext = allow_plaintext
         self._client: Any = None
+        self.keywords = False  # the folder keeps TAKEN_KEYWORD (set by connect())
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -117,12 +129,23 @@ class Mailbox:
             client.login(self.url.username or "", self.url.password or "")
             if self.processed_folder and not client.folder_exists(self.processed_folder):
                 client.create_folder(self.processed_folder)
-            client.select_folder(self.folder)
+            selected = client.select_folder(self.folder)
         except MailboxError:
             raise
         except Exception as exc:  # imapclient raises imaplib errors, socket errors, ssl errors
             raise MailboxError(f"IMAP {self.url.host}:{self.url.port}: {exc}") from exc
         self._client = client
+        self.keywords = allows_keyword(selected.get(b"PERMANENTFLAGS"))
+        if not self.keywords:  # once per connection: connect() is its start
+            log.warning(
+                "IMAP folder %s on %s does not let the hotline keep its own %s mark on messages "
+                "(no \\* in PERMANENTFLAGS), so mail counts as new only while it is unread: "
+                "a message someone opens in a mail client before the hotline polls is never "
+                "taken in. Give the hotline a mailbox of its own, or a server that allows keywords.",
+                self.folder,
+                self.url.host,
+                TAKEN_KEYWORD,
+            )
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -131,9 +154,15 @@ class Mailbox:
                 client.logout()
 
     def new_messages(self, batch: int = 20) -> Iterator[tuple[int, bytes]]:
-        """Unread messages as (uid, raw bytes), oldest first, without marking them read."""
+        """Messages not yet taken as (uid, raw bytes), oldest first, leaving their flags alone.
+
+        Not yet taken: without TAKEN_KEYWORD, and unread or arrived within
+        READ_MAIL_WINDOW_DAYS (new_mail_criteria); only unread where the folder keeps no
+        keywords.
+        """
+        criteria = new_mail_criteria(self.keywords, datetime.now(UTC).date())
         try:
-            uids = sorted(self._client.search(["UNSEEN", "NOT", "DELETED"]))
+            uids = sorted(self._client.search(criteria))
         except Exception as exc:
             raise MailboxError(f"IMAP search failed: {exc}") from exc
         # Fetched a batch at a time, so a long backlog is never all in memory at once.
@@ -149,9 +178,11 @@ class Mailbox:
                     yield uid, fetched[uid][b"BODY[]"]
 
     def mark_done(self, uid: int) -> None:
-        """Mark a handled message read, and move it to the processed folder if there is one."""
+        """Mark a handled message taken and read, and move it to the processed folder if any."""
+        # \Seen as well, so that people see it handled; the keyword travels with a move.
+        flags = [b"\\Seen", TAKEN_KEYWORD.encode()] if self.keywords else [b"\\Seen"]
         try:
-            self._client.add_flags([uid], [b"\\Seen"])
+            self._client.add_flags([uid], flags)
             if self.processed_folder:
                 if self._client.has_capability("MOVE"):
                     self._client.move([uid], self.processed_folder)
@@ -177,6 +208,30 @@ class Mailbox:
             self._client.idle_done()
         except Exception as exc:
             raise MailboxError(f"IMAP IDLE failed: {exc}") from exc
+
+
+def allows_keyword(permanent_flags: Any) -> bool:
+    """Whether a folder with these PERMANENTFLAGS (SELECT's answer) keeps TAKEN_KEYWORD.
+
+    `\\*` means any keyword may be made. A server that sends no PERMANENTFLAGS is taken
+    not to: a keyword it dropped silently would make the hotline fetch the same mail
+    on every poll.
+    """
+    flags = {bytes(flag).lower() for flag in permanent_flags or ()}
+    return b"\\*" in flags or TAKEN_KEYWORD.lower().encode() in flags
+
+
+def new_mail_criteria(keywords: bool, today: date) -> list[Any]:
+    """The IMAP SEARCH for messages the hotline has not taken in yet.
+
+    With keywords: not marked TAKEN_KEYWORD, not deleted, and either unread or (read by
+    someone) arrived since READ_MAIL_WINDOW_DAYS before `today` (SINCE compares dates
+    only). Without: unread and not deleted, as \\Seen is then the only mark there is.
+    """
+    if not keywords:
+        return ["UNSEEN", "NOT", "DELETED"]
+    since = today - timedelta(days=READ_MAIL_WINDOW_DAYS)
+    return ["NOT", "KEYWORD", TAKEN_KEYWORD, "NOT", "DELETED", "OR", "UNSEEN", "SINCE", since]
 
 
 class MailSender(Protocol):

@@ -326,10 +326,12 @@ class FakeAsterisk:
             return "510 Invalid or unknown command\n"
         args = split_args(line[len(name) :])
         if step == HANGUP:
-            return self._hang_up(name)
+            return self._hang_up(name, args)
         return getattr(self, "_" + name.lower().replace(" ", "_"))(args)
 
-    def _hang_up(self, name: str) -> str:
+    def _hang_up(self, name: str, args: list[str]) -> str:
+        """The caller hangs up during this command: its answer, then `HANGUP` (res_agi.c's
+        loop notices the hang-up after the command and says so; every later command is 511)."""
         self._next()
         self.dead = True
         self.trace.ended_by = "hangup"
@@ -341,7 +343,14 @@ class FakeAsterisk:
         if name == "STREAM FILE":
             # The same first line as a missing file; only the next command tells them apart.
             return "200 result=-1 endpos=0\nHANGUP\n"
-        return "200 result=-1\nHANGUP\n"
+        if name == "CHANNEL STATUS":
+            # handle_channelstatus reports the state, which a hang-up leaves at 6 (up).
+            return "200 result=6\nHANGUP\n"
+        if name == "GET VARIABLE":
+            return self._get_variable(args) + "HANGUP\n"  # handle_getvariable does not look
+        if name == "HANGUP":
+            return "200 result=1\nHANGUP\n"  # handle_hangup answers 1 whatever the channel did
+        return "200 result=-1\nHANGUP\n"  # WAIT FOR DIGIT, GET DATA, EXEC: their wait ends with -1
 
     def _answer(self, args: list[str]) -> str:
         return "200 result=0\n"
@@ -374,16 +383,15 @@ class FakeAsterisk:
 
     def _wait_for_digit(self, args: list[str]) -> str:
         if not self.script:
-            return self._hang_up("WAIT FOR DIGIT")
+            return self._hang_up("WAIT FOR DIGIT", args)
         key = self._key()
         return f"200 result={ord(key) if key else 0}\n"
 
     def _get_data(self, args: list[str]) -> str:
         self.trace.heard.append(args[0])
         if not self.script:
-            self.dead = True
-            self.trace.ended_by = "hangup"
-            return "HANGUP\n200 result=-1\n"
+            # handle_getdata answers -1; the HANGUP line follows (511 for what comes after).
+            return self._hang_up("GET DATA", args)
         max_digits = int(args[2]) if len(args) > 2 else 1024
         typed = ""
         while len(typed) < max_digits:
@@ -401,8 +409,9 @@ class FakeAsterisk:
     def _record_file(self, args: list[str]) -> str:
         beep = any(not a.startswith("s=") for a in args[5:])
         if beep and "beep" in self.missing:
-            self.failed = True
-            return "200 result=-1 (randomerror) endpos=0\n"  # the beep cannot play; still up
+            # The beep cannot play; the channel is still up. handle_recordfile returns
+            # RESULT_SUCCESS after `(randomerror)`: AGISTATUS is not made FAILURE.
+            return "200 result=-1 (randomerror) endpos=0\n"
         step = self._next()
         if not isinstance(step, Record):
             step = Record(seconds=0.0, end="timeout") if step in (SILENCE, None) else Record()
@@ -457,5 +466,6 @@ class FakeAsterisk:
         return "200 result=0\n"
 
     def _hangup(self, args: list[str]) -> str:
+        # The script hung up: res_agi.c's loop then reads the hang-up and says `HANGUP`.
         self.dead = True
-        return "200 result=1\n"
+        return "200 result=1\nHANGUP\n"

@@ -45,6 +45,14 @@ class AmiError(HotlineError):
     """The AMI connection or an AMI action failed; the message says why."""
 
 
+class AmiRefused(AmiError):
+    """Asterisk answered an action with `Response: Error`; `refusal` is its Message, as sent."""
+
+    def __init__(self, action: str, refusal: str):
+        super().__init__(f"Asterisk отказал в {action}: {refusal}")
+        self.refusal = refusal
+
+
 @dataclass(frozen=True)
 class AmiAddress:
     host: str
@@ -292,7 +300,7 @@ class AmiConnection:
         if response is None:
             raise AmiError(f"Asterisk не ответил на {name}")
         if not response.ok:
-            raise AmiError(f"Asterisk отказал в {name}: {response.message}")
+            raise AmiRefused(name, response.message)
         return response
 
     def expect_originate(self, action_id: str) -> Callable[[float], OriginateResponse | None]:

@@ -38,7 +38,7 @@ from hotline.models import Call, CallEvent, RequestEvent, utcnow
 from hotline.phones import dial_number
 from hotline.settings import Settings
 from hotline.vocabulary import CallEventKind, HistoryAction
-from ivr.asterisk.ami import AmiConnection, AmiError
+from ivr.asterisk.ami import AmiConnection, AmiError, AmiRefused
 from ivr.asterisk.amievents import OriginateReason, OriginateResponse
 from ivr.asterisk.amilog import BACKEND, CALLBACK_PREFIX
 
@@ -136,6 +136,24 @@ def callback_queue(settings: Settings) -> CallBackQueue:
     return made[0]
 
 
+#: manager.c's action_originate refusals, as the engineer reads them (the history is
+#: Russian and names no setting: the log line names it for the operator).
+REFUSALS = {
+    "Invalid channel": "добавочный инженера записан не как линия Asterisk (например, PJSIP/101)",
+    "Extension does not exist.": "на АТС нет маршрута для обратных звонков на номер заказчика",
+    "Originate Access Forbidden: app or data blacklisted": "АТС запретила такой вызов",
+    "Originate failed": "АТС не смогла начать вызов",
+}
+
+
+def _refused(exc: AmiError) -> str:
+    """Why Asterisk would not place the call, in words for the request's history."""
+    if not isinstance(exc, AmiRefused):
+        return str(exc)  # no connection, no answer: already said in Russian
+    log.error("call-back refused by Asterisk: %s (check HOTLINE_AMI_CALLBACK_CONTEXT)", exc.refusal)
+    return REFUSALS.get(exc.refusal, "АТС отказалась начать вызов") + "; сообщите администратору"
+
+
 def _failure(event: OriginateResponse | None) -> str | None:
     """Why the engineer's leg did not answer, None if it did."""
     if event is None:
@@ -206,7 +224,7 @@ class CallBackRunner:
             failure = _failure(answer(self.settings.dial_timeout + ANSWER_MARGIN))
         except AmiError as exc:
             answer(0)  # forget the awaited event
-            failure = str(exc)
+            failure = _refused(exc)
         self._finish_row(job, number, customer, failure)
 
     def _start_row(self, job: CallBackJob, number: str, customer: str) -> None:

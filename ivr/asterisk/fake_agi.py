@@ -21,7 +21,7 @@ from pathlib import Path
 # --- FastAGI: the caller's script -------------------------------------------------
 
 SILENCE = "silence"  # the caller waits: WAIT FOR DIGIT and GET DATA time out
-HANGUP = "hangup"  # the caller hangs up during the next command
+HANGUP = "hangup"  # the caller hangs up during the next command (its answer, then `HANGUP`)
 DROP = "drop"  # the socket drops during the next command
 REPLY_510 = "510"  # the next command is answered 510
 REPLY_520 = "520"  # the next command is answered with a 520 usage block
@@ -325,7 +325,9 @@ class FakeAsterisk:
         if name is None:
             return "510 Invalid or unknown command\n"
         args = split_args(line[len(name) :])
-        if step == HANGUP:
+        # A prompt Asterisk does not have fails at once, with no wait on the channel: a
+        # hang-up scripted for it comes during the next command.
+        if step == HANGUP and not (name == "STREAM FILE" and args and self._cannot_play(args[0])):
             return self._hang_up(name, args)
         return getattr(self, "_" + name.lower().replace(" ", "_"))(args)
 
@@ -358,8 +360,11 @@ class FakeAsterisk:
     def _channel_status(self, args: list[str]) -> str:
         return "200 result=6\n"  # up (a dead channel got 511 above)
 
+    def _cannot_play(self, sound: str) -> bool:
+        return sound in self.missing or not _readable_by_asterisk(sound)
+
     def _stream_file(self, args: list[str]) -> str:
-        if args[0] in self.missing or not _readable_by_asterisk(args[0]):
+        if self._cannot_play(args[0]):
             # "File ... does not exist in any format": the channel stays up, no HANGUP follows.
             self.failed = True
             return "200 result=-1 endpos=0\n"

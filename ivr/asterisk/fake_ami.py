@@ -1,9 +1,12 @@
 """A fake AMI server for tests and demos, speaking the Asterisk Manager Interface.
 
 `FakeAmiServer` is an AMI server on loopback that answers as Asterisk 22 does
-(docs/ami.md): banner, Login, Ping, Originate (`Success` at once, the
-`OriginateResponse` later), Logoff, and events pushed on demand. It parses and writes
-its packets with `ivr.asterisk.amievents`, the functions the hotline itself uses.
+(docs/ami.md, main/manager.c): banner, Login (a wrong secret: `Authentication failed`
+after `login_failure_delay`, then the connection closes), Ping, Originate (`Success` at
+once unless the channel has no `/`, the `OriginateResponse` later: Reason 0 at once for a
+technology not in `technologies`), Logoff (`Goodbye`, then it closes), and events pushed
+on demand. It parses and writes its packets with `ivr.asterisk.amievents`, the functions
+the hotline itself uses.
 `restart()` closes everything and listens again, as an Asterisk restart does; while
 "starting" (`starting(resets=…, silent_logins=…)`) it resets new connections before
 the banner and leaves logins unanswered, as a real Asterisk did during `core stop now`
@@ -28,6 +31,8 @@ from ivr.asterisk.amievents import (
     split_packets,
 )
 
+_LIST_COMMANDS = "Use Action: ListCommands to show available commands."
+
 
 class FakeAmiServer:
     """An AMI server on loopback that replays the events it is given."""
@@ -44,6 +49,14 @@ class FakeAmiServer:
         self.connections = 0
         self.originate_reason = "4"
         self.originate_delay = 0.0  # seconds the engineer's phone rings before the outcome
+        #: Channel technologies this Asterisk has (chan_sip is gone since Asterisk 21): an
+        #: Originate to another one is queued, then fails (`OriginateResponse`, Reason 0).
+        self.technologies = {"PJSIP", "Local", "IAX2", "DAHDI"}
+        #: The dialplan's contexts (None: every Exten exists). An Originate to an Exten in
+        #: another context is refused at once, as manager.c checks ast_exists_extension.
+        self.contexts: set[str] | None = None
+        self.login_failure_delay = 1.0  # manager.c sleeps 1 s before `Authentication failed`
+        self._channels = 0  # numbers the channels an Originate creates (PJSIP/101-00000001)
         self.answer_pings = True  # False: a hung Asterisk that keeps the socket open
         self.resets_left = 0  # connections to reset before the banner (Asterisk starting)
         self.silent_logins_left = 0  # logins to leave unanswered (Asterisk starting)
@@ -143,69 +156,151 @@ class FakeAmiServer:
                 action = parse_action(parse_fields(text))
                 self.received_at[action.action_id] = time.time()
                 self.actions.append(action)
-                self._act(conn, action)
+                if not self._act(conn, action):
+                    # manager.c: an action returning -1 ends the session; the socket closes.
+                    with self._lock:
+                        if conn in self._clients:
+                            self._clients.remove(conn)
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_WR)
+                    return
 
-    def _act(self, conn: socket.socket, action: AmiAction) -> None:
+    def _act(self, conn: socket.socket, action: AmiAction) -> bool:
+        """Answer one action as manager.c does; False when Asterisk ends the session."""
         reply = {"ActionID": action.action_id}
+        with self._lock:
+            authenticated = conn in self._clients
+        if not authenticated and action.name.lower() not in {"login", "logoff", "challenge"}:
+            conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Permission denied"}))
+            return True
         if action.name == "Login":
             if self.silent_logins_left > 0:
                 self.silent_logins_left -= 1
-                return
+                return True
+            if authenticated:
+                conn.sendall(
+                    format_packet({"Response": "Success", **reply, "Message": "Already authenticated"})
+                )
+                return True
             if action.get("Username") == self.username and action.get("Secret") == self.secret:
                 with self._lock:  # events emitted from now on reach this client, after these two
                     self._clients.append(conn)
                     conn.sendall(
                         format_packet({"Response": "Success", **reply, "Message": "Authentication accepted"})
                     )
-                    conn.sendall(
-                        format_packet(
-                            {"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"}
-                        )
-                    )
+                    booted = {
+                        "Event": "FullyBooted",
+                        "Privilege": "system,all",
+                        "Uptime": "3600",
+                        "LastReload": "3600",
+                        "Status": "Fully Booted",
+                    }
+                    conn.sendall(format_packet(booted))
                 with self.logged_in:
                     self.logins += 1
                     self.logged_in.notify_all()
-            else:
-                conn.sendall(
-                    format_packet({"Response": "Error", **reply, "Message": "Authentication failed"})
-                )
-        elif action.name == "Ping":
+                return True
+            # action_login: sleep(1), the error, then -1: the session ends.
+            time.sleep(self.login_failure_delay)
+            conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Authentication failed"}))
+            return False
+        if action.name == "Ping":
             if self.answer_pings:
                 pong = {"Response": "Success", **reply, "Ping": "Pong", "Timestamp": f"{time.time():.6f}"}
                 conn.sendall(format_packet(pong))
         elif action.name == "Originate":
-            if not action.get("Channel").startswith("PJSIP/"):
-                conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Originate failed"}))
-                return
-            queued = {"Response": "Success", **reply, "Message": "Originate successfully queued"}
-            conn.sendall(format_packet(queued))
-            timer = threading.Timer(self.originate_delay, self._originate_response, (conn, action))
-            timer.daemon = True
-            timer.start()
+            self._originate(conn, action, reply)
         elif action.name == "Logoff":
             conn.sendall(
                 format_packet({"Response": "Goodbye", **reply, "Message": "Thanks for all the fish."})
             )
+            return False  # action_logoff returns -1: the session ends
         else:
-            conn.sendall(format_packet({"Response": "Error", **reply, "Message": "Invalid/unknown command"}))
+            unknown = f"Invalid/unknown command: {action.name}. {_LIST_COMMANDS}"
+            conn.sendall(format_packet({"Response": "Error", **reply, "Message": unknown}))
+        return True
 
-    def _originate_response(self, conn: socket.socket, action: AmiAction) -> None:
-        success = self.originate_reason == "4"
+    def _originate(self, conn: socket.socket, action: AmiAction, reply: dict[str, str]) -> None:
+        """action_originate with Async: only a malformed channel or an Exten the dialplan
+        does not have is refused at once; every other outcome, a technology Asterisk does
+        not have included, comes as an event."""
+        channel = action.get("Channel")
+        refused = None
+        if not channel or "/" not in channel:
+            refused = "Invalid channel" if channel else "Channel not specified"
+        elif action.get("Exten") and self.contexts is not None and action.get("Context") not in self.contexts:
+            refused = "Extension does not exist."
+        if refused:
+            conn.sendall(format_packet({"Response": "Error", **reply, "Message": refused}))
+            return
+        queued = {"Response": "Success", **reply, "Message": "Originate successfully queued"}
+        conn.sendall(format_packet(queued))
+        if channel.split("/", 1)[0] not in self.technologies:
+            # fast_originate: no channel driver, so no channel; the outcome comes at once.
+            self._originate_response(conn, action, "0")
+            return
+        timer = threading.Timer(
+            self.originate_delay, self._originate_response, (conn, action, self.originate_reason)
+        )
+        timer.daemon = True
+        timer.start()
+
+    def _originate_response(self, conn: socket.socket, action: AmiAction, reason: str) -> None:
+        """fast_originate's event. A channel that was not answered is gone by then: Channel
+        is the one asked for, Uniqueid the ChannelId asked for (or `<unknown>`)."""
+        success = reason == "4"
+        channel, uniqueid = action.get("Channel")[:79], action.get("ChannelId")  # AST_CHANNEL_NAME
+        if success:  # the new channel's name and uniqueid
+            with self._lock:
+                self._channels += 1
+                channel = f"{channel}-{self._channels:08x}"
+                uniqueid = uniqueid or f"{int(time.time())}.{self._channels}"
+        name, number = parse_callerid(action.get("CallerID"))
         event = {
             "Event": "OriginateResponse",
             "Privilege": "call,all",
             "ActionID": action.action_id,
             "Response": "Success" if success else "Failure",
-            "Channel": action.get("Channel"),
+            "Channel": channel,
             "Context": action.get("Context"),
             "Exten": action.get("Exten"),
-            "Reason": self.originate_reason,
-            "Uniqueid": action.get("ChannelId", "<null>"),
-            "CallerIDNum": "<unknown>",
-            "CallerIDName": "<unknown>",
+            "Reason": reason,
+            "Uniqueid": uniqueid or "<unknown>",
+            "CallerIDNum": number or "<unknown>",
+            "CallerIDName": name or "<unknown>",
         }
         with contextlib.suppress(OSError):
             conn.sendall(format_packet(event))
+
+
+def parse_callerid(value: str) -> tuple[str, str]:
+    """An Originate's `CallerID` as (name, number), as main/callerid.c's ast_callerid_parse
+    and manager.c's ast_shrink_phone_number read it ("" where there is none)."""
+    text = value.strip()
+    quoted = len(text) > 1 and text[0] == text[-1] == '"'
+    text = text[1:-1] if quoted else text
+    if "<" in text:
+        head, _, number = text.rpartition("<")
+        name = head.strip()
+        number = number.rpartition(">")[0] if ">" in number else number
+        name = name[1:-1] if len(name) > 1 and name[0] == name[-1] == '"' else name
+    else:
+        shrunk = _shrink(text)
+        if not quoted and shrunk and all(c in "0123456789*#+" for c in shrunk):
+            return "", shrunk
+        name, number = text, ""
+    return name, _shrink(number)
+
+
+def _shrink(number: str) -> str:
+    """ast_shrink_phone_number: no spaces, parentheses, dashes (outside brackets) or dots."""
+    kept, bracketed = [], 0
+    for i, c in enumerate(number):
+        bracketed += (c == "[") - (c == "]")
+        if c in "( )" or (c == "-" and not bracketed) or (c == "." and i < len(number) - 1):
+            continue
+        kept.append(c)
+    return "".join(kept)
 
 
 def _reset(conn: socket.socket) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -215,15 +217,78 @@ def test_events_arrive_and_a_raising_subscriber_does_not_stop_them(ami_server: F
         connection.stop()
 
 
-def test_wrong_secret_is_a_clear_error(ami_server: FakeAmiServer) -> None:
+def test_wrong_secret_is_a_clear_error(
+    ami_server: FakeAmiServer, thread_errors: list[BaseException | None], caplog: pytest.LogCaptureFixture
+) -> None:
+    # As manager.c: `Authentication failed` after a second (the fake's real delay), then the
+    # session is closed. The read timeout (4 heartbeats) outlasts that second, as in service.
     address = parse_ami_url(ami_server.url.replace("s3cret", "wrong"))
-    connection = AmiConnection(address, heartbeat=0.2, backoff=(0.05, 0.1))
-    connection.start()
-    try:
-        with pytest.raises(AmiError, match="Authentication failed"):
-            connection.wait_connected(0.5)
-    finally:
-        connection.stop()
+    connection = AmiConnection(address, heartbeat=1.0, backoff=(0.05, 0.1))
+    with caplog.at_level(logging.WARNING, logger="ivr.asterisk.ami"):
+        connection.start()
+        try:
+            assert eventually(lambda: connection.last_error is not None, WAIT)
+            with pytest.raises(AmiError, match="Authentication failed") as refused:
+                connection.wait_connected(0)
+        finally:
+            connection.stop()
+    assert str(refused.value) == "нет связи с Asterisk AMI: AMI login refused: Authentication failed"
+    [line, *_] = [r for r in caplog.records if "Authentication failed" in r.getMessage()]
+    assert "\n" not in line.getMessage() and line.exc_info is None
+    assert thread_errors == []
+
+
+def ami_session(server: FakeAmiServer, *actions: dict[str, str]) -> tuple[list[dict[str, str]], float]:
+    """Send the actions on one raw connection; what came back until the server closed it
+    (a socket timeout if it never does), and how long that took."""
+    with socket.create_connection((server.host, server.port), timeout=WAIT) as sock:
+        stream = sock.makefile("rb")
+        assert stream.readline() == server.banner.encode()
+        started = time.monotonic()
+        sock.sendall(b"".join(format_packet(a) for a in actions))
+        data = stream.read()  # until the server closes the connection
+        took = time.monotonic() - started
+    packets, rest = split_packets(data)
+    assert rest == b""
+    return [dict(parse_fields(p)) for p in packets], took
+
+
+def test_the_fake_ends_sessions_and_refuses_actions_as_manager_c_does(ami_server: FakeAmiServer) -> None:
+    ami_server.login_failure_delay = 0.3
+    ping = {"Action": "Ping", "ActionID": "p"}
+    wrong = {"Action": "Login", "ActionID": "l", "Username": "hotline", "Secret": "wrong"}
+    answers, took = ami_session(ami_server, ping, wrong)  # a failed login ends the session
+    assert [(a["ActionID"], a["Response"], a["Message"]) for a in answers] == [
+        ("p", "Error", "Permission denied"),  # nothing but Login/Logoff/Challenge before a login
+        ("l", "Error", "Authentication failed"),
+    ]
+    assert took >= 0.3
+    login = {"Action": "Login", "ActionID": "l", "Username": "hotline", "Secret": "s3cret"}
+    nonsense = {"Action": "Originate", "ActionID": "o1", "Channel": "nonsense", "Exten": "1"}
+    sip = {"Action": "Originate", "ActionID": "o2", "Channel": "SIP/101", "Async": "true", "Exten": "1"}
+    sip["CallerID"] = "Заявка 1 <+7 (343) 567-45-30>"
+    odd = {"Action": "Frobnicate", "ActionID": "f"}
+    answers, _ = ami_session(ami_server, login, nonsense, sip, odd, {"Action": "Logoff", "ActionID": "g"})
+    assert [a.get("Event") or a["Response"] for a in answers] == [
+        "Success",
+        "FullyBooted",
+        "Error",  # a channel with no `/` is the only refusal at once
+        "Success",  # SIP/: queued; chan_sip is gone, the failure comes as an event
+        "OriginateResponse",
+        "Error",
+        "Goodbye",  # then the session ends
+    ]
+    assert answers[2]["Message"] == "Invalid channel"
+    assert answers[3]["Message"] == "Originate successfully queued"
+    assert {k: answers[4][k] for k in ("ActionID", "Response", "Reason", "Channel", "Uniqueid")} == {
+        "ActionID": "o2",
+        "Response": "Failure",
+        "Reason": "0",
+        "Channel": "SIP/101",
+        "Uniqueid": "<unknown>",  # no channel was made, and no ChannelId asked for
+    }
+    assert (answers[4]["CallerIDName"], answers[4]["CallerIDNum"]) == ("Заявка 1", "+73435674530")
+    assert answers[5]["Message"].startswith("Invalid/unknown command: Frobnicate.")
 
 
 def test_restart_reconnects_without_duplicated_events(
@@ -738,9 +803,38 @@ def test_call_back_refusals_at_once(
 def test_a_refused_originate_is_in_the_history(
     service: AmiService, ami_server: FakeAmiServer, ami_settings: Settings, db: Database, request_number: str
 ) -> None:
-    done = result(db, ask(ami_settings, db, request_number, "SIP/oldtech"))  # the fake refuses non-PJSIP
-    assert not done.answered and "отказал" in done.text
-    assert calls(db)[0].outcome == "callback_failed"
+    # chan_sip is gone since Asterisk 21: the Originate is queued (`Success`), then its
+    # OriginateResponse says Failure, Reason 0. The engineer reads why in plain Russian.
+    job = ask(ami_settings, db, request_number, "SIP/oldtech")
+    done = result(db, job)
+    why = "вызов не удался (нет такого абонента или канала)"
+    assert not done.answered and done.text == f"обратный звонок с SIP/oldtech на +79001234567: {why}"
+    [call] = calls(db)
+    assert call.outcome == "callback_failed" and call.ended_at is not None
+    with db.session() as session:
+        detail = session.scalars(
+            select(CallEvent.detail).where(CallEvent.call_id == call.id, CallEvent.kind == "callback")
+        ).one()
+    assert detail == why
+
+
+def test_an_originate_refused_at_once_is_told_in_russian(
+    service: AmiService,
+    ami_server: FakeAmiServer,
+    ami_settings: Settings,
+    db: Database,
+    request_number: str,
+    caplog,
+) -> None:
+    # HOTLINE_AMI_CALLBACK_CONTEXT names a context the dialplan does not have: manager.c
+    # answers `Extension does not exist.` at once. The engineer reads it in Russian, the
+    # operator's log names the setting.
+    ami_server.contexts = {"from-internal"}
+    with caplog.at_level(logging.ERROR, logger="hotline.callback"):
+        done = result(db, ask(ami_settings, db, request_number))
+    why = "на АТС нет маршрута для обратных звонков на номер заказчика; сообщите администратору"
+    assert not done.answered and done.text.endswith(f"на +79001234567: {why}")
+    assert "Extension does not exist." in caplog.text and "HOTLINE_AMI_CALLBACK_CONTEXT" in caplog.text
 
 
 def test_without_asterisk_the_call_back_says_so(

@@ -128,6 +128,20 @@ def test_a_key_typed_over_a_prompt_is_the_start_of_the_next_input(settings: Sett
     assert trace.commands.index(waits[0]) > trace.commands.index(f"STREAM FILE hotline/ru/enter_number {ESC}")
 
 
+def test_a_key_typed_over_a_prompt_without_escape_digits_is_lost(settings: Settings, db: Database) -> None:
+    number = open_request(db)
+    # «2» (a new request, in the menu) is pressed while the status is read back: that
+    # prompt is played with no escape digits, so Asterisk plays on and drops the key.
+    [trace] = serve(settings, db, {"script": ["1", number + "#", "!2"]})
+    assert 'STREAM FILE hotline/ru/request_number ""' in trace.commands
+    heard = prompts(trace)
+    assert "status_new" in heard and "changed_on" in heard  # the readback went on to its end
+    assert heard[-1] == "menu" and "choose_kind" not in heard  # the menu waited; «2» was not taken
+    assert trace.commands[-1].startswith("WAIT FOR DIGIT") and trace.ended_by == "hangup"
+    call = call_row(db)
+    assert [e.detail for e in call.events if e.kind == "menu"] == ["status"]
+
+
 @pytest.mark.parametrize("kind", ["wrong_check_digit", "unknown"])
 def test_wrong_numbers_then_goodbye(settings: Settings, db: Database, kind: str) -> None:
     number = open_request(db)

@@ -18,7 +18,7 @@ from hotline import health, registry
 from hotline.db import Database
 from hotline.models import Attachment, Call, CallEvent, Request
 from hotline.settings import Settings
-from ivr.asterisk.fake_agi import SILENCE, CallTrace, FakeAsterisk, Hold, Record
+from ivr.asterisk.fake_agi import HANGUP, SILENCE, CallTrace, Dial, FakeAsterisk, Hold, Record
 from ivr.asterisk.fastagi import FastAgiServer
 from ivr.asterisk.processes import SharedCounts
 from ivr.asterisk.service import agi_processes, recordings_dir_problem, warn_if_recordings_unwritable
@@ -120,6 +120,55 @@ def test_a_hangup_during_a_prompt_is_still_a_hangup(settings: Settings, db: Data
     assert trace.commands[-1] == "CHANNEL STATUS"  # answered 511: nothing more is sent
     call = call_row(db)
     assert call.outcome == "abandoned" and events(call, "prompt_missing") == []
+
+
+def test_a_hangup_while_the_missing_prompt_is_checked_still_logs_it(settings: Settings, db: Database) -> None:
+    # The prompt is missing, and the caller hangs up as CHANNEL STATUS is asked: Asterisk
+    # answers the state (6) and only then `HANGUP` (handle_channelstatus does not look).
+    [trace], _ = run_calls(settings, db, {"script": ["!1", HANGUP], "missing": {"hotline/ru/enter_number"}})
+    asked = trace.commands.index(f"STREAM FILE hotline/ru/enter_number {ESC}")
+    assert trace.commands[asked + 1] == "CHANNEL STATUS" and trace.ended_by == "hangup"
+    call = call_row(db)
+    assert [e.detail for e in events(call, "prompt_missing")] == ["hotline/ru/enter_number"]
+    assert call.outcome == "abandoned" and call.ended_at is not None
+
+
+def test_the_dial_status_is_read_when_the_caller_hangs_up_as_it_is_asked(make_settings, db: Database) -> None:
+    # GET VARIABLE answers the value on a channel hanging up (`HANGUP` comes after it).
+    settings = make_settings(HOTLINE_DUTY_NUMBER="PJSIP/duty", HOTLINE_BUSINESS_HOURS="mon-sun 00:00-23:59")
+    [trace], _ = run_calls(settings, db, {"script": ["0", Dial("NOANSWER"), HANGUP]})
+    assert trace.commands[trace.commands.index("EXEC Dial PJSIP/duty,20") + 1] == "GET VARIABLE DIALSTATUS"
+    assert trace.ended_by == "hangup"
+    call = call_row(db)
+    assert [e.detail for e in events(call, "dial_status")] == ["NOANSWER"]
+    assert call.outcome != "transferred" and call.ended_at is not None
+
+
+def test_what_asterisk_answers_around_a_hang_up() -> None:
+    """res_agi.c: a command the hang-up reaches answers as its handler does, then `HANGUP`;
+    every command after that `HANGUP` is 511 (GET VARIABLE and EXEC may run on a dead channel)."""
+    dead = "511 Command Not Permitted on a dead channel or intercept routine\n"
+
+    def fake(*script: Any) -> FakeAsterisk:
+        made = FakeAsterisk("127.0.0.1", 1, uniqueid=UNIQUEID, script=script)
+        made.variables["DIALSTATUS"] = "NOANSWER"
+        return made
+
+    gets_data = fake()  # the caller hangs up during GET DATA
+    assert gets_data.answer("GET DATA hotline/ru/enter_number 5000 10") == "200 result=-1\nHANGUP\n"
+    assert gets_data.answer(f"STREAM FILE hotline/ru/menu {ESC}") == dead
+    for line, answer in [
+        ("CHANNEL STATUS", "200 result=6\nHANGUP\n"),
+        ("GET VARIABLE DIALSTATUS", "200 result=1 (NOANSWER)\nHANGUP\n"),
+        ("HANGUP", "200 result=1\nHANGUP\n"),
+    ]:
+        hung_up = fake(HANGUP)
+        assert hung_up.answer(line) == answer
+        assert hung_up.answer("WAIT FOR DIGIT 10000") == dead
+        assert hung_up.answer("GET VARIABLE DIALSTATUS") == "200 result=1 (NOANSWER)\n"
+    ours = fake()  # the script's own HANGUP: the loop reads the hang-up and says so
+    assert ours.answer("HANGUP") == "200 result=1\nHANGUP\n"
+    assert ours.answer("CHANNEL STATUS") == dead
 
 
 # --- 2. a silent recording is not a request ------------------------------------------------
@@ -272,6 +321,8 @@ def test_a_missing_beep_records_without_it(settings: Settings, db: Database) -> 
     [trace], _ = run_calls(settings, db, {"script": ["2", "1", Record(2.0, "dtmf")], "missing": {"beep"}})
     records = [c for c in trace.commands if c.startswith("RECORD FILE")]
     assert records[0].endswith(" BEEP s=5") and records[1].endswith(" 0 s=5")
+    # handle_recordfile returns RESULT_SUCCESS after `(randomerror)`: AGISTATUS stays SUCCESS.
+    assert trace.agistatus == "SUCCESS" and not trace.fallback
     call = call_row(db)
     assert call.outcome == "request_created" and [e.detail for e in events(call, "prompt_missing")] == [
         "beep"

@@ -422,7 +422,18 @@ class AgiCall:
                 await self._event("recording_refused", str(file))
             else:
                 # Asterisk writes on its own machine: the folder must be shared (README).
+                # Every voicemail would come without its audio: an outage, as an unwritable
+                # folder is, until a recording is found there again.
                 await self._event("recording_missing", str(file))
+                log.error(
+                    "FastAGI call %s: Asterisk recorded %s, but it is not in %s on this host: "
+                    "share the folder (HOTLINE_AGI_RECORDINGS_DIR, README)", self.call_id, file.name, folder
+                )  # fmt: skip
+                health.report(
+                    self.settings.data_dir,
+                    RECORDINGS_CHECK,
+                    f"записи Asterisk не появляются в папке {folder}: она должна быть общей с Asterisk",
+                )
             heard = (endpos or 0) / 8000
             return flow.RecordingFinished(flow.Recording(ref=name, duration_seconds=heard))
         if health.failing(self.settings.data_dir, RECORDINGS_CHECK):

@@ -12,7 +12,7 @@ import pytest
 import uvloop
 from sqlalchemy import select
 
-from hotline import registry
+from hotline import health, registry
 from hotline.db import Database
 from hotline.models import Attachment, Call, CallEvent, Request, TranscriptionState
 from hotline.numbers import make_request_number
@@ -30,7 +30,7 @@ from ivr.asterisk.fake_agi import (
     Record,
 )
 from ivr.asterisk.fastagi import AgiChannel, FastAgiServer
-from ivr.asterisk.session import BACKEND, dial_string, make_handler
+from ivr.asterisk.session import BACKEND, RECORDINGS_CHECK, dial_string, make_handler
 from ivr.store import CallStore
 
 ESC = "0123456789*#"
@@ -242,6 +242,11 @@ def test_a_recording_in_a_folder_not_shared_still_makes_the_request(settings: Se
     assert request.attachments == []  # nothing to store, but the caller's request exists
     call = call_row(db)
     assert "recording_missing" in event_kinds(call) and call.outcome == "request_created"
+    # Every voicemail would come without its audio: /healthz says so until one is found.
+    problem = health.problems(settings.data_dir).get(RECORDINGS_CHECK, "")
+    assert str(settings.agi_recordings_dir) in problem and "общей с Asterisk" in problem
+    serve(settings, db, {"uniqueid": "1700000001.0", "script": ["2", "1", Record(2.0, "dtmf")]})
+    assert not health.failing(settings.data_dir, RECORDINGS_CHECK)
 
 
 # --- duty engineer -----------------------------------------------------------------------

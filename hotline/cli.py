@@ -212,7 +212,7 @@ def request_open(
             session,
             kind=kind,
             channel="web",
-            actor="cli",
+            actor=_actor(),
             phone=phone,
             email=email,
             subject=clean_line(subject) or text.splitlines()[0][:120],
@@ -277,7 +277,7 @@ def request_status(db: Database, number: str, status: str, note: str) -> None:
     with db.session() as session:
         request = registry.get_request(session, number, for_update=True)
         before = request.status
-        registry.change_status(session, request, status, actor="cli", note=note)
+        registry.change_status(session, request, status, actor=_actor(), note=note)
     click.echo(f"{number}: {before} → {status}")
 
 
@@ -320,6 +320,17 @@ def _describe(request: Request, zone: ZoneInfo) -> str:
 def _safe(text: str) -> str:
     """Stored multi-line text for a terminal: line breaks kept, escapes never printed."""
     return clean_text(text).replace("\t", " ")
+
+
+def _actor() -> str:
+    """Who did it, for the request's history: the command line and the system user
+    running it (the dashboard shows «командная строка (ivanov)»)."""
+    import getpass
+
+    try:
+        return f"cli:{clean_line(getpass.getuser(), 60)}"
+    except (KeyError, OSError):  # no such user in a container: still the command line
+        return "cli"
 
 
 def _email(raw: str) -> str:

@@ -144,6 +144,8 @@ def actor(text: str) -> str:
         return person(who)
     if kind == "caller":
         who = display_phone(who).replace(" ", "\N{NO-BREAK SPACE}")  # a number never breaks
+    if kind == "cli":
+        return f"командная строка ({who})"  # the system user who ran `hotline request …`
     return f"{ACTOR_KINDS.get(kind, kind)} {who}".strip()
 
 

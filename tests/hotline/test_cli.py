@@ -39,9 +39,10 @@ def test_request_lifecycle_from_the_command_line(run):
     assert number == "10008"
     listed = run("request", "list", "--status", "new")
     assert number in listed.stdout and "Линия 3" in listed.stdout
-    assert run("request", "status", number, "in_progress", "--note", "взял").returncode == 0
+    assert run("request", "status", number, "in_progress", "--note", "взял", LOGNAME="petrov").returncode == 0
     assert run("request", "status", number, "processed").returncode == 0
     shown = run("request", "show", number)
+    assert "cli:petrov смена статуса новая → в работе: взял" in shown.stdout  # the system user
     assert "обработана (в архиве)" in shown.stdout
     assert "в работе → обработана" in shown.stdout and "взял" in shown.stdout
     assert "in_progress" not in shown.stdout and "смена статуса" in shown.stdout

@@ -11,7 +11,7 @@ from sqlalchemy import event
 from hotline import calllog, registry
 from hotline.vocabulary import file_size as size
 from tests.web.conftest import post
-from web.formatting import ago, history_text, percent, recognition, zone
+from web.formatting import actor, ago, history_text, percent, recognition, zone
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,8 @@ def test_call_log_counts_and_call_page_says_the_number_called(engineer, app, voi
     page = _html(engineer, f"/calls/{call_id}")
     assert '<dt>Куда</dt><dd class="tel">8 (343) 567-45-30</dd>' in page
     assert "<dt>Линия</dt><dd>Twilio</dd>" in page
+
+
+def test_the_command_line_names_its_user():
+    assert actor("cli:ivanov") == "командная строка (ivanov)"
+    assert actor("cli") == "командная строка"  # rows stored before the user was kept

@@ -303,7 +303,15 @@ def change_status(number: str) -> Response:
             raise UserError("неизвестный статус")
         if target == RequestStatus.AWAITING_INFO:
             raise UserError("чтобы ждать информации от заказчика, задайте ему вопрос: «Запросить уточнение»")
-        registry.change_status(db, req, target, actor=me().actor, note=_form("note"))
+        # Every transition keeps why (DESIGN): where it is not plain from the step itself,
+        # the engineer says it. What was done goes to the customer with «обработана».
+        note = _form("note")
+        unexplained = not note and target in TRANSITIONS[RequestStatus(req.status)]  # else: not allowed
+        if unexplained and target == RequestStatus.PROCESSED:
+            raise UserError("напишите в комментарии, что сделано: он уйдёт заказчику вместе с уведомлением")
+        if unexplained and req.status == RequestStatus.PROCESSED:
+            raise UserError("напишите в комментарии, почему заявка открывается снова")
+        registry.change_status(db, req, target, actor=me().actor, note=note)
         return f"Статус: {STATUS_LABELS[RequestStatus(target)]}."
 
     return _act(number, act)

@@ -61,7 +61,14 @@ def test_status_change_along_the_lifecycle(engineer, app, voicemail):
     req = _request(app, voicemail.number)
     assert req.status == "in_progress" and req.first_response_at is not None
     assert req.events[-1].actor == "engineer:ivanov" and req.events[-1].text == "взял"
-    post(engineer, url, {"status": "processed"})
+    # Why it is done is said, and goes to the customer: no comment, no change.
+    refused = post(engineer, url, {"status": "processed"}, follow_redirects=True).get_data(as_text=True)
+    assert "Напишите в комментарии, что сделано: он уйдёт заказчику вместе с уведомлением." in refused
+    assert not _request(app, voicemail.number).archived
+    post(engineer, url, {"status": "processed", "note": "заменили кабель камеры"})
+    assert _request(app, voicemail.number).archived
+    refused = post(engineer, url, {"status": "in_progress"}, follow_redirects=True).get_data(as_text=True)
+    assert "Напишите в комментарии, почему заявка открывается снова." in refused
     assert _request(app, voicemail.number).archived
     assert voicemail.number in engineer.get("/archive").get_data(as_text=True)
     assert voicemail.number not in engineer.get("/requests").get_data(as_text=True)

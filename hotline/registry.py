@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
 
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from hotline.cleaning import clean_line, clean_text
 from hotline.errors import IllegalTransition, UnknownRequest, UserError
 from hotline.models import (
+    Attachment,
     Channel,
     Counter,
     Request,
@@ -27,7 +30,8 @@ from hotline.models import (
 )
 from hotline.numbers import FIRST_SEQUENCE, make_request_number, parse_request_number
 from hotline.phones import stored_phone
-from hotline.vocabulary import HistoryAction, labels
+from hotline.storage import store_attachment
+from hotline.vocabulary import HistoryAction, file_size, labels
 
 S = RequestStatus
 
@@ -282,14 +286,13 @@ def add_caller_information(
     """
     if caller and request.contact_phone and stored_phone(caller) == stored_phone(request.contact_phone):
         return add_information(session, request, actor=actor, text=f"{what} с недостающей информацией")
-    source = f"с номера {caller}" if caller else "со скрытого номера"
     request.updated_at = utcnow()
     return _record(
         session,
         request,
         actor,
         "information_unverified",
-        text=f"{what} {source}, не совпадающего с контактным телефоном заявки: "
+        text=f"{what} {from_phone(caller)}, не совпадающего с контактным телефоном заявки: "
         "прослушайте и примите, если оно от заказчика",
     )
 
@@ -351,6 +354,38 @@ def list_requests(
             )
         )
     return session.scalars(query.limit(limit).offset(offset)).all()
+
+
+def attach_file(
+    session: Session,
+    data_dir: Path,
+    request: Request,
+    *,
+    actor: str,
+    source: IO[bytes] | bytes,
+    filename: str,
+    content_type: str,
+    origin: str,
+    external_id: str | None = None,
+) -> Attachment:
+    """A file stored with the request, and a history line naming it and its size."""
+    attachment = store_attachment(
+        session, data_dir, source=source, filename=filename, content_type=content_type,
+        origin=origin, request_id=request.id, external_id=external_id,
+    )  # fmt: skip
+    text = f"{attachment.filename} ({file_size(attachment.size)})"
+    _record(session, request, actor, HistoryAction.ATTACHMENT, text=text)
+    return attachment
+
+
+def caller_actor(phone: str | None) -> str:
+    """The history's actor for a caller: `caller:<number>`, `caller:unknown` when withheld."""
+    return f"caller:{phone or 'unknown'}"
+
+
+def from_phone(phone: str | None) -> str:
+    """«с номера +7…», or «со скрытого номера» for a withheld one."""
+    return f"с номера {phone}" if phone else "со скрытого номера"
 
 
 def actor_is_engineer(actor: str) -> bool:

@@ -86,7 +86,7 @@ class DbCallPort:
 
     @property
     def actor(self) -> str:
-        return f"caller:{self.call.from_number or 'unknown'}"
+        return registry.caller_actor(self.call.from_number)
 
     def today(self) -> dt.date:
         return utcnow().astimezone(self.settings.business_hours.timezone).date()

@@ -19,10 +19,8 @@ from hotline.models import Attachment, Call, Channel, Request, RequestKind, Requ
 from hotline.phones import parse_phone
 from hotline.registry import STATUS_LABELS, TRANSITIONS
 from hotline.search import RequestFilter, review_queue, review_waiting, search_requests, suggest_numbers
-from hotline.storage import store_attachment
 from hotline.transcription.pipeline import linked_requests
 from hotline.transcription.transcripts import correct_transcript
-from hotline.vocabulary import file_size
 from web import customer
 from web.asr import asr_problem
 from web.auth import me, require_login
@@ -207,6 +205,8 @@ def _entry_page(values: dict[str, str]) -> str:
 def create() -> Response | tuple[str, int]:
     values = {name: _form(name, limit) for name, limit in ENTRY_FIELDS.items()}
     phone = parse_phone(values["phone"]) if values["phone"] else None
+    email = email_address(values["email"])
+    files = _uploads()
     problems = [
         problem
         for problem, wrong in (
@@ -214,15 +214,15 @@ def create() -> Response | tuple[str, int]:
             ("Опишите, что случилось.", not values["description"]),
             ("Телефон не распознан: наберите его полностью, например +7 343 567-45-30.",
              bool(values["phone"]) and (phone is None or not phone.is_number)),
-            ("Адрес e-mail не распознан.", bool(values["email"]) and email_address(values["email"]) is None),
-            (f"Не больше {MAX_FILES} файлов за раз.", len(_uploads()) > MAX_FILES),
+            ("Адрес e-mail не распознан.", bool(values["email"]) and email is None),
+            (f"Не больше {MAX_FILES} файлов за раз.", len(files) > MAX_FILES),
         )
         if wrong
     ]  # fmt: skip
     if problems:
         for problem in problems:
             flash(problem, "error")
-        if _uploads():
+        if files:
             flash("Файлы не сохранены: выберите их снова.", "warn")
         return _entry_page(values), 400
     db = session()
@@ -234,11 +234,11 @@ def create() -> Response | tuple[str, int]:
         subject=values["subject"] or values["description"].splitlines()[0][:120],
         description=values["description"],
         phone=phone.stored if phone else None,
-        email=email_address(values["email"]),
+        email=email,
         name=values["name"] or None,
         organisation=values["organisation"] or None,
     )
-    audio = _store_uploads(db, req)
+    audio = _store_uploads(db, req, files)
     number = req.number
     db.commit()
     _transcribe(audio)
@@ -252,13 +252,15 @@ def add_files(number: str) -> Response:
     """Files for a request (a log, a screenshot, an HTML packet brought on a USB stick)."""
     audio: list[int] = []
 
+    files = _uploads()
+
     def act(db: Session, req: Request) -> str:
-        if not _uploads():
+        if not files:
             raise UserError("выберите файлы")
-        if len(_uploads()) > MAX_FILES:
+        if len(files) > MAX_FILES:
             raise UserError(f"не больше {MAX_FILES} файлов за раз")
-        audio.extend(_store_uploads(db, req))
-        return f"Вложено файлов: {len(_uploads())}."
+        audio.extend(_store_uploads(db, req, files))
+        return f"Вложено файлов: {len(files)}."
 
     response = _act(number, act)
     _transcribe(audio)
@@ -270,20 +272,18 @@ def _uploads() -> list[FileStorage]:
     return [f for f in request.files.getlist("files") if f.filename]
 
 
-def _store_uploads(db: Session, req: Request) -> list[int]:
+def _store_uploads(db: Session, req: Request, files: list[FileStorage]) -> list[int]:
     """Each uploaded file into the data dir and the request's history; the ids of audio
     files, to be transcribed once committed. The type comes from the file's name, not
     from what the browser declared."""
     audio = []
-    for upload in _uploads():
+    for upload in files:
         name = clean_line(upload.filename, 300) or "file"
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        attachment = store_attachment(
-            db, settings().data_dir, source=upload.stream, filename=name, content_type=content_type,
-            origin="web", request_id=req.id,
+        attachment = registry.attach_file(
+            db, settings().data_dir, req, actor=me().actor, source=upload.stream, filename=name,
+            content_type=content_type, origin="web",
         )  # fmt: skip
-        stored = f"{attachment.filename} ({file_size(attachment.size)})"
-        registry.record(db, req, actor=me().actor, action="attachment", text=stored)
         if attachment.is_audio:
             audio.append(attachment.id)
     return audio

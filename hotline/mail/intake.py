@@ -32,8 +32,6 @@ from hotline.models import Channel, EmailMessage, Request, RequestKind
 from hotline.numbers import find_request_numbers
 from hotline.phones import stored_phone
 from hotline.settings import Settings
-from hotline.storage import store_attachment
-from hotline.vocabulary import file_size
 
 log = logging.getLogger("hotline.mail")
 
@@ -122,12 +120,12 @@ def _file(
 ) -> IntakeResult:
     actor = f"email:{mail.from_addr or 'unknown'}"
     notes = mail.notes
-    request = None if mail.pbx_caller is not None else _find_request(session, mail)
+    request: Request | None
     if mail.pbx_caller is not None:
-        actor = f"caller:{stored_phone(mail.pbx_caller) or 'unknown'}"
+        actor = registry.caller_actor(stored_phone(mail.pbx_caller))
         request = _voicemail(session, mail, actor)
         outcome = "created"
-    elif request is None:
+    elif (request := _find_request(session, mail)) is None:
         kind = registry.suggest_kind(f"{mail.subject}\n{mail.text}")
         first_line = next((line.strip() for line in mail.text.splitlines() if line.strip()), "")
         request = registry.open_request(
@@ -164,23 +162,22 @@ def _file(
             )
             continue
         digest = hashlib.sha256(f"{mail.message_id}/{index}".encode()).hexdigest()[:40]
-        attachment = store_attachment(
+        attachment = registry.attach_file(
             session,
             settings.data_dir,
+            request,
+            actor=actor,
             source=item.data,
             filename=item.filename,
             content_type=item.content_type,
             origin="email",
-            request_id=request.id,
             external_id=f"email:{digest}",
         )
-        stored = f"{attachment.filename} ({file_size(size)})"
-        registry.record(session, request, actor=actor, action="attachment", text=stored)
         if attachment.is_audio:
             to_transcribe.append(attachment.id)
     summary = f"письмо от {mail.from_addr or 'неизвестного отправителя'}: «{mail.subject or 'без темы'}»"
     if mail.pbx_caller is not None:
-        caller = f"с номера {request.contact_phone}" if request.contact_phone else "со скрытого номера"
+        caller = registry.from_phone(request.contact_phone)
         summary = (
             f"голосовое сообщение {caller}, оставленное на резервном автоответчике Asterisk "
             f"(горячая линия не могла принять звонок); пришло письмом от {mail.from_addr or 'АТС'}"

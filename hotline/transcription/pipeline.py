@@ -227,9 +227,10 @@ def _store(
     if kind is not None:
         request.suggested_kind = kind
     request.updated_at = utcnow()
-    registry.record(
-        session, request, actor="system", action="transcript", text=_history_text(session, transcript, kind)
-    )
+    links = linked_requests(session, transcript)
+    text = _history_text(transcript, kind, links)
+    registry.record(session, request, actor="system", action="transcript", text=text)
+    mention_back(session, transcript, links)
 
 
 _READY = {
@@ -241,7 +242,7 @@ _READY = {
 }
 
 
-def _history_text(session: Session, transcript: Transcript, kind: RequestKind | None) -> str:
+def _history_text(transcript: Transcript, kind: RequestKind | None, links: list[Request]) -> str:
     ready = _READY.get(transcript.source, _READY["offline"])
     if not transcript.text:
         return f"{ready}: речь в записи не распознана."
@@ -249,10 +250,8 @@ def _history_text(session: Session, transcript: Transcript, kind: RequestKind | 
     lines = [f"{ready} (модель {transcript.model}{conf}): «{transcript.normalized_text}»"]
     if kind is not None:
         lines.append(f"Предлагаемый вид: {registry.KIND_LABELS[kind]} (требует подтверждения инженером)")
-    links = linked_requests(session, transcript)
     if links:
         lines.append("Упомянуты заявки: " + ", ".join(r.number for r in links))
-        mention_back(session, transcript, links)
     return "\n".join(lines)
 
 

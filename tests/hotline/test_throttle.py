@@ -16,6 +16,7 @@ from hotline.db import Database
 from hotline.users import throttle
 from hotline.users.throttle import ADDRESS, LOGIN, PAIR, SqlAttemptStore, Throttle
 from tests.conftest import _reset_postgres
+from tests.helpers import free_port
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
@@ -123,12 +124,7 @@ def test_the_store_follows_the_queue(db, redis_url):
 
 def test_redis_unreachable_counts_in_memory_with_one_warning(db, caplog):
     # The queue's Redis is down: logins must still be counted (and go through), not fail.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = throttle.make_store(db.engine, f"redis://127.0.0.1:{port}/0")
+    store = throttle.make_store(db.engine, f"redis://127.0.0.1:{free_port()}/0")
     t = Throttle(store)
     for _ in range(PAIR.limit):
         assert not t.before_check("ivanov", "10.0.0.1", NOW).refused
@@ -152,14 +148,6 @@ def test_the_memory_store_keeps_the_contract():
         assert not t.before_check("petrov", "10.0.0.1", NOW).refused
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def redis_client(redis_url):
     """The real Redis, with a prefix of this test's own (deleted after it)."""
@@ -175,7 +163,7 @@ def redis_client(redis_url):
 def test_a_lock_counted_in_memory_holds_after_redis_is_back(db, redis_client, monkeypatch, caplog):
     client, prefix = redis_client
     monkeypatch.setattr(throttle, "RETRY_REDIS_SECONDS", 0.0)  # Redis is asked again at every call
-    store = throttle.make_store(db.engine, f"redis://127.0.0.1:{_closed_port()}/0")
+    store = throttle.make_store(db.engine, f"redis://127.0.0.1:{free_port()}/0")
     assert isinstance(store, throttle.FallbackStore)
     t = Throttle(store)
     for _ in range(PAIR.limit):
@@ -249,7 +237,7 @@ def _hotline(tmp_path, queue_url: str, *args: str, stdin: str = "") -> subproces
 
 
 def test_user_commands_say_the_lock_store_is_unreachable_instead_of_pretending(tmp_path, redis_url):
-    down = f"redis://127.0.0.1:{_closed_port()}/0"
+    down = f"redis://127.0.0.1:{free_port()}/0"
     added = _hotline(
         tmp_path, redis_url, "user", "add", "ivanov", "--password-stdin", stdin="пароль-ивана-1\n"
     )

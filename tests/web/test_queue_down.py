@@ -1,26 +1,18 @@
 """A Redis queue that cannot be reached: logins still work, `/healthz` says what is down."""
 
-import socket
-
 import pytest
 from flask import Flask
 
 from hotline.db import Database
 from hotline.jobs import QueueWatch
+from tests.helpers import free_port
 from tests.web.conftest import login
 from web import create_app
 
 
-def closed_port() -> int:
-    """A loopback port nobody listens on (taken, then let go)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def settings(make_settings):
-    return make_settings(HOTLINE_QUEUE_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    return make_settings(HOTLINE_QUEUE_URL=f"redis://127.0.0.1:{free_port()}/0")
 
 
 @pytest.fixture

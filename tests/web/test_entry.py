@@ -6,13 +6,16 @@ import io
 
 import pytest
 from sqlalchemy import select
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import encode_multipart
 
-from hotline import registry
+from hotline import registry, users
 from hotline.models import Attachment, Request
 from hotline.storage import resolve
-from tests.web.conftest import csrf_token, post
+from tests.web.conftest import PASSWORD, csrf_token, login, post
 from tests.web.test_browser import WAIT_MS, _shot, browser, server  # noqa: F401 - fixtures
 from tests.web.test_phone_and_live import PHONE, _login, _no_sideways_scroll
+from web import create_app
 
 
 def _files(*named: tuple[str, bytes]) -> list[tuple[io.BytesIO, str, str]]:
@@ -107,6 +110,44 @@ def test_files_for_an_existing_request(engineer, app, voicemail, monkeypatch):
     with app.extensions["hotline.db"].session() as s:
         assert s.scalars(select(Attachment).where(Attachment.filename == "x.txt")).all() == []
     assert csrf_token(engineer, "/")  # the session goes on
+
+
+def test_a_request_with_files_on_either_database(any_db, make_settings):
+    settings = make_settings(HOTLINE_DATABASE_URL=any_db.url)
+    with any_db.session() as s:
+        users.create_user(s, "ivanov", password=PASSWORD, name="Иван Иванов", role="engineer")
+    client = create_app({"TESTING": True}, settings=settings, db=any_db).test_client()
+    assert login(client, "ivanov").status_code == 302
+    data = {"kind": "incident", "description": "Линия 2 стоит", "email": "a@plant.example"}
+    data["files"] = _files(("scanner.log", b"ERROR camera 2\n"), ("call.wav", b"RIFF....WAVE"))
+    response = post(client, "/requests/new", data, content_type="multipart/form-data")
+    number = response.headers["Location"].rsplit("/", 1)[-1]
+    with any_db.session() as s:
+        req = registry.get_request(s, number)
+        assert (req.channel, req.contact_email) == ("web", "a@plant.example")
+        assert sorted((a.filename, a.is_audio) for a in req.attachments) == [
+            ("call.wav", True),
+            ("scanner.log", False),
+        ]
+        assert [e.text for e in req.events if e.action == "attachment"] == [
+            "scanner.log (15 байт)",
+            "call.wav (12 байт)",
+        ]
+
+
+def test_a_body_over_the_attachment_limit_is_refused_and_saves_nothing(make_settings, db, accounts):
+    # The form's limit is HOTLINE_ATTACHMENT_MAX_BYTES (and 1 MB for the form around it).
+    settings = make_settings(HOTLINE_ATTACHMENT_MAX_BYTES="1024")
+    client = create_app({"TESTING": True}, settings=settings, db=db).test_client()
+    assert login(client, "ivanov").status_code == 302
+    fields = {"csrf_token": csrf_token(client, "/"), "kind": "incident", "description": "Журнал"}
+    fields["files"] = FileStorage(io.BytesIO(b"x" * ((1 << 20) + 2048)), "big.log")
+    boundary, body = encode_multipart(MultiDict(fields))  # in memory, as a socket would bring it
+    multipart = f"multipart/form-data; boundary={boundary}"
+    response = client.post("/requests/new", data=body, content_type=multipart)
+    assert response.status_code == 413 and "Слишком большой объём" in response.get_data(as_text=True)
+    with db.session() as s:
+        assert s.scalars(select(Request)).all() == [] and s.scalars(select(Attachment)).all() == []
 
 
 def test_uploads_need_a_login(app, voicemail):
